@@ -1,0 +1,1 @@
+"""Galleries: products, reference images, embeddings (pgvector) and each gallery's Faiss cache."""

@@ -1,0 +1,136 @@
+"""The embedded stack as one command: PostgreSQL + pgvector, Redis, migrations, a Celery worker, the web app.
+
+Services whose URL is given in the environment (DATABASE_URL, REDIS_URL) are used as they are and
+nothing embedded starts for them. Ctrl-C stops the children and the servers this launcher started.
+"""
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import re
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management import call_command
+
+from shitu_platform.embedded import EmbeddedPostgres, EmbeddedRedis, PostgresSettings, ProcessGroup, RedisSettings
+
+
+@dataclass
+class StackTimings:
+    seconds_by_step: dict[str, float] = field(default_factory=dict)
+
+    def measure(self, step: str, action: Callable[[], object]) -> object:
+        started = time.perf_counter()
+        result = action()
+        self.seconds_by_step[step] = time.perf_counter() - started
+        return result
+
+    def report(self) -> str:
+        return ", ".join(f"{step} {seconds:.2f}s" for step, seconds in self.seconds_by_step.items())
+
+
+@dataclass
+class EmbeddedServers:
+    """The servers this launcher started (None where an external one is configured)."""
+
+    postgres: EmbeddedPostgres | None = None
+    redis: EmbeddedRedis | None = None
+
+    def stop(self) -> None:
+        if self.redis is not None:
+            self.redis.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+
+def embedded_postgres() -> EmbeddedPostgres:
+    return EmbeddedPostgres(PostgresSettings(data_dir=Path(settings.VAR_DIR) / "postgres", port=settings.EMBEDDED_PG_PORT))
+
+
+def embedded_redis() -> EmbeddedRedis:
+    return EmbeddedRedis(RedisSettings(data_dir=Path(settings.VAR_DIR) / "redis", port=settings.EMBEDDED_REDIS_PORT))
+
+
+def start_servers(timings: StackTimings) -> EmbeddedServers:
+    servers = EmbeddedServers()
+    if settings.USES_EMBEDDED_DATABASE:
+        servers.postgres = embedded_postgres()
+        timings.measure("postgres", servers.postgres.start)
+    if settings.USES_EMBEDDED_REDIS:
+        servers.redis = embedded_redis()
+        timings.measure("redis", servers.redis.start)
+    return servers
+
+
+def prepare_database_and_storage(timings: StackTimings) -> None:
+    from shitu_platform.object_store import object_store
+
+    timings.measure("migrate", lambda: call_command("migrate", interactive=False, verbosity=0))
+    timings.measure("storage", lambda: object_store().ensure_ready())
+    timings.measure("collectstatic", lambda: call_command("collectstatic", interactive=False, verbosity=0))
+
+
+def start_children(group: ProcessGroup, *, host: str, port: int, web_workers: int, with_worker: bool) -> None:
+    python = sys.executable
+    child_env = {
+        "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE,
+        "SHITU_VAR_DIR": str(settings.VAR_DIR),
+        "SHITU_EMBEDDED_PG_PORT": str(settings.EMBEDDED_PG_PORT),
+        "SHITU_EMBEDDED_REDIS_PORT": str(settings.EMBEDDED_REDIS_PORT),
+    }
+    repo_root = Path(settings.BASE_DIR)
+    if with_worker:
+        group.start(
+            "worker",
+            [python, "-m", "celery", "-A", "shitu_platform", "worker", "-Q", "default,inference,training",
+             "--concurrency", "1", "--loglevel", "INFO", "-n", "embedded@%h"],
+            env=child_env, cwd=repo_root,
+        )
+    group.start(
+        "web",
+        [python, "-m", "gunicorn", "shitu_platform.wsgi:application", "--bind", f"{host}:{port}",
+         "--workers", str(web_workers), "--timeout", "120", "--access-logfile", "-"],
+        env=child_env, cwd=repo_root,
+    )
+
+
+def wait_until_ready(base_url: str, timeout: float = 60) -> dict:
+    """Poll /readyz until it answers 200; raise with its last answer otherwise."""
+    deadline = time.monotonic() + timeout
+    last_answer: object = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base_url}/readyz", timeout=3) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            last_answer = error.read().decode(errors="replace")
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
+            last_answer = str(error)
+        time.sleep(0.3)
+    raise RuntimeError(f"the web app did not become ready in {timeout:.0f}s: {last_answer}")
+
+
+def login_and_fetch_dashboard(base_url: str, username: str, password: str) -> str:
+    """Log in through the real login form (CSRF included) and return the dashboard page's HTML."""
+    cookies = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
+    login_page = opener.open(f"{base_url}/accounts/login/", timeout=10).read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login_page)
+    if token is None:
+        raise RuntimeError("login page has no CSRF token")
+    form = urllib.parse.urlencode(
+        {"username": username, "password": password, "csrfmiddlewaretoken": token.group(1), "next": "/dashboard/"}
+    ).encode()
+    request = urllib.request.Request(f"{base_url}/accounts/login/", data=form, headers={"Referer": f"{base_url}/accounts/login/"})
+    response = opener.open(request, timeout=10)
+    if not response.geturl().rstrip("/").endswith("/dashboard"):
+        raise RuntimeError(f"login did not reach the dashboard (ended at {response.geturl()})")
+    return response.read().decode()

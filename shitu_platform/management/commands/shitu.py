@@ -1,0 +1,81 @@
+"""`manage.py shitu up|demo|stop`: run the whole platform on this machine, embedded services included."""
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from shitu_platform import launcher
+from shitu_platform.embedded import EmbeddedServiceError, ProcessGroup
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM (docker stop, kill) stops the stack the same way Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+class Command(BaseCommand):
+    help = "Run ShiTu Platform locally: `up` (services, worker, web), `demo` (up + demo tenant), `stop` (stop embedded servers)."
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("action", choices=["up", "demo", "stop"])
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--web-workers", type=int, default=2)
+        parser.add_argument("--no-worker", action="store_true", help="do not start a Celery worker")
+        parser.add_argument("--smoke", action="store_true", help="start, check readiness and the demo login, then stop")
+
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
+        if action == "stop":
+            launcher.embedded_redis().stop()
+            launcher.embedded_postgres().stop()
+            self.stdout.write("embedded PostgreSQL and Redis stopped")
+            return
+        self._run(demo=action == "demo", **options)
+
+    def _run(self, *, demo: bool, host: str, port: int, web_workers: int, no_worker: bool, smoke: bool, **_: Any) -> None:
+        started = time.perf_counter()
+        timings = launcher.StackTimings()
+        try:
+            servers = launcher.start_servers(timings)
+        except EmbeddedServiceError as error:
+            raise CommandError(str(error)) from error
+        group = ProcessGroup(settings.VAR_DIR / "log", stream=not smoke)
+        signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            launcher.prepare_database_and_storage(timings)
+            login = self._demo_setup(timings) if demo else None
+            launcher.start_children(group, host=host, port=port, web_workers=web_workers, with_worker=not no_worker)
+            base_url = f"http://{host}:{port}"
+            timings.measure("web ready", lambda: launcher.wait_until_ready(base_url))
+            if login is not None:
+                page = timings.measure("demo login", lambda: launcher.login_and_fetch_dashboard(base_url, login.username, login.password))
+                if login.tenant.name not in page:
+                    raise CommandError("logged in, but the dashboard does not show the demo tenant")
+            self._announce(base_url, login, timings, time.perf_counter() - started)
+            if not smoke:
+                name, code = group.wait_any()
+                raise CommandError(f"{name} exited with code {code}; see {settings.VAR_DIR / 'log' / (name + '.log')}")
+        except KeyboardInterrupt:
+            self.stdout.write("\nstopping…")
+        finally:
+            group.stop()
+            servers.stop()
+            self.stdout.write("stopped: web, worker and the embedded servers this launcher started")
+
+    def _demo_setup(self, timings: launcher.StackTimings):
+        from shitu_platform.demo import demo_tenant_ensure
+
+        return timings.measure("demo tenant", demo_tenant_ensure)
+
+    def _announce(self, base_url: str, login: Any, timings: launcher.StackTimings, total: float) -> None:
+        self.stdout.write(self.style.SUCCESS(f"ShiTu Platform is up in {total:.1f}s: {base_url}/dashboard/"))
+        self.stdout.write(f"  steps: {timings.report()}")
+        self.stdout.write(f"  API docs: {base_url}/api/v1/docs/   admin: {base_url}/admin/   data: {settings.VAR_DIR}")
+        if login is not None:
+            self.stdout.write(f"  demo login: {login.username} / {login.password}  (tenant “{login.tenant.name}”)")
+        self.stdout.write("  Ctrl-C stops everything.")

@@ -1,0 +1,29 @@
+"""Test settings: the same settings module, pointed at a fresh embedded stack on free ports.
+
+The ports and the scratch var dir are chosen before the base settings are read and are
+exported, so child processes (Celery workers, the launcher under test) see the same stack.
+"""
+import os
+import socket
+import tempfile
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+os.environ.setdefault("SHITU_EMBEDDED_PG_PORT", str(_free_port()))
+os.environ.setdefault("SHITU_EMBEDDED_REDIS_PORT", str(_free_port()))
+if "SHITU_VAR_DIR" not in os.environ:
+    scratch = tempfile.mkdtemp(prefix="shitu-test-")
+    os.chmod(scratch, 0o711)  # PostgreSQL runs as an unprivileged user when we are root: it must enter
+    os.environ["SHITU_VAR_DIR"] = scratch
+
+from shitu_platform.settings import *  # noqa: E402,F401,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests only
+WHITENOISE_USE_FINDERS = True  # serve static files straight from the apps; no collectstatic in tests
+WHITENOISE_AUTOREFRESH = True
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405

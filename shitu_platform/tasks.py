@@ -1,0 +1,7 @@
+"""Platform-level tasks: a round trip that proves a worker is consuming."""
+from celery import shared_task
+
+
+@shared_task(name="shitu_platform.ping")
+def ping() -> str:
+    return "pong"

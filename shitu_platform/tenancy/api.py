@@ -1,0 +1,67 @@
+"""REST endpoints for the caller's tenant, its API keys and members."""
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from shitu_platform.tenancy.context import tenant_context
+from shitu_platform.tenancy.models import ApiKey, Membership, Role, role_at_least
+from shitu_platform.tenancy.scoping import TenantScopedAPIMixin
+from shitu_platform.tenancy.serializers import (
+    ApiKeyCreatedSerializer,
+    ApiKeyCreateSerializer,
+    ApiKeySerializer,
+    MembershipSerializer,
+    TenantSerializer,
+)
+from shitu_platform.tenancy.services import api_key_create, api_key_revoke
+
+
+class CurrentTenantView(APIView):
+    @extend_schema(responses=TenantSerializer)
+    def get(self, request: Request) -> Response:
+        context = tenant_context(request)
+        data = dict(TenantSerializer(context.tenant).data, role=context.role)
+        return Response(data)
+
+
+class ApiKeyViewSet(TenantScopedAPIMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """API keys of the caller's tenant. Managing keys needs the admin role."""
+
+    scoped_model = ApiKey
+    serializer_class = ApiKeySerializer
+    read_role = Role.ADMIN
+    write_role = Role.ADMIN
+
+    @extend_schema(request=ApiKeyCreateSerializer, responses={201: ApiKeyCreatedSerializer})
+    def create(self, request: Request) -> Response:
+        params = ApiKeyCreateSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        role = params.validated_data["role"]
+        if not role_at_least(self.tenant_context.role, role):
+            raise exceptions.PermissionDenied("A key cannot have a higher role than its creator.")
+        creator = self.tenant_context.user
+        api_key, raw_key = api_key_create(tenant=self.tenant, name=params.validated_data["name"], role=role, created_by=creator)
+        body = dict(ApiKeySerializer(api_key).data, key=raw_key)
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=ApiKeySerializer)
+    @action(detail=True, methods=["post"])
+    def revoke(self, request: Request, pk: Any = None) -> Response:
+        api_key = api_key_revoke(api_key=self.get_object())
+        return Response(ApiKeySerializer(api_key).data)
+
+
+class MembershipViewSet(TenantScopedAPIMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    scoped_model = Membership
+    serializer_class = MembershipSerializer
+    read_role = Role.ADMIN
+
+    def safely_get_queryset(self, queryset: Any) -> Any:
+        return queryset.select_related("user")

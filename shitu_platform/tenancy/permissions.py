@@ -1,0 +1,34 @@
+"""DRF permission: the caller belongs to a tenant, with a role high enough for the method."""
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import exceptions, permissions
+
+from shitu_platform.tenancy.context import tenant_context
+from shitu_platform.tenancy.models import Role
+
+
+def required_role_for(view: Any, method: str) -> str:
+    """Views declare `read_role` / `write_role` (and `action_roles` per viewset action)."""
+    action = getattr(view, "action", None)
+    action_roles = getattr(view, "action_roles", {})
+    if action in action_roles:
+        return action_roles[action]
+    if method in permissions.SAFE_METHODS:
+        return getattr(view, "read_role", Role.VIEWER)
+    return getattr(view, "write_role", Role.MEMBER)
+
+
+class HasTenantRole(permissions.BasePermission):
+    def has_permission(self, request: Any, view: Any) -> bool:
+        if getattr(view, "tenant_free", False):
+            return True
+        if not (request.user and request.user.is_authenticated):
+            raise exceptions.NotAuthenticated()
+        context = tenant_context(request)
+        if context is None:
+            raise exceptions.PermissionDenied("You are not a member of any tenant.")
+        if not context.allows(required_role_for(view, request.method)):
+            raise exceptions.PermissionDenied(f"This needs the '{required_role_for(view, request.method)}' role.")
+        return True

@@ -1,0 +1,89 @@
+"""The one door to tenant-owned rows, for API views and dashboard views alike.
+
+Views name a `scoped_model`; the mixins build the queryset from `scoped_model.objects.for_tenant()`
+and let subclasses narrow it in `safely_get_queryset`. Overriding `get_queryset` is refused at
+class creation, so a view cannot drop the tenant filter by accident. A read that must cross
+tenants (staff tools) uses `dangerously_unscoped()`, which stands out in review.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+
+from shitu_platform.tenancy.context import TenantContext, tenant_context
+from shitu_platform.tenancy.models import Role, Tenant, TenantOwnedModel
+
+
+def scoped(model: type[TenantOwnedModel], tenant: Tenant) -> QuerySet:
+    """Every tenant-owned read starts here."""
+    return model.objects.for_tenant(tenant)
+
+
+def dangerously_unscoped(model: type[TenantOwnedModel]) -> QuerySet:
+    """All tenants' rows: only for platform staff tools and background sweeps."""
+    return model.objects.all()
+
+
+class _ScopedQuerysetMixin:
+    scoped_model: type[TenantOwnedModel]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "get_queryset" in cls.__dict__:
+            raise TypeError(f"{cls.__name__} overrides get_queryset; override safely_get_queryset instead")
+
+    @property
+    def tenant_context(self) -> TenantContext:
+        context = tenant_context(self.request)  # type: ignore[attr-defined]
+        if context is None:
+            raise PermissionDenied("no tenant")
+        return context
+
+    @property
+    def tenant(self) -> Tenant:
+        return self.tenant_context.tenant
+
+    def get_queryset(self) -> QuerySet:
+        return self.safely_get_queryset(scoped(self.scoped_model, self.tenant))
+
+    def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
+        return queryset
+
+
+class TenantScopedAPIMixin(_ScopedQuerysetMixin):
+    """For DRF generic views and viewsets; new rows get the request's tenant."""
+
+    def perform_create(self, serializer: Any) -> None:
+        serializer.save(tenant=self.tenant)
+
+
+class TenantDashboardMixin(LoginRequiredMixin):
+    """For dashboard views: a logged-in member of some tenant, with at least `required_role`."""
+
+    required_role: str = Role.VIEWER
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return self.handle_no_permission()
+        context = tenant_context(request)
+        if context is None:
+            raise Http404("You are not a member of any tenant.")
+        if not context.allows(self.required_role):
+            raise PermissionDenied(f"This needs the '{self.required_role}' role.")
+        return super().dispatch(request, *args, **kwargs)
+
+    @property
+    def tenant_context(self) -> TenantContext:
+        return tenant_context(self.request)  # type: ignore[attr-defined,return-value]
+
+    @property
+    def tenant(self) -> Tenant:
+        return self.tenant_context.tenant
+
+
+class TenantScopedDashboardMixin(TenantDashboardMixin, _ScopedQuerysetMixin):
+    """Dashboard views over one tenant-owned model (DetailView, ListView, ...)."""

@@ -1,0 +1,68 @@
+"""Dashboard pages for the tenant: overview, tenant switch, API keys."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.views import View
+from django.views.generic import DetailView, ListView, TemplateView
+from django.views.generic.detail import SingleObjectMixin
+
+from shitu_platform.tenancy.context import select_tenant
+from shitu_platform.tenancy.models import ApiKey, Role
+from shitu_platform.tenancy.scoping import TenantDashboardMixin, TenantScopedDashboardMixin
+from shitu_platform.tenancy.services import api_key_create, api_key_revoke
+
+
+class HomeView(TenantDashboardMixin, TemplateView):
+    template_name = "dashboard/home.html"
+
+
+class SwitchTenantView(TenantDashboardMixin, View):
+    def post(self, request: HttpRequest) -> HttpResponse:
+        try:
+            tenant_id = int(request.POST.get("tenant_id", ""))
+        except ValueError:
+            tenant_id = -1
+        if not select_tenant(request, tenant_id):
+            messages.error(request, "You are not a member of that tenant.")
+        return redirect("dashboard:home")
+
+
+class ApiKeyListView(TenantScopedDashboardMixin, ListView):
+    scoped_model = ApiKey
+    required_role = Role.ADMIN
+    template_name = "dashboard/api_keys.html"
+    context_object_name = "api_keys"
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        name = request.POST.get("name", "").strip()[:100]
+        role = request.POST.get("role", Role.MEMBER)
+        if not name or role not in {Role.ADMIN, Role.MEMBER, Role.VIEWER}:
+            messages.error(request, "Give the key a name and a role.")
+            return redirect("dashboard:api-keys")
+        api_key, raw_key = api_key_create(tenant=self.tenant, name=name, role=role, created_by=request.user)
+        # The plaintext is rendered once, in this response, and never stored.
+        self.object_list = self.get_queryset()
+        context = self.get_context_data(new_key=raw_key, new_api_key=api_key)
+        return self.render_to_response(context)
+
+
+class ApiKeyDetailView(TenantScopedDashboardMixin, DetailView):
+    scoped_model = ApiKey
+    required_role = Role.ADMIN
+    template_name = "dashboard/api_key_detail.html"
+    context_object_name = "api_key"
+
+
+class ApiKeyRevokeView(TenantScopedDashboardMixin, SingleObjectMixin, View):
+    scoped_model = ApiKey
+    required_role = Role.ADMIN
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseRedirect:
+        api_key = api_key_revoke(api_key=self.get_object())
+        messages.success(request, f"Key “{api_key.name}” revoked.")
+        return HttpResponseRedirect(reverse("dashboard:api-keys"))

@@ -1,0 +1,151 @@
+"""Session-wide real services: PostgreSQL + pgvector and Redis, started by the launcher's own code.
+
+Nothing embedded starts when DATABASE_URL / REDIS_URL are set (then those servers are used).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from shitu_platform.embedded import EmbeddedPostgres, EmbeddedRedis, PostgresSettings, RedisSettings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def embedded_postgres() -> Iterator[EmbeddedPostgres | None]:
+    if not settings.USES_EMBEDDED_DATABASE:
+        yield None
+        return
+    server = EmbeddedPostgres(
+        PostgresSettings(data_dir=Path(settings.VAR_DIR) / "postgres", port=settings.EMBEDDED_PG_PORT)
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(embedded_postgres: EmbeddedPostgres | None) -> None:
+    """Runs before pytest-django creates the test database, so the server is up by then."""
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    if not settings.USES_EMBEDDED_REDIS:
+        yield settings.REDIS_URL
+        return
+    server = EmbeddedRedis(RedisSettings(data_dir=Path(settings.VAR_DIR) / "redis", port=settings.EMBEDDED_REDIS_PORT))
+    url = server.start()
+    yield url
+    server.stop()
+
+
+def _test_database_url() -> str:
+    db = settings.DATABASES["default"]
+    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+@pytest.fixture()
+def celery_worker(redis_url: str, transactional_db: None) -> Iterator[subprocess.Popen]:
+    """A real Celery worker process on the test database; tests using it see committed rows only."""
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="shitu_platform.settings_test", DATABASE_URL=_test_database_url())
+    if not settings.USES_EMBEDDED_REDIS:
+        env["REDIS_URL"] = settings.REDIS_URL
+    log_path = Path(settings.VAR_DIR) / "celery-worker.log"
+    with log_path.open("ab") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "shitu_platform", "worker", "--pool", "solo",
+             "-Q", "default,inference,training", "--loglevel", "INFO", "-n", f"test-{os.getpid()}@%h"],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_for_worker(worker, log_path)
+        yield worker
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def _wait_for_worker(worker: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise RuntimeError(f"celery worker exited early:\n{log_path.read_text()[-3000:]}")
+        if "ready." in log_path.read_text(errors="replace"):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"celery worker not ready after {timeout}s:\n{log_path.read_text()[-3000:]}")
+
+
+# --- factories for tenant-owned fixtures ---
+
+class TenantWorld:
+    """A tenant with one user per role, and helpers to call the API as them."""
+
+    def __init__(self, name: str) -> None:
+        from django.contrib.auth import get_user_model
+
+        from shitu_platform.tenancy.models import Role
+        from shitu_platform.tenancy.services import membership_set, tenant_create
+
+        user_model = get_user_model()
+        slug = name.lower().replace(" ", "-")
+        self.password = "correct-horse-battery"
+        self.owner = user_model.objects.create_user(f"{slug}-owner", password=self.password)
+        self.tenant = tenant_create(name=name, owner=self.owner)
+        self.users = {Role.OWNER: self.owner}
+        for role in (Role.ADMIN, Role.MEMBER, Role.VIEWER):
+            user = user_model.objects.create_user(f"{slug}-{role}", password=self.password)
+            membership_set(tenant=self.tenant, user=user, role=role)
+            self.users[role] = user
+
+    def api_key(self, role: str = "member") -> str:
+        from shitu_platform.tenancy.services import api_key_create
+
+        _, raw_key = api_key_create(tenant=self.tenant, name=f"test {role}", role=role)
+        return raw_key
+
+    def client(self, role: str = "owner"):
+        """A logged-in Django test client (dashboard and session-authenticated API)."""
+        from django.test import Client
+
+        client = Client()
+        client.force_login(self.users[role])
+        return client
+
+    def key_client(self, role: str = "member"):
+        """A DRF client authenticated by an API key of this tenant."""
+        from rest_framework.test import APIClient
+
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {self.api_key(role)}")
+        return client
+
+
+@pytest.fixture()
+def tenant_a(db: None) -> TenantWorld:
+    return TenantWorld("Acme Foods")
+
+
+@pytest.fixture()
+def tenant_b(db: None) -> TenantWorld:
+    return TenantWorld("Bolt Drinks")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def object_store_ready() -> None:
+    """The object store's bucket/root exists, as the launcher makes it at start-up."""
+    from shitu_platform.object_store import object_store
+
+    object_store().ensure_ready()

@@ -1,0 +1,1 @@
+"""Training: model versions, fine-tuning jobs and evaluation."""
