@@ -205,10 +205,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Product recognition (PP-ShiTuV2) for retailers: galleries, recognition, fine-tuning.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {"ApiKeyAuth": {"type": "apiKey", "in": "header", "name": "Authorization"}}
+    "ENUM_NAME_OVERRIDES": {
+        "RoleEnum": "shitu_platform.tenancy.models.Role",
+        "ApiKeyRoleEnum": [("admin", "Admin"), ("member", "Member"), ("viewer", "Viewer")],
     },
-    "SECURITY": [{"ApiKeyAuth": []}],
 }
 
 # API keys: updating last_used_at on every request would turn reads into writes.

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from shitu_platform.tenancy.models import ApiKey
@@ -49,3 +50,13 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return value.strip()
         x_api_key = request.META.get("HTTP_X_API_KEY", "").strip()
         return x_api_key or None
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    """Documents API-key auth in the OpenAPI schema (registered on import)."""
+
+    target_class = ApiKeyAuthentication
+    name = "ApiKeyAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "apiKey", "in": "header", "name": "Authorization", "description": "`Api-Key shitu_…` (or the `X-API-Key` header)"}
