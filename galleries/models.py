@@ -1,0 +1,85 @@
+"""Galleries hold products; products hold reference images; each ready image has embeddings in pgvector."""
+from __future__ import annotations
+
+from django.db import models
+from pgvector.django import VectorField
+
+from shitu_platform.tenancy.models import TenantOwnedModel
+
+FEATURE_DIM = 512
+
+
+class Gallery(TenantOwnedModel):
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    # Bumped by every change to the gallery's searchable vectors; caches carry the version they were built from.
+    index_version = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="gallery_unique_name_per_tenant")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Product(TenantOwnedModel):
+    """A label (SKU) to recognise. Labels are free text: spaces and any script are kept whole."""
+
+    gallery = models.ForeignKey(Gallery, on_delete=models.CASCADE, related_name="products")
+    label = models.CharField(max_length=200)
+    sku = models.CharField(max_length=100, blank=True)
+    display_name = models.CharField(max_length=300, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["label"]
+        constraints = [models.UniqueConstraint(fields=["gallery", "label"], name="product_unique_label_per_gallery")]
+
+    def __str__(self) -> str:
+        return self.display_name or self.label
+
+
+class ReferenceImage(TenantOwnedModel):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    gallery = models.ForeignKey(Gallery, on_delete=models.CASCADE, related_name="reference_images")
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="reference_images")
+    object_key = models.CharField(max_length=900)
+    checksum = models.CharField(max_length=64, help_text="SHA-256 of the stored bytes; re-imports skip known checksums")
+    size_bytes = models.PositiveBigIntegerField()
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    bbox = models.JSONField(null=True, blank=True, help_text="[xmin, ymin, xmax, ymax] of the product, if known")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    failure_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["gallery", "checksum"], name="reference_image_unique_checksum_per_gallery")
+        ]
+        indexes = [models.Index(fields=["gallery", "status"])]
+
+
+class Embedding(TenantOwnedModel):
+    """One L2-normalised feature of a reference image, made by one extractor model."""
+
+    gallery = models.ForeignKey(Gallery, on_delete=models.CASCADE, related_name="embeddings")
+    reference_image = models.ForeignKey(ReferenceImage, on_delete=models.CASCADE, related_name="embeddings")
+    model_key = models.CharField(max_length=120, help_text="the extractor that made it: manifest name@version")
+    vector = VectorField(dimensions=FEATURE_DIM)
+    box = models.JSONField(null=True, blank=True, help_text="the crop the vector came from, [xmin, ymin, xmax, ymax]")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["reference_image", "model_key"], name="embedding_unique_per_image_and_model")
+        ]
+        indexes = [models.Index(fields=["gallery", "model_key"])]

@@ -1,0 +1,54 @@
+from rest_framework import serializers
+
+from galleries.models import Gallery, Product, ReferenceImage
+from shitu_platform.tenancy.fields import TenantScopedPrimaryKeyRelatedField
+
+
+class GallerySerializer(serializers.ModelSerializer):
+    product_count = serializers.IntegerField(read_only=True)
+    image_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Gallery
+        fields = ["id", "name", "description", "index_version", "product_count", "image_count", "created_at"]
+        read_only_fields = ["id", "index_version", "created_at"]
+
+
+class ProductSerializer(serializers.ModelSerializer):
+    gallery = TenantScopedPrimaryKeyRelatedField(Gallery)
+    image_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Product
+        fields = ["id", "gallery", "label", "sku", "display_name", "attributes", "image_count", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+    def validate_label(self, label: str) -> str:
+        if not label.strip():
+            raise serializers.ValidationError("A label needs at least one visible character.")
+        return label.strip()
+
+    def validate_attributes(self, attributes: object) -> dict:
+        if not isinstance(attributes, dict) or not all(isinstance(k, str) for k in attributes):
+            raise serializers.ValidationError("Attributes are an object of string keys.")
+        return attributes
+
+    def validate(self, data: dict) -> dict:
+        gallery = data.get("gallery") or getattr(self.instance, "gallery", None)
+        label = data.get("label") or getattr(self.instance, "label", None)
+        clash = Product.objects.filter(gallery=gallery, label=label)
+        if self.instance is not None:
+            clash = clash.exclude(pk=self.instance.pk)
+        if gallery is not None and clash.exists():
+            raise serializers.ValidationError({"label": "This gallery already has a product with this label."})
+        if self.instance is not None and "gallery" in data and data["gallery"] != self.instance.gallery:
+            raise serializers.ValidationError({"gallery": "A product cannot move to another gallery."})
+        return data
+
+
+class ReferenceImageSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ReferenceImage
+        fields = ["id", "gallery", "product", "checksum", "size_bytes", "width", "height", "bbox", "status",
+                  "failure_reason", "created_at"]
+        read_only_fields = fields
