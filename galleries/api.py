@@ -3,14 +3,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import viewsets
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
 
-from galleries import selectors
+from galleries import selectors, services
+from recognition.engine.errors import FileTooLarge
 from galleries.models import Gallery, Product, ReferenceImage
-from galleries.serializers import GallerySerializer, ProductSerializer, ReferenceImageSerializer
+from galleries.serializers import GallerySerializer, ImageUploadSerializer, ProductSerializer, ReferenceImageSerializer
 from shitu_platform.tenancy.scoping import TenantScopedAPIMixin
 
 
@@ -34,6 +40,30 @@ class GalleryViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
 class ProductViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
     scoped_model = Product
     serializer_class = ProductSerializer
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    @extend_schema(
+        request={"multipart/form-data": ImageUploadSerializer},
+        responses={201: ReferenceImageSerializer(many=True)},
+        description="Upload one or more reference images (field `image`, repeatable). Same bytes twice are stored once.",
+    )
+    @action(detail=True, methods=["post"], url_path="images")
+    def upload_images(self, request: Request, pk: Any = None) -> Response:
+        product = self.get_object()
+        params = ImageUploadSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        files = request.FILES.getlist("image")
+        if not files:
+            raise serializers.ValidationError({"image": "Attach at least one file in the `image` field."})
+        for upload in files:  # refuse before reading: a huge upload never enters memory
+            if upload.size > settings.SHITU_MAX_IMAGE_BYTES:
+                raise FileTooLarge(f"{upload.name} is {upload.size} bytes, limit {settings.SHITU_MAX_IMAGE_BYTES}")
+        outcomes = [
+            services.reference_image_upload(product=product, data=upload.read(), bbox=params.validated_data.get("bbox"))
+            for upload in files
+        ]
+        body = [dict(ReferenceImageSerializer(o.reference_image).data, created=o.created) for o in outcomes]
+        return Response(body, status=status.HTTP_201_CREATED)
 
     def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
         params = self.request.query_params
@@ -43,9 +73,12 @@ class ProductViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
         return selectors.products_with_counts(selectors.products_filtered(queryset, label=params.get("label"), attributes=attributes))
 
 
-class ReferenceImageViewSet(TenantScopedAPIMixin, viewsets.ReadOnlyModelViewSet):
+class ReferenceImageViewSet(TenantScopedAPIMixin, mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
     scoped_model = ReferenceImage
     serializer_class = ReferenceImageSerializer
+
+    def perform_destroy(self, instance: ReferenceImage) -> None:
+        services.reference_image_delete(reference_image=instance)
 
     def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
         params: Any = self.request.query_params

@@ -52,3 +52,13 @@ class ReferenceImageSerializer(serializers.ModelSerializer):
         fields = ["id", "gallery", "product", "checksum", "size_bytes", "width", "height", "bbox", "status",
                   "failure_reason", "created_at"]
         read_only_fields = fields
+
+
+class ImageUploadSerializer(serializers.Serializer):
+    image = serializers.ListField(child=serializers.FileField(allow_empty_file=True), required=False, help_text="one or more image files")
+    bbox = serializers.JSONField(required=False, help_text="[xmin, ymin, xmax, ymax] of the product in the image(s)")
+
+    def validate_bbox(self, bbox: object) -> list[float]:
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
+            raise serializers.ValidationError("bbox is a JSON list [xmin, ymin, xmax, ymax].")
+        return [float(v) for v in bbox]

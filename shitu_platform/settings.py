@@ -168,9 +168,16 @@ OBJECT_STORE = {
     "S3_REGION": env_str("S3_REGION", ""),
 }
 
+# --- image intake limits (every upload path; see recognition/engine/imageio.py) ---
+SHITU_MAX_IMAGE_BYTES = env_int("SHITU_MAX_IMAGE_BYTES", 20 * 1024 * 1024)
+SHITU_MAX_IMAGE_PIXELS = env_int("SHITU_MAX_IMAGE_PIXELS", 40_000_000)
+
 # --- models (PP-ShiTuV2 inference models; see recognition/engine/models.py) ---
 MODELS_ROOT = Path(env_str("SHITU_MODELS_ROOT", str(VAR_DIR / "models")))
 ENGINE_THREADS = env_int("SHITU_ENGINE_THREADS", 2)
+SHITU_EXTRACTOR = env_str("SHITU_EXTRACTOR")  # name or name@version; empty: newest installed
+SHITU_DETECTOR = env_str("SHITU_DETECTOR")
+SHITU_INDEX_TYPE = env_str("SHITU_INDEX_TYPE", "auto")  # auto | Flat | HNSW32 | IVF
 
 # --- Celery: job state lives in the database; the broker only carries ids ---
 CELERY_BROKER_URL = REDIS_URL

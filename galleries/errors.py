@@ -1,0 +1,6 @@
+from shitu_platform.errors import PlatformError
+
+
+class InvalidBoundingBox(PlatformError):
+    code = "invalid_bbox"
+    http_status = 400

@@ -1,0 +1,174 @@
+"""Writes for galleries: adding reference images (object first, then row) and removing them (row, then object)."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from galleries.models import Gallery, Product, ReferenceImage
+from recognition.engine.boxes import crop
+from recognition.engine.imageio import load_image, sniff_format
+from shitu_platform.object_store import object_store
+from shitu_platform.storage import tenant_key
+from shitu_platform.tenancy.scoping import scoped
+
+CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "bmp": "image/bmp", "gif": "image/gif"}
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    reference_image: ReferenceImage
+    created: bool  # False when the gallery already had these exact bytes
+
+
+def reference_image_object_key(*, gallery: Gallery, checksum: str) -> str:
+    return tenant_key(gallery.tenant_id, "galleries", str(gallery.pk), "images", checksum)
+
+
+def reference_image_upload(*, product: Product, data: bytes, bbox: list[float] | None = None) -> UploadOutcome:
+    """Validate and store an image of `product`, then record it as pending; embedding happens in a worker.
+
+    Idempotent by content: the same bytes in the same gallery return the existing row. The object is written
+    before the row, so a crash between the two leaves only an orphan object that the sweep removes.
+    """
+    pixels = load_image(data, max_bytes=settings.SHITU_MAX_IMAGE_BYTES, max_pixels=settings.SHITU_MAX_IMAGE_PIXELS)
+    height, width = pixels.shape[:2]
+    bbox = _checked_bbox(bbox, width=width, height=height)
+    gallery = product.gallery
+    checksum = hashlib.sha256(data).hexdigest()
+    existing = scoped(ReferenceImage, product.tenant).filter(gallery=gallery, checksum=checksum).first()
+    if existing is not None:
+        return UploadOutcome(existing, created=False)
+    key = reference_image_object_key(gallery=gallery, checksum=checksum)
+    object_store().put(key, data, content_type=CONTENT_TYPES.get(sniff_format(data) or "", "application/octet-stream"))
+    try:
+        with transaction.atomic():
+            reference_image = ReferenceImage(
+                tenant=product.tenant, gallery=gallery, product=product, object_key=key, checksum=checksum,
+                size_bytes=len(data), width=width, height=height, bbox=bbox,
+            )
+            reference_image.save()
+    except IntegrityError:  # a concurrent upload of the same bytes won the race
+        return UploadOutcome(scoped(ReferenceImage, product.tenant).get(gallery=gallery, checksum=checksum), created=False)
+    _enqueue_embedding([reference_image.pk])
+    return UploadOutcome(reference_image, created=True)
+
+
+def reference_image_delete(*, reference_image: ReferenceImage) -> None:
+    """Remove the row (and its embeddings) now; the object goes with the next storage sweep."""
+    with transaction.atomic():
+        gallery_id = reference_image.gallery_id
+        reference_image.delete()
+        gallery_version_bump(gallery_id=gallery_id)
+
+
+def gallery_version_bump(*, gallery_id: int) -> None:
+    """Searchable content changed: caches built from an older version refresh on their next use."""
+    Gallery.objects.filter(pk=gallery_id).update(index_version=F("index_version") + 1)
+
+
+def _enqueue_embedding(reference_image_ids: list[int]) -> None:
+    from galleries.tasks import embed_reference_images
+
+    transaction.on_commit(lambda: embed_reference_images.apply_async(args=[reference_image_ids], queue="default"))
+
+
+def _checked_bbox(bbox: list[float] | None, *, width: int, height: int) -> list[float] | None:
+    from galleries.errors import InvalidBoundingBox
+
+    if bbox is None:
+        return None
+    if len(bbox) != 4:
+        raise InvalidBoundingBox("bbox is [xmin, ymin, xmax, ymax]")
+    xmin, ymin, xmax, ymax = (float(v) for v in bbox)
+    if not (0 <= xmin < xmax <= width and 0 <= ymin < ymax <= height):
+        raise InvalidBoundingBox(f"bbox {bbox} is not inside the {width}x{height} image")
+    if (xmax - xmin) < 8 or (ymax - ymin) < 8:
+        raise InvalidBoundingBox("bbox is smaller than 8x8 px")
+    return [xmin, ymin, xmax, ymax]
+
+
+@dataclass(frozen=True)
+class EmbedOutcome:
+    ready: int
+    failed: int
+    skipped: int
+
+
+def reference_images_embed(*, reference_image_ids: list[int]) -> EmbedOutcome:
+    """Embed pending images in one extractor call and write their vectors; safe to run twice (idempotent).
+
+    Per image: the given bbox, else the detector's best box, else the whole image. An image that cannot be
+    read or decoded is marked failed with the reason; the others still succeed.
+    """
+    from recognition.model_registry import active_detector, active_extractor
+
+    # Runs in a worker for ids it was handed by a tenant-scoped upload; rows are re-read with their tenant.
+    images = list(
+        ReferenceImage.objects.filter(pk__in=reference_image_ids, status=ReferenceImage.Status.PENDING).select_related("gallery")
+    )
+    skipped = len(reference_image_ids) - len(images)
+    extractor = active_extractor()
+    detector = active_detector()
+    crops, boxes, ok_images, failed = [], [], [], 0
+    for reference_image in images:
+        try:
+            pixels = load_image(object_store().get(reference_image.object_key), max_pixels=settings.SHITU_MAX_IMAGE_PIXELS,
+                                max_bytes=settings.SHITU_MAX_IMAGE_BYTES)
+        except Exception as error:  # noqa: BLE001 - any failure of one image is recorded on that image
+            _mark_failed(reference_image, f"{getattr(error, 'code', type(error).__name__)}: {error}")
+            failed += 1
+            continue
+        box = reference_image.bbox or _main_object_box(detector, pixels)
+        crops.append(pixels if box is None else crop(pixels, box))
+        boxes.append(box)
+        ok_images.append(reference_image)
+    if ok_images:
+        vectors = extractor.model.extract(crops)
+        _store_embeddings(ok_images, vectors, boxes, extractor.key)
+    return EmbedOutcome(ready=len(ok_images), failed=failed, skipped=skipped)
+
+
+def _store_embeddings(images: list[ReferenceImage], vectors, boxes, model_key: str) -> None:
+    from galleries.models import Embedding
+
+    with transaction.atomic():
+        for reference_image, vector, box in zip(images, vectors, boxes, strict=True):
+            Embedding.objects.update_or_create(
+                reference_image=reference_image, model_key=model_key,
+                defaults={"vector": vector.tolist(), "box": box},
+                create_defaults={"tenant_id": reference_image.tenant_id, "gallery_id": reference_image.gallery_id,
+                                 "vector": vector.tolist(), "box": box},
+            )
+        ReferenceImage.objects.filter(pk__in=[i.pk for i in images]).update(status=ReferenceImage.Status.READY, failure_reason="")
+        for gallery_id in {i.gallery_id for i in images}:
+            gallery_version_bump(gallery_id=gallery_id)
+
+
+def _mark_failed(reference_image: ReferenceImage, reason: str) -> None:
+    ReferenceImage.objects.filter(pk=reference_image.pk).update(status=ReferenceImage.Status.FAILED, failure_reason=reason[:2000])
+
+
+def _main_object_box(detector, pixels) -> list[float] | None:
+    """The detector's highest-scoring box (the product fills most of a reference photo), or None for the whole image."""
+    if detector is None:
+        return None
+    boxes = [b for b in detector.model.detect(pixels) if b.score >= 0.2]
+    if not boxes:
+        return None
+    best = max(boxes, key=lambda b: b.score)
+    return [best.xmin, best.ymin, best.xmax, best.ymax]
+
+
+def gallery_indexes_refresh(*, reference_image_ids: list[int]) -> None:
+    """Refresh this worker's caches of the galleries these images belong to, and persist them for other workers."""
+    from galleries.indexing import gallery_index_cache, persist
+    from recognition.model_registry import active_extractor
+
+    model_key = active_extractor().key
+    gallery_ids = set(ReferenceImage.objects.filter(pk__in=reference_image_ids).values_list("gallery_id", flat=True))
+    for gallery in Gallery.objects.filter(pk__in=gallery_ids).select_related("tenant"):
+        persist(gallery, gallery_index_cache.get(gallery, model_key))
