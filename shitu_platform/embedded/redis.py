@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from shitu_platform.embedded.supervisor import (
+    EmbeddedServiceError,
     ServiceNotFound,
     ServiceStartFailed,
     ensure_port_free,
@@ -73,13 +75,17 @@ class EmbeddedRedis:
 
     def start(self, timeout: float = 20) -> str:
         """Start unless already running, wait until *our* server answers PING, return the URL."""
+        deadline = time.monotonic() + timeout
         log_offset = _size(self.log_path)
+        running_pid = self._running_pid()
+        if running_pid is not None:
+            self._check_running_port(running_pid)
+            # it may be dying (just killed): then it stops being "running" and we start a new one
+            wait_until(lambda: self._answers_ping(log_offset) or self._running_pid() is None, timeout=timeout)
         if self._running_pid() is None:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            self.pid_path.unlink(missing_ok=True)  # stale after kill -9; redis would just overwrite it
-            ensure_port_free(self.settings.host, self.settings.port, service="Redis")
             self._launch()
-        if not wait_until(lambda: self._answers_ping(log_offset), timeout=timeout, interval=0.01):
+        remaining = max(0.0, deadline - time.monotonic())
+        if not wait_until(lambda: self._answers_ping(log_offset), timeout=remaining, interval=0.01):
             raise ServiceStartFailed(
                 f"Redis did not answer PING on {self.settings.host}:{self.settings.port} within {timeout:.0f}s.\n"
                 f"--- {self.log_path} ---\n{log_tail(self.log_path)}"
@@ -87,19 +93,17 @@ class EmbeddedRedis:
         return self.url
 
     def stop(self, timeout: float = 10) -> None:
-        """SHUTDOWN NOSAVE through the socket; SIGTERM then SIGKILL by pid if it does not go away."""
+        """SIGTERM the pid from the pid file (Redis exits cleanly on it), SIGKILL after `timeout`.
+
+        A signal, not SHUTDOWN over TCP: it reaches exactly our process even if the port setting changed.
+        """
         pid = self._running_pid()
         if pid is None:
             return
-        try:
-            self._client().shutdown(nosave=True)
-        except redis_client.RedisError:
-            pass  # the connection drops when the server exits; or it is not answering: signal below
-        if not wait_until(lambda: not pid_alive(pid), timeout=timeout):
-            _kill(pid, signal.SIGTERM)
-            if not wait_until(lambda: not pid_alive(pid), timeout=5):
-                _kill(pid, signal.SIGKILL)
-                wait_until(lambda: not pid_alive(pid), timeout=5)
+        _kill(pid, signal.SIGTERM)
+        if not wait_until(lambda: not pid_alive(pid), timeout=timeout, interval=0.01):
+            _kill(pid, signal.SIGKILL)
+            wait_until(lambda: not pid_alive(pid), timeout=5)
         self.pid_path.unlink(missing_ok=True)
 
     # -----------------------------------------------------------------------------------------
@@ -107,6 +111,9 @@ class EmbeddedRedis:
     def _launch(self) -> None:
         """redis-server daemonizes (forks, parent exits) so it is not tied to this process' lifetime."""
         s = self.settings
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.pid_path.unlink(missing_ok=True)  # stale after kill -9; redis would just overwrite it
+        ensure_port_free(s.host, s.port, service="Redis")
         command = [
             find_redis_server(),
             "--port", str(s.port), "--bind", s.host, "--daemonize", "yes",
@@ -119,6 +126,19 @@ class EmbeddedRedis:
             raise ServiceStartFailed(
                 f"redis-server failed to start (exit {result.returncode}): {result.stderr or result.stdout}\n"
                 f"--- {self.log_path} ---\n{log_tail(self.log_path)}"
+            )
+
+    def _check_running_port(self, pid: int) -> None:
+        """Running for this data dir but on another port (settings changed): say so instead of timing out."""
+        try:
+            title = " ".join(psutil.Process(pid).cmdline())  # redis sets it to "redis-server host:port"
+        except psutil.Error:
+            return
+        if ":" in title and not title.rstrip().endswith(f":{self.settings.port}"):
+            raise EmbeddedServiceError(
+                f"Redis for {self.data_dir} is already running as {title!r}, not on port {self.settings.port}: "
+                "stop it first.",
+                code="running_with_other_settings",
             )
 
     def _answers_ping(self, log_offset: int) -> bool:

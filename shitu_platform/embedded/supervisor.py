@@ -93,7 +93,11 @@ def log_tail(path: Path, lines: int = 15) -> str:
 
 
 def pid_alive(pid: int) -> bool:
-    """True while a process with this pid exists (zombies of our own children count as dead)."""
+    """True while a process with this pid exists and has not finished exiting.
+
+    A zombie counts as dead (in containers pid 1 may reap it seconds later), but only once all its
+    threads are gone: a zombie leader with live threads (Redis' bio threads) still holds its sockets.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -102,9 +106,12 @@ def pid_alive(pid: int) -> bool:
         return True
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-            return stat.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return True
+            state = stat.read().rsplit(")", 1)[-1].split()[0]
+        if state not in ("Z", "X"):
+            return True
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except (OSError, IndexError):
+        return not os.path.isdir("/proc") or os.path.exists(f"/proc/{pid}")  # no procfs: trust kill(0)
 
 
 # --------------------------------------------------------------------------------------------
