@@ -13,16 +13,38 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from galleries import selectors, services
+from galleries import imports, selectors, services
 from recognition.engine.errors import FileTooLarge
-from galleries.models import Gallery, Product, ReferenceImage
-from galleries.serializers import GallerySerializer, ImageUploadSerializer, ProductSerializer, ReferenceImageSerializer
+from galleries.models import Gallery, ImportJob, Product, ReferenceImage
+from galleries.serializers import (
+    GallerySerializer,
+    ImageUploadSerializer,
+    ImportJobSerializer,
+    ImportStartSerializer,
+    ProductSerializer,
+    ReferenceImageSerializer,
+)
 from shitu_platform.tenancy.scoping import TenantScopedAPIMixin
 
 
 class GalleryViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
     scoped_model = Gallery
     serializer_class = GallerySerializer
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    @extend_schema(request={"multipart/form-data": ImportStartSerializer}, responses={202: ImportJobSerializer})
+    @action(detail=True, methods=["post"], url_path="imports")
+    def start_import(self, request: Request, pk: Any = None) -> Response:
+        """Import a zip of images; returns 202 and the job to poll. Re-importing the same zip changes nothing."""
+        gallery = self.get_object()
+        params = ImportStartSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        upload = params.validated_data["archive"]
+        if upload.size > settings.SHITU_MAX_IMPORT_UPLOAD_BYTES:
+            raise FileTooLarge(f"the archive is {upload.size} bytes, limit {settings.SHITU_MAX_IMPORT_UPLOAD_BYTES}")
+        user = request.user if getattr(request.user, "pk", None) else None
+        job = imports.import_start(gallery=gallery, archive=upload.read(), archive_name=upload.name or "", created_by=user)
+        return Response(ImportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
     def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
         return selectors.galleries_with_counts(queryset)
@@ -88,3 +110,12 @@ class ReferenceImageViewSet(TenantScopedAPIMixin, mixins.DestroyModelMixin, view
         if params.get("status") in ReferenceImage.Status.values:
             queryset = queryset.filter(status=params["status"])
         return queryset
+
+
+class ImportJobViewSet(TenantScopedAPIMixin, viewsets.ReadOnlyModelViewSet):
+    scoped_model = ImportJob
+    serializer_class = ImportJobSerializer
+
+    def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
+        gallery = self.request.query_params.get("gallery", "")
+        return queryset.filter(gallery_id=int(gallery)) if gallery.isdigit() else queryset

@@ -58,6 +58,7 @@ class ReferenceImage(TenantOwnedModel):
     bbox = models.JSONField(null=True, blank=True, help_text="[xmin, ymin, xmax, ymax] of the product, if known")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     failure_reason = models.TextField(blank=True)
+    import_job = models.ForeignKey("ImportJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -83,3 +84,38 @@ class Embedding(TenantOwnedModel):
             models.UniqueConstraint(fields=["reference_image", "model_key"], name="embedding_unique_per_image_and_model")
         ]
         indexes = [models.Index(fields=["gallery", "model_key"])]
+
+
+class ImportJob(TenantOwnedModel):
+    """A bulk import of a zip into a gallery; progress lives here, not in the broker, so a retried task resumes."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    gallery = models.ForeignKey(Gallery, on_delete=models.CASCADE, related_name="imports")
+    archive_key = models.CharField(max_length=900)
+    archive_name = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    total_rows = models.PositiveIntegerField(default=0)
+    next_row = models.PositiveIntegerField(default=0, help_text="rows before this index are finished")
+    imported = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0, help_text="already in the gallery (same bytes)")
+    failed = models.PositiveIntegerField(default=0)
+    row_errors = models.JSONField(default=list, blank=True)
+    failure_reason = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="last progress of the worker running it")
+    run_token = models.CharField(max_length=300, blank=True, help_text="worker|pid|nonce of the run holding the job")
+    created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    @property
+    def progress(self) -> float:
+        return 1.0 if self.status == self.Status.DONE else (self.next_row / self.total_rows if self.total_rows else 0.0)

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from galleries.models import Gallery, Product, ReferenceImage
+from galleries.models import Gallery, ImportJob, Product, ReferenceImage
 from shitu_platform.tenancy.fields import TenantScopedPrimaryKeyRelatedField
 
 
@@ -62,3 +62,17 @@ class ImageUploadSerializer(serializers.Serializer):
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
             raise serializers.ValidationError("bbox is a JSON list [xmin, ymin, xmax, ymax].")
         return [float(v) for v in bbox]
+
+
+class ImportJobSerializer(serializers.ModelSerializer):
+    progress = serializers.FloatField(read_only=True)
+
+    class Meta:
+        model = ImportJob
+        fields = ["id", "gallery", "archive_name", "status", "progress", "total_rows", "next_row", "imported", "skipped",
+                  "failed", "row_errors", "failure_reason", "attempts", "created_at", "finished_at"]
+        read_only_fields = fields
+
+
+class ImportStartSerializer(serializers.Serializer):
+    archive = serializers.FileField(allow_empty_file=True, help_text="a zip of images with labels.txt (`path<TAB>label`) or products.csv")

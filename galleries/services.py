@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from galleries.models import Gallery, Product, ReferenceImage
+from galleries.models import Gallery, ImportJob, Product, ReferenceImage
 from recognition.engine.boxes import crop
 from recognition.engine.imageio import load_image, sniff_format
 from shitu_platform.object_store import object_store
@@ -28,7 +28,9 @@ def reference_image_object_key(*, gallery: Gallery, checksum: str) -> str:
     return tenant_key(gallery.tenant_id, "galleries", str(gallery.pk), "images", checksum)
 
 
-def reference_image_upload(*, product: Product, data: bytes, bbox: list[float] | None = None) -> UploadOutcome:
+def reference_image_upload(
+    *, product: Product, data: bytes, bbox: list[float] | None = None, import_job: "ImportJob | None" = None
+) -> UploadOutcome:
     """Validate and store an image of `product`, then record it as pending; embedding happens in a worker.
 
     Idempotent by content: the same bytes in the same gallery return the existing row. The object is written
@@ -48,12 +50,13 @@ def reference_image_upload(*, product: Product, data: bytes, bbox: list[float] |
         with transaction.atomic():
             reference_image = ReferenceImage(
                 tenant=product.tenant, gallery=gallery, product=product, object_key=key, checksum=checksum,
-                size_bytes=len(data), width=width, height=height, bbox=bbox,
+                size_bytes=len(data), width=width, height=height, bbox=bbox, import_job=import_job,
             )
             reference_image.save()
     except IntegrityError:  # a concurrent upload of the same bytes won the race
         return UploadOutcome(scoped(ReferenceImage, product.tenant).get(gallery=gallery, checksum=checksum), created=False)
-    _enqueue_embedding([reference_image.pk])
+    if import_job is None:  # imports embed their own batches
+        _enqueue_embedding([reference_image.pk])
     return UploadOutcome(reference_image, created=True)
 
 
@@ -165,10 +168,13 @@ def _main_object_box(detector, pixels) -> list[float] | None:
 
 def gallery_indexes_refresh(*, reference_image_ids: list[int]) -> None:
     """Refresh this worker's caches of the galleries these images belong to, and persist them for other workers."""
+    gallery_ids = set(ReferenceImage.objects.filter(pk__in=reference_image_ids).values_list("gallery_id", flat=True))
+    for gallery in Gallery.objects.filter(pk__in=gallery_ids).select_related("tenant"):
+        gallery_index_refresh(gallery=gallery)
+
+
+def gallery_index_refresh(*, gallery: Gallery) -> None:
     from galleries.indexing import gallery_index_cache, persist
     from recognition.model_registry import active_extractor
 
-    model_key = active_extractor().key
-    gallery_ids = set(ReferenceImage.objects.filter(pk__in=reference_image_ids).values_list("gallery_id", flat=True))
-    for gallery in Gallery.objects.filter(pk__in=gallery_ids).select_related("tenant"):
-        persist(gallery, gallery_index_cache.get(gallery, model_key))
+    persist(gallery, gallery_index_cache.get(gallery, active_extractor().key))

@@ -1,5 +1,6 @@
 """Celery tasks for galleries: thin, idempotent, state in the database."""
 from celery import shared_task
+from celery.signals import worker_ready
 
 from galleries.services import gallery_indexes_refresh, reference_images_embed
 
@@ -9,3 +10,28 @@ def embed_reference_images(reference_image_ids: list[int]) -> dict[str, int]:
     outcome = reference_images_embed(reference_image_ids=reference_image_ids)
     gallery_indexes_refresh(reference_image_ids=reference_image_ids)
     return {"ready": outcome.ready, "failed": outcome.failed, "skipped": outcome.skipped}
+
+
+@shared_task(name="galleries.run_import", acks_late=True, bind=True)
+def run_import(self, job_id: int, takeover: str = "") -> str:
+    from galleries.imports import import_run
+
+    return import_run(job_id=job_id, worker=self.request.hostname or "", takeover=takeover).status
+
+
+@shared_task(name="galleries.resume_stale_imports", bind=True)
+def resume_stale_imports(self) -> list[int]:
+    """Run by every worker as it starts: imports whose worker died are picked up again."""
+    from galleries.imports import stale_imports
+
+    live_workers = {name for reply in (self.app.control.ping(timeout=1.0) or []) for name in reply}
+    live_workers.add(self.request.hostname or "")
+    stale = stale_imports(this_worker=self.request.hostname or "", live_workers=live_workers)
+    for job_id, dead_token in stale:
+        run_import.apply_async(args=[job_id], kwargs={"takeover": dead_token}, queue="default")
+    return [job_id for job_id, _ in stale]
+
+
+@worker_ready.connect
+def _resume_on_start(sender, **_: object) -> None:
+    resume_stale_imports.apply_async(queue="default")

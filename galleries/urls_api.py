@@ -6,4 +6,5 @@ router = SimpleRouter()
 router.register("galleries", api.GalleryViewSet, basename="gallery")
 router.register("products", api.ProductViewSet, basename="product")
 router.register("reference-images", api.ReferenceImageViewSet, basename="reference-image")
+router.register("imports", api.ImportJobViewSet, basename="import-job")
 urlpatterns = router.urls

@@ -171,6 +171,9 @@ OBJECT_STORE = {
 # --- image intake limits (every upload path; see recognition/engine/imageio.py) ---
 SHITU_MAX_IMAGE_BYTES = env_int("SHITU_MAX_IMAGE_BYTES", 20 * 1024 * 1024)
 SHITU_MAX_IMAGE_PIXELS = env_int("SHITU_MAX_IMAGE_PIXELS", 40_000_000)
+SHITU_IMPORT_BATCH_SIZE = env_int("SHITU_IMPORT_BATCH_SIZE", 16)  # images embedded per extractor call
+SHITU_MAX_IMPORT_UPLOAD_BYTES = env_int("SHITU_MAX_IMPORT_UPLOAD_BYTES", 512 * 1024 * 1024)  # the zip as sent
+SHITU_MAX_IMPORT_BYTES = env_int("SHITU_MAX_IMPORT_BYTES", 2 * 1024 * 1024 * 1024)  # unpacked size of one import zip
 
 # --- models (PP-ShiTuV2 inference models; see recognition/engine/models.py) ---
 MODELS_ROOT = Path(env_str("SHITU_MODELS_ROOT", str(VAR_DIR / "models")))

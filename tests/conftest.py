@@ -53,28 +53,52 @@ def _test_database_url() -> str:
     return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
-@pytest.fixture()
-def celery_worker(redis_url: str, transactional_db: None) -> Iterator[subprocess.Popen]:
-    """A real Celery worker process on the test database; tests using it see committed rows only."""
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="shitu_platform.settings_test", DATABASE_URL=_test_database_url())
-    if not settings.USES_EMBEDDED_REDIS:
-        env["REDIS_URL"] = settings.REDIS_URL
-    log_path = Path(settings.VAR_DIR) / "celery-worker.log"
-    with log_path.open("ab") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "shitu_platform", "worker", "--pool", "solo",
-             "-Q", "default,inference,training", "--loglevel", "INFO", "-n", f"test-{os.getpid()}@%h"],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    try:
+class WorkerProcesses:
+    """Starts real Celery worker processes on the test database; tests may kill and restart them."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self, name: str = "test", extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+        env = dict(os.environ, DJANGO_SETTINGS_MODULE="shitu_platform.settings_test", DATABASE_URL=_test_database_url())
+        env.update(extra_env or {})
+        if not settings.USES_EMBEDDED_REDIS:
+            env["REDIS_URL"] = settings.REDIS_URL
+        log_path = self.log_dir / f"celery-{name}-{len(self.processes)}.log"
+        with log_path.open("ab") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "shitu_platform", "worker", "--pool", "solo",
+                 "-Q", "default,inference,training", "--loglevel", "INFO", "-n", f"{name}-{os.getpid()}@%h"],
+                cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        self.processes.append(worker)
         _wait_for_worker(worker, log_path)
-        yield worker
+        return worker
+
+    def stop_all(self) -> None:
+        for worker in self.processes:
+            if worker.poll() is None:
+                worker.terminate()
+                try:
+                    worker.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+
+
+@pytest.fixture()
+def celery_workers(redis_url: str, transactional_db: None) -> Iterator[WorkerProcesses]:
+    workers = WorkerProcesses(Path(settings.VAR_DIR))
+    try:
+        yield workers
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        workers.stop_all()
+
+
+@pytest.fixture()
+def celery_worker(celery_workers: WorkerProcesses) -> subprocess.Popen:
+    """A real Celery worker process on the test database; tests using it see committed rows only."""
+    return celery_workers.start()
 
 
 def _wait_for_worker(worker: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:

@@ -1,0 +1,163 @@
+"""Bulk imports: start (store the archive, queue a job) and run (resumable batches, per-row errors)."""
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from galleries.archive import ImportArchive, ImportRow, InvalidArchive, RowError, check_row
+from galleries.models import Gallery, ImportJob, Product, ReferenceImage
+from galleries.services import gallery_index_refresh, reference_image_upload, reference_images_embed
+from recognition.engine.errors import EngineError
+from shitu_platform.errors import PlatformError
+from shitu_platform.object_store import object_store
+from shitu_platform.storage import tenant_key
+
+STALE_AFTER = timedelta(seconds=90)  # a running job without progress for this long is resumed by the next worker
+MAX_ROW_ERRORS_KEPT = 1000
+
+
+def import_start(*, gallery: Gallery, archive: bytes, archive_name: str, created_by=None) -> ImportJob:
+    """Store the archive (object first), record the job, queue it. The archive is checked now for a fast 400."""
+    _open_archive(archive).rows()
+    job = ImportJob(tenant=gallery.tenant, gallery=gallery, archive_key="", archive_name=archive_name[:255], created_by=created_by)
+    job.save()
+    key = tenant_key(gallery.tenant_id, "imports", str(job.pk), "archive.zip")
+    object_store().put(key, archive, content_type="application/zip")
+    ImportJob.objects.filter(pk=job.pk).update(archive_key=key)
+    job.archive_key = key
+    _enqueue(job.pk)
+    return job
+
+
+def import_run(
+    *, job_id: int, worker: str = "", takeover: str = "", progress: Callable[[ImportJob], None] | None = None
+) -> ImportJob:
+    """Run or resume a job from its first unfinished row. A second runner of a live job backs off, unless it was
+    sent to take over from a runner known dead (`takeover` = that runner's token)."""
+    token = f"{worker}|{os.getpid()}|{secrets.token_hex(4)}"
+    if not _claim(job_id, token, takeover=takeover):
+        return ImportJob.objects.get(pk=job_id)
+    job = ImportJob.objects.select_related("gallery", "tenant").get(pk=job_id)
+    try:
+        archive = _open_archive(object_store().get(job.archive_key))
+        rows = archive.rows()
+    except InvalidArchive as error:
+        return _finish(job, ImportJob.Status.FAILED, reason=f"{error.code}: {error.message}")
+    job.total_rows = len(rows)
+    while job.next_row < len(rows):
+        batch = rows[job.next_row : job.next_row + settings.SHITU_IMPORT_BATCH_SIZE]
+        _import_batch(job, archive, batch, token)
+        if progress is not None:
+            progress(job)
+    gallery_index_refresh(gallery=job.gallery)
+    return _finish(job, ImportJob.Status.DONE)
+
+
+def stale_imports(*, this_worker: str, live_workers: set[str]) -> list[tuple[int, str]]:
+    """Unfinished jobs whose runner is gone: held by an earlier process of this worker's name, by a worker that no
+    longer answers, or silent for STALE_AFTER; queued jobs whose message may be lost count after STALE_AFTER too."""
+    cutoff = timezone.now() - STALE_AFTER
+    stale = []
+    for job in ImportJob.objects.filter(status__in=[ImportJob.Status.QUEUED, ImportJob.Status.RUNNING]):
+        holder, _, rest = job.run_token.partition("|")
+        holder_pid = rest.partition("|")[0]
+        last_sign = job.heartbeat_at or job.created_at
+        if job.status == ImportJob.Status.QUEUED:
+            dead = last_sign < cutoff
+        else:
+            dead = (holder == this_worker and holder_pid != str(os.getpid())) or holder not in live_workers or last_sign < cutoff
+        if dead:
+            stale.append((job.pk, job.run_token))
+    return stale
+
+
+def _import_batch(job: ImportJob, archive: ImportArchive, batch: list[ImportRow], token: str) -> None:
+    imported, skipped, errors, to_embed = 0, 0, [], []
+    for row in batch:
+        try:
+            check_row(row)
+            data = archive.read_image(row.image_path)
+            outcome = reference_image_upload(product=_product_for(job.gallery, row), data=data, bbox=row.bbox, import_job=job)
+        except RowError as error:
+            errors.append(_row_error(row, error.code, error.message))
+            continue
+        except (EngineError, PlatformError) as error:
+            errors.append(_row_error(row, error.code, str(error)))
+            continue
+        image = outcome.reference_image
+        if outcome.created or image.import_job_id == job.pk:  # ours, possibly from a run that died mid-batch
+            imported += 1
+        else:
+            skipped += 1
+        if image.status == ReferenceImage.Status.PENDING:
+            to_embed.append(image.pk)
+    if to_embed:
+        outcome = reference_images_embed(reference_image_ids=to_embed)
+        failed_rows = ReferenceImage.objects.filter(pk__in=to_embed, status=ReferenceImage.Status.FAILED)
+        errors.extend({"row": None, "path": "", "code": "embedding_failed", "message": r.failure_reason} for r in failed_rows)
+        imported -= outcome.failed
+    with transaction.atomic():
+        locked = ImportJob.objects.select_for_update().get(pk=job.pk)
+        if locked.run_token != token:
+            raise RuntimeError("another worker took over this import")
+        locked.next_row += len(batch)
+        locked.imported += imported
+        locked.skipped += skipped
+        locked.failed += len(errors)
+        locked.row_errors = (locked.row_errors + errors)[:MAX_ROW_ERRORS_KEPT]
+        locked.total_rows = job.total_rows
+        locked.heartbeat_at = timezone.now()
+        locked.save()
+    for field in ("next_row", "imported", "skipped", "failed", "row_errors", "heartbeat_at"):
+        setattr(job, field, getattr(locked, field))
+
+
+def _product_for(gallery: Gallery, row: ImportRow) -> Product:
+    product, created = Product.objects.for_tenant(gallery.tenant).get_or_create(
+        gallery=gallery, label=row.label,
+        defaults={"tenant": gallery.tenant, "display_name": row.display_name, "sku": row.sku, "attributes": row.attributes},
+    )
+    return product
+
+
+def _row_error(row: ImportRow, code: str, message: str) -> dict:
+    return {"row": row.number, "path": row.image_path, "code": code, "message": message[:500]}
+
+
+def _claim(job_id: int, token: str, *, takeover: str = "") -> bool:
+    """Take the job unless another live run holds it (heartbeat fresher than STALE_AFTER and not the dead `takeover`)."""
+    cutoff = timezone.now() - STALE_AFTER
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update().get(pk=job_id)
+        if job.status in (ImportJob.Status.DONE, ImportJob.Status.FAILED):
+            return False
+        live = job.status == ImportJob.Status.RUNNING and job.heartbeat_at is not None and job.heartbeat_at >= cutoff
+        if live and not (takeover and job.run_token == takeover):
+            return False
+        ImportJob.objects.filter(pk=job_id).update(
+            status=ImportJob.Status.RUNNING, run_token=token, heartbeat_at=timezone.now(), attempts=F("attempts") + 1
+        )
+    return True
+
+
+def _finish(job: ImportJob, status: str, *, reason: str = "") -> ImportJob:
+    ImportJob.objects.filter(pk=job.pk).update(status=status, failure_reason=reason, finished_at=timezone.now())
+    job.refresh_from_db()
+    return job
+
+
+def _open_archive(data: bytes) -> ImportArchive:
+    return ImportArchive(data, max_member_bytes=settings.SHITU_MAX_IMAGE_BYTES, max_total_bytes=settings.SHITU_MAX_IMPORT_BYTES)
+
+
+def _enqueue(job_id: int) -> None:
+    from galleries.tasks import run_import
+
+    transaction.on_commit(lambda: run_import.apply_async(args=[job_id], queue="default"))
