@@ -1,0 +1,95 @@
+"""Plain value types passed between detector, extractor, index and the platform."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Box:
+    """A box in pixel coordinates of the original (EXIF-corrected) image; xmax/ymax are exclusive."""
+
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+    score: float = 1.0
+    whole_image: bool = False
+
+    @property
+    def width(self) -> float:
+        return max(0.0, self.xmax - self.xmin)
+
+    @property
+    def height(self) -> float:
+        return max(0.0, self.ymax - self.ymin)
+
+    @property
+    def area(self) -> float:
+        return self.width * self.height
+
+    def as_list(self) -> list[float]:
+        """[xmin, ymin, xmax, ymax], the PaddleClas `bbox` order."""
+        return [self.xmin, self.ymin, self.xmax, self.ymax]
+
+
+@dataclass(frozen=True)
+class Match:
+    """One gallery hit: `score` is the inner product of L2-normalised vectors, i.e. cosine."""
+
+    item_id: int
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class RecognizedObject:
+    """A box plus its top-k gallery matches, best first; never empty so `label`/`score` always exist."""
+
+    box: Box
+    matches: tuple[Match, ...]
+
+    def __post_init__(self) -> None:
+        if not self.matches:
+            raise ValueError("RecognizedObject needs at least one match")
+
+    @property
+    def label(self) -> str:
+        return self.matches[0].label
+
+    @property
+    def score(self) -> float:
+        return self.matches[0].score
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form in the PaddleX spirit (bbox, label, score, det_score, top-k)."""
+        return {
+            "bbox": self.box.as_list(),
+            "label": self.label,
+            "score": self.score,
+            "det_score": self.box.score,
+            "whole_image": self.box.whole_image,
+            "matches": [{"item_id": m.item_id, "label": m.label, "score": m.score} for m in self.matches],
+        }
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Finds candidate boxes in an HxWx3 uint8 RGB image, after the model's own NMS, best first."""
+
+    def detect(self, image: np.ndarray) -> list[Box]: ...
+
+
+@runtime_checkable
+class Extractor(Protocol):
+    """Turns RGB crops into L2-normalised float32 rows of width `feature_dim`, one model call per batch."""
+
+    feature_dim: int
+
+    def extract(self, crops: Sequence[np.ndarray]) -> np.ndarray: ...
+
+
+__all__ = ["Box", "Match", "RecognizedObject", "Detector", "Extractor"]
