@@ -180,6 +180,8 @@ MODELS_ROOT = Path(env_str("SHITU_MODELS_ROOT", str(VAR_DIR / "models")))
 ENGINE_THREADS = env_int("SHITU_ENGINE_THREADS", 2)
 SHITU_EXTRACTOR = env_str("SHITU_EXTRACTOR")  # name or name@version; empty: newest installed
 SHITU_DETECTOR = env_str("SHITU_DETECTOR")
+SHITU_RECOGNITION_TIMEOUT = float(env_str("SHITU_RECOGNITION_TIMEOUT", "20"))  # sync API waits this long, then 202
+SHITU_WEBHOOK_ALLOW_PRIVATE = env_bool("SHITU_WEBHOOK_ALLOW_PRIVATE", False)
 SHITU_INDEX_TYPE = env_str("SHITU_INDEX_TYPE", "auto")  # auto | Flat | HNSW32 | IVF
 
 # --- Celery: job state lives in the database; the broker only carries ids ---

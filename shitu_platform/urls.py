@@ -9,6 +9,7 @@ from shitu_platform import health
 api_v1 = [
     path("", include("shitu_platform.tenancy.urls_api")),
     path("", include("galleries.urls_api")),
+    path("", include("recognition.urls_api")),
     path("schema/", SpectacularAPIView.as_view(), name="openapi-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="openapi-docs"),
 ]

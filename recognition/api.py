@@ -1,0 +1,87 @@
+"""`POST /api/v1/recognitions`: recognise the products in a photo (sync with timeout, or async 202)."""
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from django.conf import settings
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from galleries.models import Gallery
+from recognition import services
+from recognition.engine.errors import FileTooLarge, NotAnImage
+from recognition.engine.pipeline import PipelineParams
+from recognition.models import Recognition
+from recognition.serializers import RecognitionRequestSerializer, RecognitionSerializer
+from shitu_platform.errors import PlatformError
+from shitu_platform.tenancy.scoping import TenantScopedAPIMixin, scoped
+
+
+class NoGallery(PlatformError):
+    code = "no_gallery"
+    http_status = 400
+
+
+class RecognitionViewSet(TenantScopedAPIMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    scoped_model = Recognition
+    serializer_class = RecognitionSerializer
+    lookup_field = "public_id"
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
+        return queryset.prefetch_related("detected_objects")
+
+    @extend_schema(
+        request={"multipart/form-data": RecognitionRequestSerializer, "application/json": RecognitionRequestSerializer},
+        responses={200: RecognitionSerializer, 202: RecognitionSerializer},
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Synchronous by default: waits for the inference worker up to SHITU_RECOGNITION_TIMEOUT seconds, then
+        answers 202 with the URL to poll (the work is never dropped)."""
+        params = RecognitionRequestSerializer(data=request.data, context={"request": request})
+        params.is_valid(raise_exception=True)
+        options = params.validated_data
+        gallery = options.get("gallery") or scoped(Gallery, self.tenant).order_by("created_at").first()
+        if gallery is None:
+            raise NoGallery("This tenant has no gallery yet: create one and add reference images first.")
+        recognition = services.recognition_submit(
+            tenant=self.tenant, gallery=gallery, data=_image_bytes(options), params=_pipeline_params(options),
+            webhook_url=options.get("webhook_url", ""),
+            source="dashboard" if self.tenant_context.api_key is None else "api",
+        )
+        async_result = services.recognition_enqueue(recognition)
+        if not options["run_async"]:
+            recognition = services.recognition_wait(recognition, async_result, timeout=settings.SHITU_RECOGNITION_TIMEOUT)
+        finished = recognition.status != Recognition.Status.QUEUED
+        body = RecognitionSerializer(recognition).data
+        headers = {} if finished else {"Location": body["url"], "Retry-After": "1"}
+        return Response(body, status=status.HTTP_200_OK if finished else status.HTTP_202_ACCEPTED, headers=headers)
+
+
+def _image_bytes(options: dict) -> bytes:
+    upload = options.get("image")
+    if upload is not None:
+        if upload.size > settings.SHITU_MAX_IMAGE_BYTES:
+            raise FileTooLarge(f"the image is {upload.size} bytes, limit {settings.SHITU_MAX_IMAGE_BYTES}")
+        return upload.read()
+    encoded = options["image_base64"]
+    if len(encoded) > settings.SHITU_MAX_IMAGE_BYTES * 4 // 3 + 4:
+        raise FileTooLarge(f"the base64 image is over the {settings.SHITU_MAX_IMAGE_BYTES}-byte limit")
+    try:
+        return base64.b64decode(encoded.split(",", 1)[-1] if encoded.startswith("data:") else encoded, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise NotAnImage(f"image_base64 is not valid base64: {error}") from error
+
+
+def _pipeline_params(options: dict) -> PipelineParams:
+    return PipelineParams(
+        max_det_results=options["max_det_results"], det_threshold=options["det_threshold"],
+        add_whole_image=options["add_whole_image"], top_k=options["top_k"],
+        score_threshold=options["score_threshold"], nms_iou=options["nms_iou"],
+    )

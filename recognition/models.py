@@ -1,0 +1,54 @@
+"""Recognitions: every query photo and what was found in it, kept for review and metrics."""
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+from galleries.models import Gallery, Product, ReferenceImage
+from shitu_platform.tenancy.models import TenantOwnedModel
+
+
+class Recognition(TenantOwnedModel):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    gallery = models.ForeignKey(Gallery, on_delete=models.CASCADE, related_name="recognitions")
+    image_key = models.CharField(max_length=900)
+    image_width = models.PositiveIntegerField()
+    image_height = models.PositiveIntegerField()
+    params = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    failure_code = models.CharField(max_length=64, blank=True)
+    failure_reason = models.TextField(blank=True)
+    model_key = models.CharField(max_length=120, blank=True)
+    index_version = models.PositiveBigIntegerField(null=True, blank=True)
+    timings_ms = models.JSONField(default=dict, blank=True, help_text="detect/extract/search/total in the worker; queue wait")
+    webhook_url = models.URLField(blank=True)
+    source = models.CharField(max_length=16, default="api", help_text="api | dashboard")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class DetectedObject(TenantOwnedModel):
+    """One box of a recognition with its top-k matches; `product` is the best match (None below the threshold)."""
+
+    recognition = models.ForeignKey(Recognition, on_delete=models.CASCADE, related_name="detected_objects")
+    rank = models.PositiveSmallIntegerField()
+    bbox = models.JSONField(help_text="[xmin, ymin, xmax, ymax] in the EXIF-upright image")
+    whole_image = models.BooleanField(default=False)
+    det_score = models.FloatField()
+    product = models.ForeignKey(Product, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    reference_image = models.ForeignKey(ReferenceImage, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    score = models.FloatField()
+    margin = models.FloatField(null=True, blank=True, help_text="best score minus the best score of another product")
+    matches = models.JSONField(default=list, help_text="top-k: product_id, label, display_name, score, reference_image_id")
+
+    class Meta:
+        ordering = ["recognition_id", "rank"]

@@ -1,0 +1,59 @@
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from galleries.models import Gallery
+from recognition.models import DetectedObject, Recognition
+from shitu_platform.tenancy.fields import TenantScopedPrimaryKeyRelatedField
+
+
+class RecognitionRequestSerializer(serializers.Serializer):
+    image = serializers.FileField(required=False, allow_empty_file=True, help_text="the photo (multipart)")
+    image_base64 = serializers.CharField(required=False, help_text="the photo, base64 (JSON bodies)")
+    gallery = TenantScopedPrimaryKeyRelatedField(Gallery, required=False, help_text="default: the tenant's first gallery")
+    top_k = serializers.IntegerField(min_value=1, max_value=50, default=5)
+    det_threshold = serializers.FloatField(min_value=0, max_value=1, default=0.2)
+    score_threshold = serializers.FloatField(min_value=0, max_value=1, default=0.5)
+    max_det_results = serializers.IntegerField(min_value=0, max_value=50, default=5)
+    nms_iou = serializers.FloatField(min_value=0, max_value=1, default=0.05)
+    add_whole_image = serializers.BooleanField(default=True)
+    run_async = serializers.BooleanField(default=False, help_text="true: answer 202 at once with a URL to poll")
+    webhook_url = serializers.URLField(required=False, allow_blank=True, help_text="POSTed the result when done (async)")
+
+    def validate(self, data: dict) -> dict:
+        if bool(data.get("image")) == bool(data.get("image_base64")):
+            raise serializers.ValidationError({"image": "Send exactly one of `image` (file) or `image_base64`."})
+        return data
+
+
+class DetectedObjectSerializer(serializers.ModelSerializer):
+    label = serializers.SerializerMethodField()
+    display_name = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DetectedObject
+        fields = ["bbox", "whole_image", "det_score", "product", "label", "display_name", "score", "margin",
+                  "reference_image", "matches"]
+
+    @extend_schema_field(serializers.CharField())
+    def get_label(self, obj: DetectedObject) -> str:
+        return obj.matches[0]["label"] if obj.matches else ""
+
+    @extend_schema_field(serializers.CharField())
+    def get_display_name(self, obj: DetectedObject) -> str:
+        return obj.matches[0].get("display_name", "") if obj.matches else ""
+
+
+class RecognitionSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    objects = DetectedObjectSerializer(many=True, read_only=True, source="detected_objects")
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Recognition
+        fields = ["id", "url", "status", "gallery", "image_width", "image_height", "params", "objects", "failure_code",
+                  "failure_reason", "model_key", "index_version", "timings_ms", "created_at", "finished_at"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField())
+    def get_url(self, recognition: Recognition) -> str:
+        return f"/api/v1/recognitions/{recognition.public_id}/"

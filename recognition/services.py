@@ -1,0 +1,137 @@
+"""Recognise products in a photo: store the query, run the PP-ShiTu pipeline in an inference worker, keep the result."""
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import asdict
+from typing import Any
+
+from celery.exceptions import TimeoutError as CeleryTimeout
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from galleries.models import Embedding, Gallery
+from recognition.engine.errors import EngineError
+from recognition.engine.imageio import load_image
+from recognition.engine.pipeline import GivenBoxDetector, PipelineParams, RecognitionPipeline
+from recognition.engine.types import RecognizedObject
+from recognition.models import DetectedObject, Recognition
+from shitu_platform.object_store import object_store
+from shitu_platform.storage import tenant_key
+from shitu_platform.tenancy.models import Tenant
+from shitu_platform.tenancy.scoping import scoped
+
+
+def recognition_submit(
+    *, tenant: Tenant, gallery: Gallery, data: bytes, params: PipelineParams, webhook_url: str = "", source: str = "api"
+) -> Recognition:
+    """Validate and store the photo (object first, then row) and queue it on the `inference` queue."""
+    pixels = load_image(data, max_bytes=settings.SHITU_MAX_IMAGE_BYTES, max_pixels=settings.SHITU_MAX_IMAGE_PIXELS)
+    public_id = uuid.uuid4()
+    key = tenant_key(tenant.pk, "recognitions", timezone.now().strftime("%Y-%m-%d"), str(public_id))
+    object_store().put(key, data)
+    recognition = Recognition(
+        tenant=tenant, gallery=gallery, public_id=public_id, image_key=key, image_width=pixels.shape[1],
+        image_height=pixels.shape[0], params=asdict(params), webhook_url=webhook_url, source=source,
+        timings_ms={"queued_at": time.time()},
+    )
+    recognition.save()
+    return recognition
+
+
+def recognition_enqueue(recognition: Recognition) -> Any:
+    from recognition.tasks import run_recognition
+
+    return run_recognition.apply_async(args=[recognition.pk], queue="inference")
+
+
+def recognition_wait(recognition: Recognition, async_result: Any, *, timeout: float) -> Recognition:
+    """Wait for the worker up to `timeout`; the returned row may still be queued (the caller answers 202)."""
+    try:
+        async_result.get(timeout=timeout, propagate=False, disable_sync_subtasks=False)
+    except CeleryTimeout:
+        pass
+    recognition.refresh_from_db()
+    return recognition
+
+
+def recognition_run(*, recognition_id: int) -> Recognition:
+    """The worker side: decode, detect, extract, search the gallery cache, keep the objects. Idempotent."""
+    from galleries.indexing import gallery_index_cache
+    from recognition.model_registry import active_detector, active_extractor
+
+    recognition = Recognition.objects.select_related("gallery", "tenant").get(pk=recognition_id)
+    if recognition.status != Recognition.Status.QUEUED:
+        return recognition
+    started = time.time()
+    try:
+        pixels = load_image(object_store().get(recognition.image_key), max_pixels=settings.SHITU_MAX_IMAGE_PIXELS,
+                            max_bytes=settings.SHITU_MAX_IMAGE_BYTES)
+        extractor = active_extractor()
+        detector = active_detector()
+        cached = gallery_index_cache.get(recognition.gallery, extractor.key)
+        pipeline = RecognitionPipeline(
+            detector.model if detector is not None else GivenBoxDetector([]), extractor.model, cached.index,
+            labels=lambda ids: _labels_for(recognition.tenant, ids),
+        )
+        timed = pipeline.recognize_timed(pixels, PipelineParams(**recognition.params))
+    except EngineError as error:
+        return _fail(recognition, error.code, str(error))
+    queued_at = float(recognition.timings_ms.get("queued_at", started))
+    timings = {**asdict(timed.timings), "queue_ms": round((started - queued_at) * 1000, 1)}
+    with transaction.atomic():
+        _store_objects(recognition, timed.objects)
+        Recognition.objects.filter(pk=recognition.pk).update(
+            status=Recognition.Status.DONE, model_key=extractor.key, index_version=cached.version,
+            timings_ms=timings, finished_at=timezone.now(),
+        )
+    recognition.refresh_from_db()
+    return recognition
+
+
+def _labels_for(tenant: Tenant, embedding_ids: Any) -> dict[int, str]:
+    rows = scoped(Embedding, tenant).filter(pk__in=[int(i) for i in embedding_ids]).values_list("pk", "reference_image__product__label")
+    return dict(rows)
+
+
+def _store_objects(recognition: Recognition, objects: list[RecognizedObject]) -> None:
+    embedding_ids = {m.item_id for obj in objects for m in obj.matches}
+    info = {
+        row["pk"]: row
+        for row in scoped(Embedding, recognition.tenant)
+        .filter(pk__in=embedding_ids)
+        .values("pk", "reference_image_id", "reference_image__product_id", "reference_image__product__label",
+                "reference_image__product__display_name")
+    }
+    for rank, obj in enumerate(objects):
+        matches = [_match_json(m.item_id, m.score, info.get(m.item_id)) for m in obj.matches]
+        matches = [m for m in matches if m is not None]
+        if not matches:
+            continue
+        best = matches[0]
+        rival = next((m["score"] for m in matches[1:] if m["product_id"] != best["product_id"]), None)
+        DetectedObject(
+            tenant=recognition.tenant, recognition=recognition, rank=rank, bbox=[round(v, 1) for v in obj.box.as_list()],
+            whole_image=obj.box.whole_image, det_score=round(obj.box.score, 4), product_id=best["product_id"],
+            reference_image_id=best["reference_image_id"], score=best["score"],
+            margin=None if rival is None else round(best["score"] - rival, 4), matches=matches,
+        ).save()
+
+
+def _match_json(embedding_id: int, score: float, row: dict | None) -> dict | None:
+    if row is None:  # deleted between search and now: never answer with a removed image
+        return None
+    return {
+        "product_id": row["reference_image__product_id"], "label": row["reference_image__product__label"],
+        "display_name": row["reference_image__product__display_name"], "score": round(float(score), 4),
+        "reference_image_id": row["reference_image_id"],
+    }
+
+
+def _fail(recognition: Recognition, code: str, reason: str) -> Recognition:
+    Recognition.objects.filter(pk=recognition.pk).update(
+        status=Recognition.Status.FAILED, failure_code=code, failure_reason=reason[:2000], finished_at=timezone.now()
+    )
+    recognition.refresh_from_db()
+    return recognition
