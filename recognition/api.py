@@ -9,16 +9,23 @@ from django.conf import settings
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from galleries.models import Gallery
-from recognition import services
+from recognition import reviews, services
 from recognition.engine.errors import FileTooLarge, NotAnImage
 from recognition.engine.pipeline import PipelineParams
 from recognition.models import Recognition
-from recognition.serializers import RecognitionRequestSerializer, RecognitionSerializer
+from recognition.reviews import InvalidFeedback
+from recognition.serializers import (
+    FeedbackSerializer,
+    MatchReviewSerializer,
+    RecognitionRequestSerializer,
+    RecognitionSerializer,
+)
 from shitu_platform.errors import PlatformError
 from shitu_platform.tenancy.scoping import TenantScopedAPIMixin, scoped
 
@@ -62,6 +69,24 @@ class RecognitionViewSet(TenantScopedAPIMixin, mixins.ListModelMixin, mixins.Ret
         body = RecognitionSerializer(recognition).data
         headers = {} if finished else {"Location": body["url"], "Retry-After": "1"}
         return Response(body, status=status.HTTP_200_OK if finished else status.HTTP_202_ACCEPTED, headers=headers)
+
+
+    @extend_schema(request=FeedbackSerializer, responses={201: MatchReviewSerializer})
+    @action(detail=True, methods=["post"])
+    def feedback(self, request: Request, public_id: Any = None) -> Response:
+        """Tell us whether an object was recognised right: `correct`, `wrong` (+ the right product) or `not_in_catalogue`."""
+        recognition = self.get_object()
+        params = FeedbackSerializer(data=request.data, context={"request": request})
+        params.is_valid(raise_exception=True)
+        displayed = list(recognition.detected_objects.order_by("rank").values_list("rank", flat=True))
+        index = params.validated_data["object"]
+        if index >= len(displayed):
+            raise InvalidFeedback(f"this recognition has {len(displayed)} objects", details={"object": index})
+        review = reviews.feedback_submit(
+            recognition=recognition, rank=displayed[index], verdict=params.validated_data["verdict"],
+            product=params.validated_data.get("product"), flagged_by=str(request.user),
+        )
+        return Response(MatchReviewSerializer(review).data, status=status.HTTP_201_CREATED)
 
 
 def _image_bytes(options: dict) -> bytes:

@@ -52,3 +52,41 @@ class DetectedObject(TenantOwnedModel):
 
     class Meta:
         ordering = ["recognition_id", "rank"]
+
+
+class MatchReview(TenantOwnedModel):
+    """A detected object that needs a person's look: flagged by a user, or matched with a thin margin."""
+
+    class Reason(models.TextChoices):
+        FLAGGED = "flagged", "Flagged by a user"
+        LOW_MARGIN = "low_margin", "Low margin"
+
+    class Verdict(models.TextChoices):
+        CORRECT = "correct", "Correct"
+        WRONG = "wrong", "Wrong product"
+        NOT_IN_CATALOGUE = "not_in_catalogue", "Not in catalogue"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CONFIRMED = "confirmed", "Confirmed"
+        RELABELLED = "relabelled", "Relabelled"
+        UNKNOWN_PRODUCT = "unknown_product", "Unknown product"
+
+    detected_object = models.OneToOneField(DetectedObject, on_delete=models.CASCADE, related_name="review")
+    gallery = models.ForeignKey(Gallery, on_delete=models.CASCADE, related_name="+")
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    verdict = models.CharField(max_length=20, choices=Verdict.choices, blank=True)
+    suggested_product = models.ForeignKey(Product, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    flagged_by = models.CharField(max_length=150, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN, db_index=True)
+    resolved_product = models.ForeignKey(Product, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    new_reference_image = models.ForeignKey(ReferenceImage, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    reviewed_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"review of object {self.detected_object_id} ({self.get_status_display()})"

@@ -1,8 +1,8 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from galleries.models import Gallery
-from recognition.models import DetectedObject, Recognition
+from galleries.models import Gallery, Product
+from recognition.models import DetectedObject, MatchReview, Recognition
 from shitu_platform.tenancy.fields import TenantScopedPrimaryKeyRelatedField
 
 
@@ -57,3 +57,16 @@ class RecognitionSerializer(serializers.ModelSerializer):
     @extend_schema_field(serializers.CharField())
     def get_url(self, recognition: Recognition) -> str:
         return f"/api/v1/recognitions/{recognition.public_id}/"
+
+
+class FeedbackSerializer(serializers.Serializer):
+    object = serializers.IntegerField(min_value=0, help_text="index of the object in the recognition's `objects`")
+    verdict = serializers.ChoiceField(choices=MatchReview.Verdict.choices)
+    product = TenantScopedPrimaryKeyRelatedField(Product, required=False, allow_null=True, help_text="the right product, for 'wrong'")
+
+
+class MatchReviewSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = MatchReview
+        fields = ["id", "reason", "verdict", "suggested_product", "status", "resolved_product", "new_reference_image", "created_at", "reviewed_at"]
+        read_only_fields = fields

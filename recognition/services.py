@@ -17,6 +17,7 @@ from recognition.engine.imageio import load_image
 from recognition.engine.pipeline import GivenBoxDetector, PipelineParams, RecognitionPipeline
 from recognition.engine.types import RecognizedObject
 from recognition.models import DetectedObject, Recognition
+from recognition.reviews import low_margin_reviews_open
 from shitu_platform.object_store import object_store
 from shitu_platform.storage import tenant_key
 from shitu_platform.tenancy.models import Tenant
@@ -82,6 +83,7 @@ def recognition_run(*, recognition_id: int) -> Recognition:
     timings = {**asdict(timed.timings), "queue_ms": round((started - queued_at) * 1000, 1)}
     with transaction.atomic():
         _store_objects(recognition, timed.objects)
+        low_margin_reviews_open(recognition=recognition)
         Recognition.objects.filter(pk=recognition.pk).update(
             status=Recognition.Status.DONE, model_key=extractor.key, index_version=cached.version,
             timings_ms=timings, finished_at=timezone.now(),

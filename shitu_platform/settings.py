@@ -181,6 +181,7 @@ ENGINE_THREADS = env_int("SHITU_ENGINE_THREADS", 2)
 SHITU_EXTRACTOR = env_str("SHITU_EXTRACTOR")  # name or name@version; empty: newest installed
 SHITU_DETECTOR = env_str("SHITU_DETECTOR")
 SHITU_RECOGNITION_TIMEOUT = float(env_str("SHITU_RECOGNITION_TIMEOUT", "20"))  # sync API waits this long, then 202
+SHITU_REVIEW_MARGIN = float(env_str("SHITU_REVIEW_MARGIN", "0.02"))  # best minus runner-up product score below this: review
 SHITU_WEBHOOK_ALLOW_PRIVATE = env_bool("SHITU_WEBHOOK_ALLOW_PRIVATE", False)
 SHITU_INDEX_TYPE = env_str("SHITU_INDEX_TYPE", "auto")  # auto | Flat | HNSW32 | IVF
 

@@ -1,0 +1,184 @@
+"""Django admin for platform staff: recognitions, and the review queue of mislabeled or uncertain matches."""
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html
+from PIL import Image
+
+from galleries.models import Product
+from recognition import reviews
+from recognition.engine.boxes import crop
+from recognition.engine.imageio import load_image
+from recognition.models import DetectedObject, MatchReview, Recognition
+from shitu_platform.object_store import object_store
+from shitu_platform.tenancy.models import Membership, Role
+from shitu_platform.tenancy.scoping import dangerously_unscoped
+
+
+def staff_visible(queryset: QuerySet, request: HttpRequest) -> QuerySet:
+    """Superusers see every tenant; other staff only tenants where they are admin or owner."""
+    if request.user.is_superuser:
+        return queryset
+    tenant_ids = Membership.objects.filter(user=request.user, role__in=[Role.ADMIN, Role.OWNER]).values_list("tenant_id", flat=True)
+    return queryset.filter(tenant_id__in=list(tenant_ids))
+
+
+def jpeg_thumbnail(data: bytes, box: list[float] | None = None, max_side: int = 160) -> bytes:
+    pixels = load_image(data)
+    image = Image.fromarray(crop(pixels, box) if box else pixels)
+    image.thumbnail((max_side, max_side))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+class ScoreBandFilter(admin.SimpleListFilter):
+    title = "score band"
+    parameter_name = "score_band"
+    bands = {"<0.5": (0, 0.5), "0.5-0.7": (0.5, 0.7), "0.7-0.9": (0.7, 0.9), ">=0.9": (0.9, 1.01)}
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(band, band) for band in self.bands]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() in self.bands:
+            low, high = self.bands[self.value()]
+            return queryset.filter(detected_object__score__gte=low, detected_object__score__lt=high)
+        return queryset
+
+
+class RelabelForm(forms.ModelForm):
+    relabel_to = forms.ModelChoiceField(queryset=Product.objects.none(), required=False,
+                                        help_text="the right product: the crop becomes one of its reference images")
+
+    class Meta:
+        model = MatchReview
+        fields: list[str] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["relabel_to"].queryset = Product.objects.for_tenant(self.instance.tenant).filter(gallery_id=self.instance.gallery_id)
+
+
+@admin.register(MatchReview)
+class MatchReviewAdmin(admin.ModelAdmin):
+    form = RelabelForm
+    list_display = ["id", "crop_thumb", "query_thumb", "predicted", "reference_thumb", "runner_up", "score", "reason",
+                    "verdict", "status", "gallery", "created_at"]
+    list_filter = ["status", "reason", "verdict", ScoreBandFilter, "gallery", "created_at"]
+    date_hierarchy = "created_at"
+    list_select_related = ["detected_object__recognition", "detected_object__product", "gallery"]
+    readonly_fields = ["crop_thumb", "query_thumb", "predicted", "reference_thumb", "runner_up", "score", "reason", "verdict",
+                       "suggested_product", "flagged_by", "status", "resolved_product", "reviewed_by", "reviewed_at"]
+    actions = ["confirm_selected", "mark_unknown_selected", "relabel_to_suggested"]
+    list_per_page = 50
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return staff_visible(dangerously_unscoped(MatchReview), request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    # --- pictures ---
+    def get_urls(self) -> list:
+        return [path("<int:review_id>/picture/<str:kind>.jpg", self.admin_site.admin_view(self.picture), name="review-picture"), *super().get_urls()]
+
+    def picture(self, request: HttpRequest, review_id: int, kind: str) -> HttpResponse:
+        review = get_object_or_404(self.get_queryset(request), pk=review_id)
+        detected = review.detected_object
+        if kind == "reference" and detected.reference_image is not None:
+            data, box = object_store().get(detected.reference_image.object_key), detected.reference_image.bbox
+        else:
+            data, box = object_store().get(detected.recognition.image_key), (detected.bbox if kind == "crop" else None)
+        return HttpResponse(jpeg_thumbnail(data, box), content_type="image/jpeg")
+
+    def _img(self, review: MatchReview, kind: str) -> str:
+        url = reverse("admin:review-picture", args=[review.pk, kind])
+        return format_html('<img src="{}" style="max-height:96px;max-width:120px;border-radius:4px" alt="{}">', url, kind)
+
+    @admin.display(description="crop")
+    def crop_thumb(self, review: MatchReview) -> str:
+        return self._img(review, "crop")
+
+    @admin.display(description="query")
+    def query_thumb(self, review: MatchReview) -> str:
+        return self._img(review, "query")
+
+    @admin.display(description="its reference")
+    def reference_thumb(self, review: MatchReview) -> str:
+        return self._img(review, "reference") if review.detected_object.reference_image_id else "-"
+
+    @admin.display(description="predicted")
+    def predicted(self, review: MatchReview) -> str:
+        matches = review.detected_object.matches
+        return matches[0]["label"] if matches else "-"
+
+    @admin.display(description="runner-up")
+    def runner_up(self, review: MatchReview) -> str:
+        matches = review.detected_object.matches
+        best = matches[0]["product_id"] if matches else None
+        rival = next((m for m in matches[1:] if m["product_id"] != best), None)
+        return f"{rival['label']} ({rival['score']:.3f})" if rival else "-"
+
+    @admin.display(description="score", ordering="detected_object__score")
+    def score(self, review: MatchReview) -> str:
+        margin = review.detected_object.margin
+        return f"{review.detected_object.score:.3f}" + (f" (±{margin:.3f})" if margin is not None else "")
+
+    # --- actions ---
+    def save_model(self, request: HttpRequest, review: MatchReview, form: Any, change: bool) -> None:
+        product = form.cleaned_data.get("relabel_to")
+        if product is not None:
+            reviews.review_relabel(review=review, product=product, reviewer=request.user)
+            messages.success(request, f"Relabelled to {product.label}; the crop is now a reference image of it.")
+
+    @admin.action(description="Confirm: the predicted product is right")
+    def confirm_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for review in queryset:
+            reviews.review_confirm(review=review, reviewer=request.user)
+        messages.success(request, f"{queryset.count()} confirmed")
+
+    @admin.action(description="Mark as a product not in the catalogue")
+    def mark_unknown_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for review in queryset:
+            reviews.review_mark_unknown(review=review, reviewer=request.user)
+        messages.success(request, f"{queryset.count()} marked unknown")
+
+    @admin.action(description="Relabel to the product the user suggested")
+    def relabel_to_suggested(self, request: HttpRequest, queryset: QuerySet) -> None:
+        done = 0
+        for review in queryset.filter(suggested_product__isnull=False):
+            reviews.review_relabel(review=review, product=review.suggested_product, reviewer=request.user, wait_seconds=0)
+            done += 1
+        messages.success(request, f"{done} relabelled (searchable within seconds)")
+
+
+class DetectedObjectInline(admin.TabularInline):
+    model = DetectedObject
+    extra = 0
+    fields = ["rank", "bbox", "whole_image", "det_score", "product", "score", "margin"]
+    readonly_fields = fields
+    can_delete = False
+
+
+@admin.register(Recognition)
+class RecognitionAdmin(admin.ModelAdmin):
+    list_display = ["public_id", "tenant", "gallery", "status", "source", "created_at"]
+    list_filter = ["status", "source", "tenant"]
+    readonly_fields = [f.name for f in Recognition._meta.fields]
+    inlines = [DetectedObjectInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return staff_visible(dangerously_unscoped(Recognition), request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
