@@ -4,6 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from shitu_platform.tenancy.context import tenant_context
@@ -11,6 +13,7 @@ from shitu_platform.tenancy.models import TenantOwnedModel
 from shitu_platform.tenancy.scoping import scoped
 
 
+@extend_schema_field(OpenApiTypes.INT)
 class TenantScopedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
     """A foreign id in a payload is checked against the request's tenant: another tenant's id reads as 'does not exist'."""
 
