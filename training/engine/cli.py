@@ -1,0 +1,136 @@
+"""Command line: ``python -m training.engine.cli train|eval ...`` (no Django needed).
+
+    train --config run.yaml --data train/labels.txt --out runs/r1 [--eval dev/labels.txt]
+    eval  --model DIR|colour-histogram --gallery DIR [--labels FILE] [--mode split] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .dataset import ImageDataset
+from .evaluate import MODES, evaluate_extractor, format_report_table
+
+BASELINES = ("colour-histogram",)
+
+
+def build_extractor(model: str, *, threads: int = 2, batch_size: int = 16) -> Any:
+    """A named baseline (``colour-histogram``) or an exported/official model directory."""
+    if model in BASELINES:
+        from recognition.engine.baseline import ColourHistogramExtractor
+
+        return ColourHistogramExtractor()
+    from recognition.engine.inference import PaddleExtractor
+
+    return PaddleExtractor.from_dir(model, threads=threads, batch_size=batch_size)
+
+
+def run_eval(model: str, gallery: str | Path, labels: str | Path | None = None, *,
+             mode: str = "leave_one_out", threads: int = 2, batch_size: int = 32, seed: int = 0,
+             query_fraction: float = 0.5, show_progress: bool = True) -> dict[str, Any]:
+    """Score ``model`` on a label-file gallery; the report also names the model and data."""
+    labels_path = Path(labels) if labels else Path(gallery) / "labels.txt"
+    dataset = ImageDataset.from_label_file(labels_path, image_root=gallery)
+    extractor = build_extractor(model, threads=threads, batch_size=batch_size)
+    bar = None
+    if show_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(dataset), desc="extract", unit="img", file=sys.stderr, leave=False)
+
+    def on_batch(done: int, total: int) -> None:
+        if bar is not None:
+            bar.update(done - bar.n)
+
+    try:
+        report = evaluate_extractor(extractor, dataset, mode=mode, batch_size=batch_size, seed=seed,
+                                    query_fraction=query_fraction, progress=on_batch)
+    finally:
+        if bar is not None:
+            bar.close()
+    return {"model": model, "gallery": str(gallery), "labels": str(labels_path), **report}
+
+
+def render_eval(report: dict[str, Any], *, as_json: bool = False) -> str:
+    if as_json:
+        return json.dumps(report, ensure_ascii=False, indent=2)
+    return format_report_table([(Path(report["model"]).name or report["model"], report)])
+
+
+def _train(args: argparse.Namespace) -> int:
+    import yaml
+    from tqdm import tqdm
+
+    from .trainer import TrainConfig, train
+
+    raw = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) if args.config else {}
+    config = TrainConfig.from_mapping(raw or {}, out_dir=args.out, epochs=args.epochs,
+                                      max_steps=args.max_steps, threads=args.threads)
+    train_set = ImageDataset.from_label_file(args.data, image_root=args.image_root)
+    eval_sets = {Path(path).parent.name or f"eval{i}": ImageDataset.from_label_file(path)
+                 for i, path in enumerate(args.eval or [])}
+    bar = tqdm(total=1000, desc="train", unit="‰", file=sys.stderr)
+
+    def progress(fraction: float, info: dict[str, Any]) -> None:
+        bar.update(int(fraction * 1000) - bar.n)
+        if info.get("phase") == "train":
+            bar.set_postfix(step=info["step"], loss=f"{info['loss']:.3f}", lr=f"{info['lr']:.2e}")
+        else:
+            bar.set_postfix(phase=info.get("phase"))
+
+    try:
+        result = train(config, train_set, eval_sets, progress=progress)
+    finally:
+        bar.close()
+    print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+    return 0 if result.status == "completed" else 3
+
+
+def _eval(args: argparse.Namespace) -> int:
+    report = run_eval(args.model, args.gallery, args.labels, mode=args.mode, threads=args.threads,
+                      batch_size=args.batch_size, seed=args.seed, query_fraction=args.query_fraction,
+                      show_progress=not args.no_progress)
+    print(render_eval(report, as_json=args.json))
+    return 0
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    """Shared by this CLI and ``manage.py shitu_eval``."""
+    parser.add_argument("--gallery", required=True, help="folder the label file's paths are relative to")
+    parser.add_argument("--labels", help="label file 'path<TAB>label' (default: GALLERY/labels.txt)")
+    parser.add_argument("--mode", default="leave-one-out", choices=[m.replace("_", "-") for m in MODES])
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0, help="split mode: which images become queries")
+    parser.add_argument("--query-fraction", type=float, default=0.5)
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.engine.cli", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    train_parser = commands.add_parser("train", help="train (or resume) a feature extractor")
+    train_parser.add_argument("--config", help="YAML with TrainConfig fields")
+    train_parser.add_argument("--data", required=True, help="training label file")
+    train_parser.add_argument("--image-root", help="default: the label file's folder")
+    train_parser.add_argument("--out", required=True, help="run folder (resumes if it has checkpoints)")
+    train_parser.add_argument("--eval", action="append", help="label file evaluated after each epoch")
+    train_parser.add_argument("--epochs", type=int)
+    train_parser.add_argument("--max-steps", type=int)
+    train_parser.add_argument("--threads", type=int)
+    eval_parser = commands.add_parser("eval", help="retrieval metrics of a model on a labelled gallery")
+    eval_parser.add_argument("--model", required=True, help=f"model folder or one of {BASELINES}")
+    add_eval_arguments(eval_parser)
+    args = parser.parse_args(argv)
+    return _train(args) if args.command == "train" else _eval(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""PNG charts of a training log: loss curves and retrieval metrics per evaluation (matplotlib Agg)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers; must precede pyplot
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+
+def _records(log_path: Path) -> list[dict[str, Any]]:
+    records = []
+    for line in Path(log_path).read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def _smooth(values: list[float], window: int) -> list[float]:
+    """Trailing mean, so noisy per-batch losses still show a trend."""
+    out, total = [], 0.0
+    for i, value in enumerate(values):
+        total += value
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def plot_losses(records: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    steps = [r for r in records if r.get("event") == "step"]
+    figure, axes = plt.subplots(figsize=(8, 4.5))
+    window = max(1, len(steps) // 50)
+    for key, label in (("loss", "total"), ("ce", "cross-entropy"), ("triplet", "triplet")):
+        xs = [r["step"] for r in steps]
+        axes.plot(xs, _smooth([float(r[key]) for r in steps], window), label=label)
+    axes.set_xlabel("step")
+    axes.set_ylabel(f"loss (mean of {window} steps)" if window > 1 else "loss")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return Path(path)
+
+
+def plot_metrics(records: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
+    evals = [r for r in records if r.get("event") == "eval"]
+    if not evals:
+        return None
+    figure, axes = plt.subplots(figsize=(8, 4.5))
+    for name in dict.fromkeys(r["name"] for r in evals):
+        rows = [r for r in evals if r["name"] == name]
+        xs = [r["epoch"] for r in rows]
+        axes.plot(xs, [r["recall@1"] for r in rows], marker="o", label=f"{name} recall@1")
+        axes.plot(xs, [r["mAP"] for r in rows], marker="s", linestyle="--", label=f"{name} mAP")
+    axes.set_xlabel("epoch")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_ylim(0, 1)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return Path(path)
+
+
+def plot_recall_table(rows: Sequence[tuple[str, dict[str, Any]]], path: str | Path,
+                      ks: Sequence[int] = (1, 5)) -> Path:
+    """A table image (model, images, identities, recall@k, mAP) for reports and the dashboard."""
+    header = ["model", "images", "identities", *(f"recall@{k}" for k in ks), "mAP"]
+    cells = [[name, str(r["images"]), str(r["identities"]), *(f"{r[f'recall@{k}']:.3f}" for k in ks),
+              f"{r['mAP']:.3f}"] for name, r in rows]
+    figure, axes = plt.subplots(figsize=(1.6 * len(header), 0.5 + 0.4 * (len(cells) + 1)))
+    axes.axis("off")
+    table = axes.table(cellText=cells or [["-"] * len(header)], colLabels=header, loc="center")
+    table.auto_set_font_size(False)
+    table.set_fontsize(10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return Path(path)
+
+
+def plot_training_log(log_path: str | Path, out_dir: str | Path) -> list[Path]:
+    """``losses.png`` and (when the run evaluated) ``metrics.png`` in ``out_dir``."""
+    records = _records(Path(log_path))
+    out = Path(out_dir)
+    written = [plot_losses(records, out / "losses.png")]
+    metrics = plot_metrics(records, out / "metrics.png")
+    if metrics is not None:
+        written.append(metrics)
+    return written
+
+
+__all__ = ["plot_losses", "plot_metrics", "plot_recall_table", "plot_training_log"]
