@@ -74,10 +74,22 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": body}
 
 
+def _infrastructure_errors() -> tuple[type[BaseException], ...]:
+    """A database, broker or cache that does not answer: the client should retry later (503), not see a 500."""
+    import kombu.exceptions
+    import redis.exceptions
+    from django.db import InterfaceError, OperationalError
+
+    return (OperationalError, InterfaceError, kombu.exceptions.OperationalError, redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError)
+
+
 def status_for(exc: Exception) -> int | None:
     """HTTP status for a typed error from any layer, or None when it is not one of ours."""
     if isinstance(exc, PlatformError):
         return exc.http_status
+    if isinstance(exc, _infrastructure_errors()):
+        return 503
     code = getattr(exc, "code", None)
     if isinstance(code, str) and code in _STATUS_BY_CODE:
         return _STATUS_BY_CODE[code]
@@ -87,6 +99,11 @@ def status_for(exc: Exception) -> int | None:
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF exception handler: every error leaves as {"error": {"code", "message", "details"}}."""
     status = status_for(exc)
+    if status == 503 and not hasattr(exc, "code"):
+        logger.warning("service unavailable: %s: %s", type(exc).__name__, exc)
+        response = Response(error_body("service_unavailable", "A backing service is unavailable; retry shortly."), status=503)
+        response["Retry-After"] = "5"
+        return response
     if status is not None:
         message = getattr(exc, "message", None) or str(exc)
         return Response(error_body(exc.code, message, getattr(exc, "details", None)), status=status)  # type: ignore[attr-defined]

@@ -37,8 +37,9 @@ def django_db_modify_db_settings(embedded_postgres: EmbeddedPostgres | None) -> 
     """Runs before pytest-django creates the test database, so the server is up by then."""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def redis_url() -> Iterator[str]:
+    """Redis runs for the whole session: it is the Celery broker and the cache behind rate limits."""
     if not settings.USES_EMBEDDED_REDIS:
         yield settings.REDIS_URL
         return

@@ -24,6 +24,11 @@ class Tenant(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Quotas: one tenant's traffic cannot starve another's.
+    requests_per_minute = models.PositiveIntegerField(default=600, help_text="all API calls")
+    recognitions_per_minute = models.PositiveIntegerField(default=120)
+    max_images_per_gallery = models.PositiveIntegerField(default=100_000)
+    recognition_retention_days = models.PositiveIntegerField(default=90, help_text="query photos and results are deleted after this")
 
     class Meta:
         ordering = ["name"]
