@@ -11,6 +11,7 @@ from django.db.models import F
 from galleries.models import Gallery, ImportJob, Product, ReferenceImage
 from recognition.engine.boxes import crop
 from recognition.engine.imageio import load_image, sniff_format
+from shitu_platform.errors import QuotaExceeded
 from shitu_platform.object_store import object_store
 from shitu_platform.storage import tenant_key
 from shitu_platform.tenancy.scoping import scoped
@@ -44,6 +45,9 @@ def reference_image_upload(
     existing = scoped(ReferenceImage, product.tenant).filter(gallery=gallery, checksum=checksum).first()
     if existing is not None:
         return UploadOutcome(existing, created=False)
+    limit = product.tenant.max_images_per_gallery
+    if scoped(ReferenceImage, product.tenant).filter(gallery=gallery).count() >= limit:
+        raise QuotaExceeded(f"gallery '{gallery.name}' holds its quota of {limit} images", details={"limit": limit})
     key = reference_image_object_key(gallery=gallery, checksum=checksum)
     object_store().put(key, data, content_type=CONTENT_TYPES.get(sniff_format(data) or "", "application/octet-stream"))
     try:

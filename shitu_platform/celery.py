@@ -9,4 +9,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shitu_platform.settings")
 app = Celery("shitu_platform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = (Queue("default"), Queue("inference"), Queue("training"))
+app.conf.beat_schedule = {
+    "resume-stale-imports": {"task": "galleries.resume_stale_imports", "schedule": 60.0},
+    "purge-expired-recognitions": {"task": "shitu_platform.purge_expired_recognitions", "schedule": 3600.0},
+    "sweep-orphan-objects": {"task": "shitu_platform.sweep_orphan_objects", "schedule": 6 * 3600.0},
+}
 app.autodiscover_tasks()

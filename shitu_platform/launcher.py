@@ -94,6 +94,12 @@ def start_children(group: ProcessGroup, *, host: str, port: int, web_workers: in
              "--concurrency", "1", "--loglevel", "INFO", "-n", "embedded@%h"],
             env=child_env, cwd=repo_root,
         )
+        group.start(
+            "beat",
+            [python, "-m", "celery", "-A", "shitu_platform", "beat", "--loglevel", "INFO",
+             "--schedule", str(Path(settings.VAR_DIR) / "celerybeat-schedule")],
+            env=child_env, cwd=repo_root,
+        )
     group.start(
         "web",
         [python, "-m", "gunicorn", "shitu_platform.wsgi:application", "--bind", f"{host}:{port}",
