@@ -1,10 +1,7 @@
 """Bulk imports: start (store the archive, queue a job) and run (resumable batches, per-row errors)."""
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Callable
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -15,11 +12,11 @@ from galleries.archive import ImportArchive, ImportRow, InvalidArchive, RowError
 from galleries.models import Gallery, ImportJob, Product, ReferenceImage
 from galleries.services import gallery_index_refresh, reference_image_upload, reference_images_embed
 from recognition.engine.errors import EngineError
+from shitu_platform import jobs
 from shitu_platform.errors import PlatformError
 from shitu_platform.object_store import object_store
 from shitu_platform.storage import tenant_key
 
-STALE_AFTER = timedelta(seconds=90)  # a running job without progress for this long is resumed by the next worker
 MAX_ROW_ERRORS_KEPT = 1000
 
 
@@ -41,7 +38,7 @@ def import_run(
 ) -> ImportJob:
     """Run or resume a job from its first unfinished row. A second runner of a live job backs off, unless it was
     sent to take over from a runner known dead (`takeover` = that runner's token)."""
-    token = f"{worker}|{os.getpid()}|{secrets.token_hex(4)}"
+    token = jobs.new_run_token(worker)
     if not _claim(job_id, token, takeover=takeover):
         return ImportJob.objects.get(pk=job_id)
     job = ImportJob.objects.select_related("gallery", "tenant").get(pk=job_id)
@@ -61,21 +58,10 @@ def import_run(
 
 
 def stale_imports(*, this_worker: str, live_workers: set[str]) -> list[tuple[int, str]]:
-    """Unfinished jobs whose runner is gone: held by an earlier process of this worker's name, by a worker that no
-    longer answers, or silent for STALE_AFTER; queued jobs whose message may be lost count after STALE_AFTER too."""
-    cutoff = timezone.now() - STALE_AFTER
-    stale = []
-    for job in ImportJob.objects.filter(status__in=[ImportJob.Status.QUEUED, ImportJob.Status.RUNNING]):
-        holder, _, rest = job.run_token.partition("|")
-        holder_pid = rest.partition("|")[0]
-        last_sign = job.heartbeat_at or job.created_at
-        if job.status == ImportJob.Status.QUEUED:
-            dead = last_sign < cutoff
-        else:
-            dead = (holder == this_worker and holder_pid != str(os.getpid())) or holder not in live_workers or last_sign < cutoff
-        if dead:
-            stale.append((job.pk, job.run_token))
-    return stale
+    """Unfinished imports whose worker is gone, with the dead run's token (see shitu_platform.jobs)."""
+    unfinished = ImportJob.objects.filter(status__in=[ImportJob.Status.QUEUED, ImportJob.Status.RUNNING])
+    return jobs.stale_jobs(unfinished, this_worker=this_worker, live_workers=live_workers,
+                           waiting=ImportJob.Status.QUEUED, state_field="status")
 
 
 def _import_batch(job: ImportJob, archive: ImportArchive, batch: list[ImportRow], token: str) -> None:
@@ -132,19 +118,10 @@ def _row_error(row: ImportRow, code: str, message: str) -> dict:
 
 
 def _claim(job_id: int, token: str, *, takeover: str = "") -> bool:
-    """Take the job unless another live run holds it (heartbeat fresher than STALE_AFTER and not the dead `takeover`)."""
-    cutoff = timezone.now() - STALE_AFTER
-    with transaction.atomic():
-        job = ImportJob.objects.select_for_update().get(pk=job_id)
-        if job.status in (ImportJob.Status.DONE, ImportJob.Status.FAILED):
-            return False
-        live = job.status == ImportJob.Status.RUNNING and job.heartbeat_at is not None and job.heartbeat_at >= cutoff
-        if live and not (takeover and job.run_token == takeover):
-            return False
-        ImportJob.objects.filter(pk=job_id).update(
-            status=ImportJob.Status.RUNNING, run_token=token, heartbeat_at=timezone.now(), attempts=F("attempts") + 1
-        )
-    return True
+    return jobs.claim(
+        ImportJob, job_id, token, state_field="status", waiting=ImportJob.Status.QUEUED, running=ImportJob.Status.RUNNING,
+        finished=(ImportJob.Status.DONE, ImportJob.Status.FAILED), takeover=takeover, extra_updates={"attempts": F("attempts") + 1},
+    )
 
 
 def _finish(job: ImportJob, status: str, *, reason: str = "") -> ImportJob:

@@ -106,19 +106,30 @@ class EmbedOutcome:
 
 
 def reference_images_embed(*, reference_image_ids: list[int]) -> EmbedOutcome:
-    """Embed pending images in one extractor call and write their vectors; safe to run twice (idempotent).
+    """Embed pending images with their tenant's extractor, one extractor call per batch; safe to run twice.
 
     Per image: the given bbox, else the detector's best box, else the whole image. An image that cannot be
     read or decoded is marked failed with the reason; the others still succeed.
     """
-    from recognition.model_registry import active_detector, active_extractor
+    from recognition.model_registry import extractor_for
 
     # Runs in a worker for ids it was handed by a tenant-scoped upload; rows are re-read with their tenant.
     images = list(
-        ReferenceImage.objects.filter(pk__in=reference_image_ids, status=ReferenceImage.Status.PENDING).select_related("gallery")
+        ReferenceImage.objects.filter(pk__in=reference_image_ids, status=ReferenceImage.Status.PENDING)
+        .select_related("gallery", "tenant").order_by("tenant_id", "pk")
     )
-    skipped = len(reference_image_ids) - len(images)
-    extractor = active_extractor()
+    ready = failed = 0
+    for tenant_id in sorted({image.tenant_id for image in images}):
+        batch = [image for image in images if image.tenant_id == tenant_id]
+        done, broken = reference_images_embed_with(images=batch, extractor=extractor_for(batch[0].tenant))
+        ready, failed = ready + done, failed + broken
+    return EmbedOutcome(ready=ready, failed=failed, skipped=len(reference_image_ids) - len(images))
+
+
+def reference_images_embed_with(*, images: list[ReferenceImage], extractor) -> tuple[int, int]:
+    """Write `extractor`'s vectors for these images (new rows for a new model, so the old ones keep serving)."""
+    from recognition.model_registry import active_detector
+
     detector = active_detector()
     crops, boxes, ok_images, failed = [], [], [], 0
     for reference_image in images:
@@ -136,7 +147,7 @@ def reference_images_embed(*, reference_image_ids: list[int]) -> EmbedOutcome:
     if ok_images:
         vectors = extractor.model.extract(crops)
         _store_embeddings(ok_images, vectors, boxes, extractor.key)
-    return EmbedOutcome(ready=len(ok_images), failed=failed, skipped=skipped)
+    return len(ok_images), failed
 
 
 def _store_embeddings(images: list[ReferenceImage], vectors, boxes, model_key: str) -> None:
@@ -177,8 +188,9 @@ def gallery_indexes_refresh(*, reference_image_ids: list[int]) -> None:
         gallery_index_refresh(gallery=gallery)
 
 
-def gallery_index_refresh(*, gallery: Gallery) -> None:
+def gallery_index_refresh(*, gallery: Gallery, model_key: str | None = None) -> None:
+    """Refresh this worker's cache of the gallery for `model_key` (default: the tenant's active model) and persist it."""
     from galleries.indexing import gallery_index_cache, persist
-    from recognition.model_registry import active_extractor
+    from recognition.model_registry import extractor_for
 
-    persist(gallery, gallery_index_cache.get(gallery, active_extractor().key))
+    persist(gallery, gallery_index_cache.get(gallery, model_key or extractor_for(gallery.tenant).key))

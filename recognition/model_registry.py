@@ -56,11 +56,41 @@ def _choose(kind: str, wanted: str) -> ModelManifest | None:
 
 
 def active_extractor() -> LoadedModel:
-    """The extractor of this process (loaded and warmed up on first use)."""
+    """The platform's default extractor (loaded and warmed up on first use); tenants may have their own."""
     with _lock:
         if "extractor" not in _loaded:
             _loaded["extractor"] = _load_extractor()
         return _loaded["extractor"]
+
+
+def extractor_for(tenant: object) -> LoadedModel:
+    """The tenant's active extractor: its promoted fine-tune if any, else the platform default."""
+    from training.selectors import active_extractor_version
+
+    version = active_extractor_version(tenant=tenant)
+    if version is None:
+        return active_extractor()
+    return extractor_for_version(version)
+
+
+def extractor_for_version(version: object) -> LoadedModel:
+    """A stored ModelVersion, fetched from object storage into a local cache dir once, then kept in memory."""
+    key = f"version:{version.key}"
+    with _lock:
+        if key not in _loaded:
+            from recognition.engine.inference import PaddleExtractor
+            from training.storage import model_files_local
+
+            directory = model_files_local(version)
+            _evict_versions(keep=settings.SHITU_MAX_LOADED_MODELS - 1)
+            _loaded[key] = LoadedModel(version.key, PaddleExtractor.from_dir(directory, threads=settings.ENGINE_THREADS), None)
+        return _loaded[key]
+
+
+def _evict_versions(*, keep: int) -> None:
+    version_keys = [k for k in _loaded if k.startswith("version:")]
+    for stale in version_keys[: max(0, len(version_keys) - keep)]:
+        del _loaded[stale]
 
 
 def active_detector() -> LoadedModel | None:

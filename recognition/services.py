@@ -60,7 +60,7 @@ def recognition_wait(recognition: Recognition, async_result: Any, *, timeout: fl
 def recognition_run(*, recognition_id: int) -> Recognition:
     """The worker side: decode, detect, extract, search the gallery cache, keep the objects. Idempotent."""
     from galleries.indexing import gallery_index_cache
-    from recognition.model_registry import active_detector, active_extractor
+    from recognition.model_registry import active_detector, extractor_for
 
     recognition = Recognition.objects.select_related("gallery", "tenant").get(pk=recognition_id)
     if recognition.status != Recognition.Status.QUEUED:
@@ -69,7 +69,7 @@ def recognition_run(*, recognition_id: int) -> Recognition:
     try:
         pixels = load_image(object_store().get(recognition.image_key), max_pixels=settings.SHITU_MAX_IMAGE_PIXELS,
                             max_bytes=settings.SHITU_MAX_IMAGE_BYTES)
-        extractor = active_extractor()
+        extractor = extractor_for(recognition.tenant)  # read once: one request never mixes two models' vectors
         detector = active_detector()
         cached = gallery_index_cache.get(recognition.gallery, extractor.key)
         pipeline = RecognitionPipeline(

@@ -193,6 +193,7 @@ SHITU_DETECTOR = env_str("SHITU_DETECTOR")
 SHITU_RECOGNITION_TIMEOUT = float(env_str("SHITU_RECOGNITION_TIMEOUT", "20"))  # sync API waits this long, then 202
 SHITU_REVIEW_MARGIN = float(env_str("SHITU_REVIEW_MARGIN", "0.02"))  # best minus runner-up product score below this: review
 SHITU_WEBHOOK_ALLOW_PRIVATE = env_bool("SHITU_WEBHOOK_ALLOW_PRIVATE", False)
+SHITU_MAX_LOADED_MODELS = env_int("SHITU_MAX_LOADED_MODELS", 4)  # tenant models kept in a worker's memory
 SHITU_INDEX_TYPE = env_str("SHITU_INDEX_TYPE", "auto")  # auto | Flat | HNSW32 | IVF
 
 # --- Celery: job state lives in the database; the broker only carries ids ---

@@ -1,0 +1,63 @@
+"""Who runs a long job: claim with a heartbeat, back off from a live runner, take over from a dead one.
+
+Job rows (imports, fine-tunes) carry `run_token` ("worker|pid|nonce") and `heartbeat_at`. A task claims
+the row before working; a duplicate delivery of a live job backs off; a worker that starts (or the
+beat sweep) finds jobs whose runner is gone and sends them again with `takeover` = the dead token.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+
+from django.db import models, transaction
+from django.utils import timezone
+
+STALE_AFTER = timedelta(seconds=90)
+
+
+def new_run_token(worker: str) -> str:
+    return f"{worker[:200]}|{os.getpid()}|{secrets.token_hex(4)}"
+
+
+def claim(model: type[models.Model], job_id: int, token: str, *, state_field: str, waiting: str, running: str,
+          finished: tuple[str, ...], takeover: str = "", extra_updates: dict | None = None) -> bool:
+    """Take the job for `token` unless it is finished or a live run holds it (and it is not the dead `takeover`)."""
+    cutoff = timezone.now() - STALE_AFTER
+    with transaction.atomic():
+        job = model.objects.select_for_update().get(pk=job_id)
+        state = getattr(job, state_field)
+        if state in finished:
+            return False
+        live = state != waiting and job.heartbeat_at is not None and job.heartbeat_at >= cutoff
+        if live and not (takeover and job.run_token == takeover):
+            return False
+        updates = {"run_token": token, "heartbeat_at": timezone.now(), **(extra_updates or {})}
+        if state == waiting:
+            updates[state_field] = running
+        model.objects.filter(pk=job_id).update(**updates)
+    return True
+
+
+def holds(model: type[models.Model], job_id: int, token: str) -> bool:
+    """Beat the heartbeat; False when another run has taken the job over (this one must stop)."""
+    return bool(model.objects.filter(pk=job_id, run_token=token).update(heartbeat_at=timezone.now()))
+
+
+def stale_jobs(queryset: models.QuerySet, *, this_worker: str, live_workers: set[str], waiting: str,
+               state_field: str) -> list[tuple[int, str]]:
+    """Unfinished jobs whose runner is gone: an earlier process of this worker's name, a worker that no longer
+    answers, or silence for STALE_AFTER; waiting jobs whose message may be lost count after STALE_AFTER."""
+    cutoff = timezone.now() - STALE_AFTER
+    stale = []
+    for job in queryset:
+        holder, _, rest = job.run_token.partition("|")
+        holder_pid = rest.partition("|")[0]
+        last_sign = job.heartbeat_at or job.created_at
+        if getattr(job, state_field) == waiting:
+            dead = last_sign < cutoff
+        else:
+            dead = (holder == this_worker and holder_pid != str(os.getpid())) or holder not in live_workers or last_sign < cutoff
+        if dead:
+            stale.append((job.pk, job.run_token))
+    return stale
