@@ -14,7 +14,7 @@ api_v1 = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="openapi-docs"),
 ]
 
-dashboard = ([path("", include("shitu_platform.tenancy.urls_dashboard"))], "dashboard")
+dashboard = ([path("", include("shitu_platform.tenancy.urls_dashboard")), path("galleries/", include("galleries.urls_dashboard"))], "dashboard")
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="dashboard:home", permanent=False)),

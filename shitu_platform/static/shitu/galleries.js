@@ -233,7 +233,7 @@
         if (stored) {
           item.className = "upload-result " + (stored.created ? "ok" : "skip");
           outcome.textContent = stored.created
-            ? "uploaded (" + stored.width + "×" + stored.height + "), embedding…"
+            ? "uploaded, " + stored.width + "×" + stored.height + " px"
             : "already in this gallery (same bytes), not added again";
         } else {
           item.className = "upload-result bad";

@@ -1,0 +1,12 @@
+"""Dashboard routes for galleries; included under /dashboard/galleries/ in the `dashboard` namespace."""
+from django.urls import path
+
+from galleries import views
+
+urlpatterns = [
+    path("", views.GalleryListView.as_view(), name="galleries"),
+    path("<int:pk>/", views.GalleryDetailView.as_view(), name="gallery"),
+    path("products/<int:pk>/", views.ProductDetailView.as_view(), name="gallery-product"),
+    path("images/<int:pk>/thumb/", views.ReferenceImageThumbnailView.as_view(), name="gallery-image-thumb"),
+    path("images/<int:pk>/delete/", views.ReferenceImageDeleteView.as_view(), name="gallery-image-delete"),
+]
