@@ -27,6 +27,7 @@ class LoadedModel:
     key: str  # "name@version": stored with every embedding so vectors of two models never mix
     model: object
     manifest: ModelManifest | None
+    directory: Path | None = None  # where its files are (fine-tuning starts from train_weights.pdparams there)
 
 
 def model_key(manifest: ModelManifest) -> str:
@@ -83,7 +84,8 @@ def extractor_for_version(version: object) -> LoadedModel:
 
             directory = model_files_local(version)
             _evict_versions(keep=settings.SHITU_MAX_LOADED_MODELS - 1)
-            _loaded[key] = LoadedModel(version.key, PaddleExtractor.from_dir(directory, threads=settings.ENGINE_THREADS), None)
+            extractor = PaddleExtractor.from_dir(directory, threads=settings.ENGINE_THREADS)
+            _loaded[key] = LoadedModel(version.key, extractor, None, directory)
         return _loaded[key]
 
 
@@ -112,8 +114,9 @@ def _load_extractor() -> LoadedModel:
     manifest = _choose("extractor", settings.SHITU_EXTRACTOR)
     if manifest is None:
         return LoadedModel(BASELINE_EXTRACTOR_KEY, ColourHistogramExtractor(), None)
-    extractor = PaddleExtractor.from_dir(_model_dir(manifest), threads=settings.ENGINE_THREADS)
-    return LoadedModel(model_key(manifest), extractor, manifest)
+    directory = _model_dir(manifest)
+    extractor = PaddleExtractor.from_dir(directory, threads=settings.ENGINE_THREADS)
+    return LoadedModel(model_key(manifest), extractor, manifest, directory)
 
 
 def _load_detector() -> LoadedModel | None:

@@ -11,6 +11,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = (Queue("default"), Queue("inference"), Queue("training"))
 app.conf.beat_schedule = {
     "resume-stale-imports": {"task": "galleries.resume_stale_imports", "schedule": 60.0},
+    "resume-stale-finetunes": {"task": "training.resume_stale_finetunes", "schedule": 60.0, "options": {"queue": "training"}},
     "purge-expired-recognitions": {"task": "shitu_platform.purge_expired_recognitions", "schedule": 3600.0},
     "sweep-orphan-objects": {"task": "shitu_platform.sweep_orphan_objects", "schedule": 6 * 3600.0},
 }

@@ -193,6 +193,15 @@ SHITU_DETECTOR = env_str("SHITU_DETECTOR")
 SHITU_RECOGNITION_TIMEOUT = float(env_str("SHITU_RECOGNITION_TIMEOUT", "20"))  # sync API waits this long, then 202
 SHITU_REVIEW_MARGIN = float(env_str("SHITU_REVIEW_MARGIN", "0.02"))  # best minus runner-up product score below this: review
 SHITU_WEBHOOK_ALLOW_PRIVATE = env_bool("SHITU_WEBHOOK_ALLOW_PRIVATE", False)
+# Fine-tuning on CPU: a small net unless the base model says otherwise (its train_config.json wins).
+SHITU_FINETUNE_IMAGE_SIZE = env_int("SHITU_FINETUNE_IMAGE_SIZE", 128)
+SHITU_FINETUNE_BACKBONE_SCALE = float(env_str("SHITU_FINETUNE_BACKBONE_SCALE", "0.5"))
+SHITU_FINETUNE_BACKBONE_DEPTHS = [int(v) for v in env_list("SHITU_FINETUNE_BACKBONE_DEPTHS", "2,2,6,2")]
+SHITU_FINETUNE_P = env_int("SHITU_FINETUNE_P", 8)
+SHITU_FINETUNE_K = env_int("SHITU_FINETUNE_K", 4)
+SHITU_FINETUNE_CHECKPOINT_STEPS = env_int("SHITU_FINETUNE_CHECKPOINT_STEPS", 20)
+SHITU_FINETUNE_MAX_STEPS = env_int("SHITU_FINETUNE_MAX_STEPS", 0)  # 0: no cap (epochs decide)
+SHITU_FINETUNE_MAX_EPOCHS = env_int("SHITU_FINETUNE_MAX_EPOCHS", 50)
 SHITU_MAX_LOADED_MODELS = env_int("SHITU_MAX_LOADED_MODELS", 4)  # tenant models kept in a worker's memory
 SHITU_INDEX_TYPE = env_str("SHITU_INDEX_TYPE", "auto")  # auto | Flat | HNSW32 | IVF
 

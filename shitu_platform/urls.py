@@ -10,11 +10,12 @@ api_v1 = [
     path("", include("shitu_platform.tenancy.urls_api")),
     path("", include("galleries.urls_api")),
     path("", include("recognition.urls_api")),
+    path("", include("training.urls_api")),
     path("schema/", SpectacularAPIView.as_view(), name="openapi-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="openapi-docs"),
 ]
 
-dashboard = ([path("", include("shitu_platform.tenancy.urls_dashboard")), path("galleries/", include("galleries.urls_dashboard"))], "dashboard")
+dashboard = ([path("", include("shitu_platform.tenancy.urls_dashboard")), path("galleries/", include("galleries.urls_dashboard")), path("recognition/", include("recognition.urls_dashboard"))], "dashboard")
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="dashboard:home", permanent=False)),

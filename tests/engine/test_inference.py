@@ -112,6 +112,7 @@ def _dygraph_rows(model, image: np.ndarray) -> np.ndarray:
     height, width = image.shape[:2]
     rows[:, [2, 4]] = rows[:, [2, 4]].clip(0, width)
     rows[:, [3, 5]] = rows[:, [3, 5]].clip(0, height)
+    rows = rows[(rows[:, 4] > rows[:, 2]) & (rows[:, 5] > rows[:, 3])]  # as the wrapper does
     return rows[np.argsort(-rows[:, 1], kind="stable")]
 
 

@@ -1,0 +1,179 @@
+"""Fine-tuning jobs: state machine, isolation, a real run through the API, atomic switch, rollback, cancel, resume."""
+import io
+import os
+import signal
+import time
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from PIL import Image, ImageDraw
+
+from galleries.models import Embedding, Gallery, Product, ReferenceImage
+from recognition.models import Recognition
+from training import services
+from training.models import ActiveModel, FineTuneJob, ModelVersion
+
+TINY = {"SHITU_FINETUNE_IMAGE_SIZE": "64", "SHITU_FINETUNE_BACKBONE_SCALE": "0.25", "SHITU_FINETUNE_BACKBONE_DEPTHS": "1,1,1,1",
+        "SHITU_FINETUNE_P": "4", "SHITU_FINETUNE_K": "3", "SHITU_FINETUNE_CHECKPOINT_STEPS": "2", "SHITU_ENGINE_THREADS": "1"}
+COLOURS = [(200, 40, 40), (40, 160, 60), (40, 70, 200), (220, 190, 30)]
+
+
+def photo(product: int, shot: int) -> bytes:
+    image = Image.new("RGB", (96, 128), (230 - 9 * shot, 230, 225))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([14 + shot, 10, 80 - shot, 118], fill=COLOURS[product])
+    draw.ellipse([30, 40 + 4 * shot, 66, 76 + 4 * shot], fill=(255, 255, 255) if product % 2 else (20, 20, 20))
+    buffer = io.BytesIO()
+    image.rotate(7 * shot - 10, fillcolor=(230, 230, 225)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _file(data: bytes) -> io.BytesIO:
+    handle = io.BytesIO(data)
+    handle.name = "p.png"
+    return handle
+
+
+def _wait(predicate, timeout=240, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
+def _gallery(client, products=4, shots=4) -> int:
+    gallery = client.post("/api/v1/galleries/", {"name": "Shelf"}, format="json").json()["id"]
+    for number in range(products):
+        product = client.post("/api/v1/products/", {"gallery": gallery, "label": f"product {number}"}, format="json").json()["id"]
+        files = [_file(photo(number, shot)) for shot in range(shots)]
+        client.post(f"/api/v1/products/{product}/images/", {"image": files}, format="multipart")
+    _wait(lambda: not ReferenceImage.objects.filter(status="pending").exists(), what="embedding")
+    return gallery
+
+
+def _ready_gallery_without_worker(world, products=3, shots=3) -> Gallery:
+    gallery = Gallery(tenant=world.tenant, name="g")
+    gallery.save()
+    for number in range(products):
+        product = Product(tenant=world.tenant, gallery=gallery, label=f"p{number}")
+        product.save()
+        for shot in range(shots):
+            ReferenceImage(tenant=world.tenant, gallery=gallery, product=product, object_key=f"k{number}{shot}",
+                           checksum=f"{number}-{shot}", size_bytes=1, status="ready").save()
+    return gallery
+
+
+@pytest.mark.django_db
+def test_state_machine_roles_and_isolation(tenant_a, tenant_b, monkeypatch):
+    monkeypatch.setattr("training.services._enqueue_run", lambda job_id: None)
+    gallery = _ready_gallery_without_worker(tenant_a)
+    admin = tenant_a.key_client("admin")
+    assert tenant_a.key_client("member").post("/api/v1/fine-tune-jobs/", {"gallery": gallery.pk}, format="json").status_code == 403
+    started = admin.post("/api/v1/fine-tune-jobs/", {"gallery": gallery.pk, "epochs": 3}, format="json")
+    assert started.status_code == 202 and started.json()["state"] == "queued"
+    again = admin.post("/api/v1/fine-tune-jobs/", {"gallery": gallery.pk}, format="json")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "job_already_running"
+    job_url = f"/api/v1/fine-tune-jobs/{started.json()['id']}/"
+    early_promote = admin.post(job_url + "promote/", {}, format="json")
+    assert early_promote.status_code == 409 and early_promote.json()["error"]["code"] == "invalid_job_state"
+
+    other = tenant_b.key_client("owner")
+    assert other.get(job_url).status_code == 404
+    assert other.post(job_url + "cancel/").status_code == 404
+    assert other.post("/api/v1/fine-tune-jobs/", {"gallery": gallery.pk}, format="json").status_code == 400
+    assert other.get("/api/v1/fine-tune-jobs/").json()["results"] == []
+
+    cancelled = admin.post(job_url + "cancel/")
+    assert cancelled.json()["state"] == "cancelled"
+    assert admin.post(job_url + "cancel/").status_code == 409
+    assert admin.post("/api/v1/fine-tune-jobs/", {"gallery": gallery.pk}, format="json").status_code == 202
+
+
+@pytest.mark.django_db
+def test_too_little_data_is_refused(tenant_a):
+    gallery = _ready_gallery_without_worker(tenant_a, products=1)
+    response = tenant_a.key_client("admin").post("/api/v1/fine-tune-jobs/", {"gallery": gallery.pk}, format="json")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "not_enough_data"
+
+
+@pytest.mark.django_db
+def test_switch_is_one_row_and_rollback_restores(tenant_a, tenant_b):
+    first = ModelVersion.objects.create(tenant=tenant_a.tenant, kind="extractor", key="a@1")
+    second = ModelVersion.objects.create(tenant=tenant_a.tenant, kind="extractor", key="a@2")
+    services.model_switch(tenant=tenant_a.tenant, version=first)
+    services.model_switch(tenant=tenant_a.tenant, version=second)
+    assert ActiveModel.objects.for_tenant(tenant_a.tenant).get().extractor == second
+    services.model_rollback(tenant=tenant_a.tenant)
+    active = ActiveModel.objects.for_tenant(tenant_a.tenant).get()
+    assert active.extractor == first and active.previous_extractor == second
+    assert ActiveModel.objects.for_tenant(tenant_b.tenant).count() == 0
+    models_seen_by_b = tenant_b.key_client("member").get("/api/v1/models/").json()["results"]
+    assert {m["key"] for m in models_seen_by_b}.isdisjoint({"a@1", "a@2"})
+    assert tenant_b.key_client("admin").post("/api/v1/models/rollback/").status_code == 409
+
+
+@pytest.mark.slow
+def test_fine_tune_through_the_api_promote_switch_and_rollback(tenant_a, celery_workers):
+    celery_workers.start("ft", TINY)
+    client = tenant_a.key_client("admin")
+    gallery = _gallery(client)
+    default_key = Embedding.objects.values_list("model_key", flat=True).first()
+    job = client.post("/api/v1/fine-tune-jobs/", {"gallery": gallery, "epochs": 4}, format="json").json()
+    _wait(lambda: FineTuneJob.objects.get(pk=job["id"]).state in ("ready", "failed"), what="fine-tune")
+    done = client.get(f"/api/v1/fine-tune-jobs/{job['id']}/").json()
+    assert done["state"] == "ready", done["failure_reason"] + done["log"]
+    assert done["loss_history"] and done["metrics_before"]["mAP"] is not None and done["metrics_after"]["mAP"] is not None
+    assert done["progress"] == 1.0
+
+    staff = get_user_model().objects.create_superuser("ops", password="ops-password-123")
+    from shitu_platform.tenancy.services import membership_set
+
+    membership_set(tenant=tenant_a.tenant, user=staff, role="admin")
+    session = Client()
+    session.force_login(staff)
+    promoted = session.post(f"/api/v1/fine-tune-jobs/{job['id']}/promote/", {"force": True}, content_type="application/json")
+    assert promoted.status_code == 202, promoted.json()
+    _wait(lambda: FineTuneJob.objects.get(pk=job["id"]).state == "promoted", what="promotion")
+    new_key = FineTuneJob.objects.get(pk=job["id"]).result_model.key
+    ready = ReferenceImage.objects.filter(gallery_id=gallery, status="ready").count()
+    assert Embedding.objects.filter(gallery_id=gallery, model_key=new_key).count() == ready
+    assert Embedding.objects.filter(gallery_id=gallery, model_key=default_key).count() == ready  # old vectors kept for rollback
+
+    answer = client.post("/api/v1/recognitions/", {"image": _file(photo(2, 1)), "score_threshold": 0}, format="multipart").json()
+    assert Recognition.objects.get(public_id=answer["id"]).model_key == new_key
+    assert client.post("/api/v1/models/rollback/").status_code == 200
+    answer = client.post("/api/v1/recognitions/", {"image": _file(photo(2, 1)), "score_threshold": 0}, format="multipart").json()
+    assert answer["model_key"] == default_key
+
+
+@pytest.mark.slow
+def test_cancel_stops_a_running_job_within_seconds(tenant_a, celery_workers):
+    celery_workers.start("ft", TINY)
+    client = tenant_a.key_client("admin")
+    gallery = _gallery(client, products=3, shots=3)
+    job = client.post("/api/v1/fine-tune-jobs/", {"gallery": gallery, "epochs": 50}, format="json").json()
+    _wait(lambda: FineTuneJob.objects.get(pk=job["id"]).current_step >= 2, what="training steps")
+    asked = time.monotonic()
+    client.post(f"/api/v1/fine-tune-jobs/{job['id']}/cancel/")
+    _wait(lambda: FineTuneJob.objects.get(pk=job["id"]).state == "cancelled", timeout=30, what="cancel")
+    assert time.monotonic() - asked < 15
+
+
+@pytest.mark.slow
+def test_killed_training_worker_resumes_from_its_checkpoint(tenant_a, celery_workers):
+    victim = celery_workers.start("trainer", TINY)
+    client = tenant_a.key_client("admin")
+    gallery = _gallery(client, products=3, shots=3)
+    job = client.post("/api/v1/fine-tune-jobs/", {"gallery": gallery, "epochs": 12}, format="json").json()
+    _wait(lambda: FineTuneJob.objects.get(pk=job["id"]).current_step >= 5, what="training steps")
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    step_at_kill = FineTuneJob.objects.get(pk=job["id"]).current_step
+    celery_workers.start("trainer", TINY)  # same node name: it takes over the dead run on start
+    _wait(lambda: FineTuneJob.objects.get(pk=job["id"]).state in ("ready", "failed"), what="resumed fine-tune")
+    finished = FineTuneJob.objects.get(pk=job["id"])
+    assert finished.state == "ready", finished.failure_reason
+    assert "resumed from the checkpoint at step" in finished.log
+    resumed_at = int(finished.log.split("checkpoint at step ")[1].split()[0])
+    assert 0 < resumed_at <= step_at_kill  # not from scratch, and nothing past what was done

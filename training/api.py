@@ -1,0 +1,76 @@
+"""REST endpoints for fine-tuning jobs and the tenant's models."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from shitu_platform.tenancy.context import tenant_context
+from shitu_platform.tenancy.models import Role
+from shitu_platform.tenancy.scoping import TenantScopedAPIMixin
+from training import services
+from training.models import ActiveModel, FineTuneJob, ModelVersion
+from training.serializers import ActiveModelSerializer, FineTuneJobSerializer, ModelVersionSerializer, PromoteSerializer
+
+
+class FineTuneJobViewSet(TenantScopedAPIMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Start (admin), watch, cancel, promote fine-tuning jobs of the caller's tenant."""
+
+    scoped_model = FineTuneJob
+    serializer_class = FineTuneJobSerializer
+    write_role = Role.ADMIN
+
+    def create(self, request: Request) -> Response:
+        params = FineTuneJobSerializer(data=request.data, context={"request": request})
+        params.is_valid(raise_exception=True)
+        epochs = min(params.validated_data["epochs"], settings.SHITU_FINETUNE_MAX_EPOCHS)
+        user = request.user if getattr(request.user, "pk", None) else None
+        job = services.finetune_start(gallery=params.validated_data["gallery"], epochs=epochs, created_by=user)
+        return Response(FineTuneJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses=FineTuneJobSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: Any = None) -> Response:
+        return Response(FineTuneJobSerializer(services.finetune_cancel(job=self.get_object())).data)
+
+    @extend_schema(request=PromoteSerializer, responses=FineTuneJobSerializer)
+    @action(detail=True, methods=["post"])
+    def promote(self, request: Request, pk: Any = None) -> Response:
+        params = PromoteSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        user = request.user if getattr(request.user, "pk", None) else None
+        job = services.finetune_promote(job=self.get_object(), force=params.validated_data["force"], by=user)
+        return Response(FineTuneJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ModelVersionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Models this tenant may use: the global ones and its own fine-tunes."""
+
+    serializer_class = ModelVersionSerializer
+
+    def get_queryset(self):  # not tenant-owned (global rows have no tenant): scoped by visible_to
+        context = tenant_context(self.request)
+        if getattr(self, "swagger_fake_view", False) or context is None:
+            return ModelVersion.objects.none()
+        return ModelVersion.objects.visible_to(context.tenant)
+
+
+class ActiveModelView(APIView):
+    @extend_schema(responses=ActiveModelSerializer)
+    def get(self, request: Request) -> Response:
+        active = ActiveModel.objects.for_tenant(tenant_context(request).tenant).first()
+        return Response(ActiveModelSerializer(active).data if active else {"extractor": None, "previous_extractor": None})
+
+
+class RollbackView(APIView):
+    write_role = Role.ADMIN
+
+    @extend_schema(request=None, responses=ActiveModelSerializer)
+    def post(self, request: Request) -> Response:
+        return Response(ActiveModelSerializer(services.model_rollback(tenant=tenant_context(request).tenant)).data)

@@ -1,0 +1,43 @@
+from rest_framework import serializers
+
+from galleries.models import Gallery
+from shitu_platform.tenancy.fields import TenantScopedPrimaryKeyRelatedField
+from training.models import ActiveModel, FineTuneJob, ModelVersion
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    scope = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "key", "kind", "scope", "metrics", "parent", "created_at"]
+        read_only_fields = fields
+
+    def get_scope(self, version: ModelVersion) -> str:
+        return "global" if version.tenant_id is None else "tenant"
+
+
+class ActiveModelSerializer(serializers.ModelSerializer):
+    extractor = ModelVersionSerializer(read_only=True)
+    previous_extractor = ModelVersionSerializer(read_only=True)
+
+    class Meta:
+        model = ActiveModel
+        fields = ["extractor", "previous_extractor", "previous_is_default", "switched_at"]
+        read_only_fields = fields
+
+
+class FineTuneJobSerializer(serializers.ModelSerializer):
+    gallery = TenantScopedPrimaryKeyRelatedField(Gallery)
+    epochs = serializers.IntegerField(min_value=1, max_value=500, default=10)
+
+    class Meta:
+        model = FineTuneJob
+        fields = ["id", "gallery", "state", "progress", "epochs", "current_epoch", "current_step", "total_steps",
+                  "loss_history", "base_model", "result_model", "metrics_before", "metrics_after", "log",
+                  "failure_reason", "cancel_requested", "created_at", "finished_at"]
+        read_only_fields = [f for f in fields if f not in ("gallery", "epochs")]
+
+
+class PromoteSerializer(serializers.Serializer):
+    force = serializers.BooleanField(default=False, help_text="staff only: promote even if not better (recorded)")

@@ -1,0 +1,337 @@
+"""Per-tenant fine-tuning: start, run (resumable, cancellable), evaluate before/after, promote with a shadow
+index and an atomic switch, roll back."""
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from galleries.models import Gallery, ReferenceImage
+from shitu_platform import jobs
+from shitu_platform.errors import PlatformError
+from training.models import ActiveModel, FineTuneJob, GalleryHoldout, ModelVersion
+from training.storage import model_files_upload, model_prefix
+
+State = FineTuneJob.State
+FINISHED = (State.READY, State.PROMOTED, State.FAILED, State.CANCELLED)
+
+
+class JobAlreadyRunning(PlatformError):
+    code = "job_already_running"
+    http_status = 409
+
+
+class NotEnoughData(PlatformError):
+    code = "not_enough_data"
+    http_status = 400
+
+
+class InvalidJobState(PlatformError):
+    code = "invalid_job_state"
+    http_status = 409
+
+
+class FineTuneCancelled(Exception):
+    pass
+
+
+# --- start / cancel -----------------------------------------------------------------
+
+
+def finetune_start(*, gallery: Gallery, epochs: int, created_by: Any = None) -> FineTuneJob:
+    """Queue a fine-tune of the tenant's current extractor on this gallery; one running job per tenant."""
+    samples, _ = _split(gallery)
+    labels = {label for _, label, _ in samples}
+    if len(labels) < 2:
+        raise NotEnoughData("fine-tuning needs at least 2 products with ready reference images outside the held-out set")
+    from training.selectors import active_extractor_version
+
+    try:
+        with transaction.atomic():
+            job = FineTuneJob(tenant=gallery.tenant, gallery=gallery, epochs=epochs, created_by=created_by,
+                              base_model=active_extractor_version(tenant=gallery.tenant))
+            job.save()
+    except IntegrityError as error:
+        raise JobAlreadyRunning("this tenant already has a fine-tuning job running; wait for it or cancel it") from error
+    transaction.on_commit(lambda: _enqueue_run(job.pk))
+    return job
+
+
+def finetune_cancel(*, job: FineTuneJob) -> FineTuneJob:
+    """Ask the runner to stop (it checks between steps); a job no worker has started is cancelled at once."""
+    if job.state in FINISHED:
+        raise InvalidJobState(f"the job is already {job.state}")
+    FineTuneJob.objects.filter(pk=job.pk).update(cancel_requested=True)
+    FineTuneJob.objects.filter(pk=job.pk, state=State.QUEUED).update(state=State.CANCELLED, finished_at=timezone.now())
+    job.refresh_from_db()
+    return job
+
+
+# --- run ----------------------------------------------------------------------------
+
+
+def finetune_run(*, job_id: int, worker: str = "", takeover: str = "") -> FineTuneJob:
+    """Prepare, train (resuming from the last checkpoint), evaluate on the held-out split, register the model."""
+    token = jobs.new_run_token(worker)
+    claimed = jobs.claim(FineTuneJob, job_id, token, state_field="state", waiting=State.QUEUED, running=State.PREPARING,
+                         finished=FINISHED, takeover=takeover)
+    if not claimed:
+        return FineTuneJob.objects.get(pk=job_id)
+    job = FineTuneJob.objects.select_related("gallery", "tenant", "base_model").get(pk=job_id)
+    try:
+        return _run(job, token)
+    except FineTuneCancelled:
+        return _finish(job, State.CANCELLED)
+    except PlatformError as error:
+        return _finish(job, State.FAILED, reason=f"{error.code}: {error}")
+
+
+def _run(job: FineTuneJob, token: str) -> FineTuneJob:
+    from training.engine.dataset import ImageDataset
+    from training.engine.trainer import TrainConfig, train
+
+    _log(job, "preparing the dataset")
+    samples, holdout = _split(job.gallery)
+    train_set = ImageDataset.from_pairs((_image_bytes(image), label, bbox) for image, label, bbox in samples)
+    base_dir, base_config = _base_training_files(job)
+    config = TrainConfig(
+        epochs=job.epochs, p=min(settings.SHITU_FINETUNE_P, train_set.num_classes), k=settings.SHITU_FINETUNE_K,
+        image_size=base_config.get("image_size", settings.SHITU_FINETUNE_IMAGE_SIZE),
+        backbone_scale=base_config.get("backbone_scale", settings.SHITU_FINETUNE_BACKBONE_SCALE),
+        backbone_depths=tuple(base_config.get("backbone_depths", settings.SHITU_FINETUNE_BACKBONE_DEPTHS)),
+        warmup_epochs=min(1.0, job.epochs / 5), threads=settings.ENGINE_THREADS, seed=job.pk,
+        checkpoint_every_steps=settings.SHITU_FINETUNE_CHECKPOINT_STEPS, out_dir=str(_run_dir(job)),
+        init_from=str(base_dir / "train_weights.pdparams") if base_dir is not None else None,
+        model_name=f"ft-t{job.tenant_id}-j{job.pk}", model_version="1", write_plots=True,
+        max_steps=settings.SHITU_FINETUNE_MAX_STEPS or None,
+    )
+    _set_state(job, State.TRAINING, token)
+    _log(job, f"training {len(train_set)} images of {train_set.num_classes} products from "
+              f"{job.base_model.key if job.base_model else 'the platform default'} ({'warm start' if config.init_from else 'from scratch'})")
+    result = train(config, train_set, progress=_progress_writer(job, token), cancel=_cancel_checker(job, token))
+    if result.status == "cancelled":
+        raise FineTuneCancelled()
+    if result.resumed_from_step:
+        _log(job, f"resumed from the checkpoint at step {result.resumed_from_step} after an interruption")
+    _set_state(job, State.EVALUATING, token)
+    metrics_before, metrics_after = _evaluate_before_after(job, result.model_dir, samples, holdout)
+    version = _register_model(job, result, config)
+    FineTuneJob.objects.filter(pk=job.pk).update(metrics_before=metrics_before, metrics_after=metrics_after,
+                                                 result_model=version, progress=1.0)
+    _log(job, f"held-out mAP {metrics_before.get('mAP')} -> {metrics_after.get('mAP')}, "
+              f"recall@1 {metrics_before.get('recall@1')} -> {metrics_after.get('recall@1')}")
+    return _finish(job, State.READY)
+
+
+def _split(gallery: Gallery) -> tuple[list[tuple[ReferenceImage, str, Any]], list[tuple[ReferenceImage, str, Any]]]:
+    """Training samples and the held-out split (fixed once per gallery: ~30% of each product with >= 3 images)."""
+    images = list(ReferenceImage.objects.for_tenant(gallery.tenant).filter(gallery=gallery, status=ReferenceImage.Status.READY)
+                  .select_related("product").order_by("pk"))
+    holdout_row = GalleryHoldout.objects.for_tenant(gallery.tenant).filter(gallery=gallery).first()
+    if holdout_row is None:
+        rng = random.Random(gallery.pk)
+        by_product: dict[int, list[int]] = {}
+        for image in images:
+            by_product.setdefault(image.product_id, []).append(image.pk)
+        held = [pk for pks in by_product.values() if len(pks) >= 3 for pk in rng.sample(pks, max(1, round(0.3 * len(pks))))]
+        holdout_row = GalleryHoldout(tenant=gallery.tenant, gallery=gallery, reference_image_ids=sorted(held), seed=gallery.pk)
+        holdout_row.save()
+    held_ids = set(holdout_row.reference_image_ids)
+    rows = [(image, image.product.label, tuple(image.bbox) if image.bbox else None) for image in images]
+    return [r for r in rows if r[0].pk not in held_ids], [r for r in rows if r[0].pk in held_ids]
+
+
+def _image_bytes(image: ReferenceImage) -> bytes:
+    from shitu_platform.object_store import object_store
+
+    return object_store().get(image.object_key)
+
+
+def _evaluate_before_after(job: FineTuneJob, model_dir: Path, samples: list, holdout: list) -> tuple[dict, dict]:
+    """Held-out images query the training images, with the current extractor and with the new one."""
+    from recognition.engine.inference import PaddleExtractor
+    from recognition.model_registry import extractor_for
+    from training.engine.dataset import ImageDataset
+    from training.engine.evaluate import extract_features, retrieval_metrics
+
+    if not holdout:
+        return {}, {}
+    gallery_set = ImageDataset.from_pairs((_image_bytes(i), label, bbox) for i, label, bbox in samples)
+    query_set = ImageDataset.from_pairs((_image_bytes(i), label, bbox) for i, label, bbox in holdout)
+    results = []
+    for extractor in (extractor_for(job.tenant).model, PaddleExtractor.from_dir(model_dir, threads=settings.ENGINE_THREADS)):
+        gallery_feats = extract_features(extractor, gallery_set)
+        query_feats = extract_features(extractor, query_set)
+        metrics = retrieval_metrics(query_feats, query_set.labels, gallery_feats, gallery_set.labels, exclude_self=False)
+        results.append({k: (round(float(v), 4) if isinstance(v, (float, np.floating)) else v) for k, v in metrics.items()})
+    return results[0], results[1]
+
+
+def _register_model(job: FineTuneJob, result: Any, config: Any) -> ModelVersion:
+    """Store the exported model + its training weights + config in object storage as a tenant-owned version."""
+    model_dir = Path(result.model_dir)
+    weights = Path(result.out_dir) / "final_weights.pdparams"
+    if weights.exists():
+        (model_dir / "train_weights.pdparams").write_bytes(weights.read_bytes())
+    (model_dir / "train_config.json").write_text(json.dumps({
+        "image_size": config.image_size, "backbone_scale": config.backbone_scale, "backbone_depths": list(config.backbone_depths),
+    }))
+    key = f"{config.model_name}@{config.model_version}"
+    prefix = model_prefix(tenant_id=job.tenant_id, key=key)
+    model_files_upload(directory=model_dir, prefix=prefix)
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    version, _ = ModelVersion.objects.update_or_create(
+        key=key, defaults={"tenant": job.tenant, "kind": ModelVersion.Kind.EXTRACTOR, "storage_prefix": prefix,
+                           "manifest": manifest, "parent": job.base_model},
+    )
+    return version
+
+
+def _base_training_files(job: FineTuneJob) -> tuple[Path | None, dict]:
+    """Where the base model's training weights are: its stored version, or the shipped default's folder."""
+    from recognition.model_registry import active_extractor
+
+    if job.base_model is not None:
+        from training.storage import model_files_local
+
+        directory = model_files_local(job.base_model)
+    else:
+        directory = active_extractor().directory
+    if directory is None or not (directory / "train_weights.pdparams").exists():
+        return None, {}
+    config_path = directory / "train_config.json"
+    return directory, json.loads(config_path.read_text()) if config_path.exists() else {}
+
+
+def _run_dir(job: FineTuneJob) -> Path:
+    return Path(settings.VAR_DIR) / "finetune" / f"job-{job.pk}"
+
+
+def _progress_writer(job: FineTuneJob, token: str):
+    last_write = [0.0]
+
+    def write(fraction: float, info: dict) -> None:
+        now = time.monotonic()
+        if now - last_write[0] < 1.0 and fraction < 1.0:
+            return
+        last_write[0] = now
+        point = {k: info[k] for k in ("step", "loss", "ce", "triplet", "lr") if k in info}
+        job.refresh_from_db(fields=["loss_history"])
+        history = (job.loss_history + [point])[-500:] if "loss" in point else job.loss_history
+        updated = FineTuneJob.objects.filter(pk=job.pk, run_token=token).update(
+            progress=round(0.85 * fraction, 4), current_step=info.get("step", 0), current_epoch=info.get("epoch", 0),
+            total_steps=info.get("total_steps", 0), loss_history=history, heartbeat_at=timezone.now(),
+        )
+        if not updated:
+            raise FineTuneCancelled()  # another runner took the job over
+
+    return write
+
+
+def _cancel_checker(job: FineTuneJob, token: str):
+    def cancelled() -> bool:
+        return FineTuneJob.objects.filter(pk=job.pk, cancel_requested=True).exists() or not jobs.holds(FineTuneJob, job.pk, token)
+
+    return cancelled
+
+
+def _set_state(job: FineTuneJob, state: str, token: str) -> None:
+    FineTuneJob.objects.filter(pk=job.pk, run_token=token).update(state=state, heartbeat_at=timezone.now())
+    job.state = state
+
+
+def _log(job: FineTuneJob, line: str) -> None:
+    stamp = timezone.now().strftime("%H:%M:%S")
+    job.refresh_from_db(fields=["log"])
+    FineTuneJob.objects.filter(pk=job.pk).update(log=(job.log + f"{stamp} {line}\n")[-20000:])
+
+
+def _finish(job: FineTuneJob, state: str, *, reason: str = "") -> FineTuneJob:
+    FineTuneJob.objects.filter(pk=job.pk).update(state=state, failure_reason=reason, finished_at=timezone.now())
+    job.refresh_from_db()
+    return job
+
+
+def _enqueue_run(job_id: int) -> None:
+    from training.tasks import run_finetune
+
+    run_finetune.apply_async(args=[job_id], queue="training")
+
+
+# --- promote / roll back --------------------------------------------------------------
+
+
+def finetune_promote(*, job: FineTuneJob, force: bool = False, by: Any = None) -> FineTuneJob:
+    """Promote if the new model is better on the held-out split (or staff force it, recorded); runs in a worker."""
+    if job.state != State.READY or job.result_model is None:
+        raise InvalidJobState(f"only a ready job can be promoted (this one is {job.state})")
+    better = job.metrics_after.get("mAP", 0) > job.metrics_before.get("mAP", 0)
+    if not better and not force:
+        raise InvalidJobState("the new model is not better on the held-out images; staff may force it")
+    if force and not getattr(by, "is_staff", False):
+        raise InvalidJobState("only platform staff may force a promotion")
+    updated = FineTuneJob.objects.filter(pk=job.pk, state=State.READY).update(
+        state=State.REEMBEDDING, forced_promotion_by=by if force and not better else None
+    )
+    if not updated:
+        raise InvalidJobState("the job changed state meanwhile")
+    from training.tasks import promote_finetune
+
+    transaction.on_commit(lambda: promote_finetune.apply_async(args=[job.pk], queue="training"))
+    job.refresh_from_db()
+    return job
+
+
+def finetune_promote_run(*, job_id: int) -> FineTuneJob:
+    """Shadow first: embed every gallery of the tenant with the new model into new rows and caches; then switch
+    the tenant's active model in one transaction. Recognitions read the active model once, so none mixes both."""
+    from galleries.services import gallery_index_refresh, reference_images_embed_with
+    from recognition.model_registry import extractor_for_version
+
+    job = FineTuneJob.objects.select_related("tenant", "result_model").get(pk=job_id)
+    if job.state != State.REEMBEDDING:
+        return job
+    new_model = extractor_for_version(job.result_model)
+    galleries = list(Gallery.objects.for_tenant(job.tenant))
+    for gallery in galleries:
+        missing = ReferenceImage.objects.for_tenant(job.tenant).filter(gallery=gallery, status=ReferenceImage.Status.READY).exclude(
+            embeddings__model_key=new_model.key)
+        batch = list(missing[: settings.SHITU_IMPORT_BATCH_SIZE])
+        while batch:
+            reference_images_embed_with(images=batch, extractor=new_model)
+            batch = list(missing[: settings.SHITU_IMPORT_BATCH_SIZE])
+        gallery_index_refresh(gallery=gallery, model_key=new_model.key)
+    with transaction.atomic():
+        model_switch(tenant=job.tenant, version=job.result_model)
+        FineTuneJob.objects.filter(pk=job.pk).update(state=State.PROMOTED, finished_at=timezone.now())
+    job.refresh_from_db()
+    return job
+
+
+def model_switch(*, tenant: Any, version: ModelVersion | None) -> ActiveModel:
+    """Make `version` (None = platform default) the tenant's extractor, keeping the current one for rollback."""
+    active, _ = ActiveModel.objects.for_tenant(tenant).select_for_update().get_or_create(
+        tenant=tenant, defaults={"tenant": tenant}
+    )
+    active.previous_extractor = active.extractor
+    active.previous_is_default = active.extractor is None
+    active.extractor = version
+    active.switched_at = timezone.now()
+    active.save()
+    return active
+
+
+@transaction.atomic
+def model_rollback(*, tenant: Any) -> ActiveModel:
+    """Back to the model used before the last switch (its vectors and caches are still there)."""
+    active = ActiveModel.objects.for_tenant(tenant).select_for_update().first()
+    if active is None or (active.previous_extractor is None and not active.previous_is_default):
+        raise InvalidJobState("there is no previous model to roll back to")
+    return model_switch(tenant=tenant, version=active.previous_extractor)

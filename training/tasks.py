@@ -1,0 +1,36 @@
+"""Training-queue tasks: thin; state lives in FineTuneJob rows."""
+from celery import shared_task
+from celery.signals import worker_ready
+
+from training import services
+
+
+@shared_task(name="training.run_finetune", acks_late=True, bind=True)
+def run_finetune(self, job_id: int, takeover: str = "") -> str:
+    return services.finetune_run(job_id=job_id, worker=self.request.hostname or "", takeover=takeover).state
+
+
+@shared_task(name="training.promote_finetune", acks_late=True)
+def promote_finetune(job_id: int) -> str:
+    return services.finetune_promote_run(job_id=job_id).state
+
+
+@shared_task(name="training.resume_stale_finetunes", bind=True)
+def resume_stale_finetunes(self) -> list[int]:
+    """Fine-tunes whose worker died resume from their last checkpoint (run by each worker at start and by beat)."""
+    from shitu_platform import jobs
+    from training.models import FineTuneJob
+
+    live_workers = {name for reply in (self.app.control.ping(timeout=1.0) or []) for name in reply}
+    live_workers.add(self.request.hostname or "")
+    unfinished = FineTuneJob.objects.filter(state__in=[s for s in FineTuneJob.ACTIVE_STATES if s != FineTuneJob.State.REEMBEDDING])
+    stale = jobs.stale_jobs(unfinished, this_worker=self.request.hostname or "", live_workers=live_workers,
+                            waiting=FineTuneJob.State.QUEUED, state_field="state")
+    for job_id, dead_token in stale:
+        run_finetune.apply_async(args=[job_id], kwargs={"takeover": dead_token}, queue="training")
+    return [job_id for job_id, _ in stale]
+
+
+@worker_ready.connect
+def _resume_on_start(sender, **_: object) -> None:
+    resume_stale_finetunes.apply_async(queue="training")
