@@ -39,6 +39,7 @@ class RecognitionViewSet(TenantScopedAPIMixin, mixins.ListModelMixin, mixins.Ret
     scoped_model = Recognition
     serializer_class = RecognitionSerializer
     lookup_field = "public_id"
+    throttle_tenant_field = "recognitions_per_minute"
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
     def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
