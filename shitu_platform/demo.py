@@ -49,3 +49,39 @@ def demo_tenant_ensure() -> DemoLogin:
     if tenant is None:
         tenant = tenant_create(name="Demo Retail", owner=user, slug=DEMO_TENANT_SLUG)
     return DemoLogin(username=DEMO_USERNAME, password=password, tenant=tenant)
+
+
+DEMO_GALLERY_NAME = "Demo drinks"
+
+
+def demo_api_key(login: DemoLogin) -> str:
+    """The demo's API key, kept (0600) beside the demo password so every start can call the API as the demo tenant."""
+    from shitu_platform.tenancy.services import api_key_authenticate, api_key_create
+
+    credentials_file = _credentials_file()
+    credentials = json.loads(credentials_file.read_text())
+    if credentials.get("api_key") and api_key_authenticate(credentials["api_key"]) is not None:
+        return credentials["api_key"]
+    _, raw_key = api_key_create(tenant=login.tenant, name="demo script", role="admin")
+    credentials["api_key"] = raw_key
+    credentials_file.write_text(json.dumps(credentials))
+    return raw_key
+
+
+def demo_gallery_archive(folder: Path | None) -> tuple[str, bytes]:
+    """The zip to import: a folder with labels.txt (e.g. drink-dev), or the generated demo products."""
+    import io
+    import zipfile
+
+    from shitu_platform.demo_data import demo_gallery_photos, demo_gallery_zip
+
+    if folder is None:
+        return "demo-drinks.zip", demo_gallery_zip(demo_gallery_photos())
+    if not (folder / "labels.txt").exists():
+        raise FileNotFoundError(f"{folder} has no labels.txt (lines: relative/path<TAB>label)")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, str(path.relative_to(folder)))
+    return f"{folder.name}.zip", buffer.getvalue()

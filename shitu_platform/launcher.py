@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import re
+import secrets
 import sys
 import time
 import urllib.error
@@ -140,3 +141,62 @@ def login_and_fetch_dashboard(base_url: str, username: str, password: str) -> st
     if not response.geturl().rstrip("/").endswith("/dashboard"):
         raise RuntimeError(f"login did not reach the dashboard (ended at {response.geturl()})")
     return response.read().decode()
+
+
+def api_call(base_url: str, api_key: str, method: str, path: str, body: bytes | None = None,
+             content_type: str = "application/json") -> tuple[int, dict]:
+    request = urllib.request.Request(f"{base_url}{path}", data=body, method=method,
+                                     headers={"Authorization": f"Api-Key {api_key}", "Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def multipart_body(field: str, filename: str, data: bytes, fields: dict[str, str] | None = None) -> tuple[bytes, str]:
+    boundary = secrets.token_hex(16)
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+             for name, value in (fields or {}).items()]
+    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n").encode()
+    return b"".join(parts) + head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def demo_gallery_import(base_url: str, api_key: str, name: str, archive_name: str, archive: bytes, out) -> dict:
+    """Create the demo gallery through the API and import the archive, with a progress bar; skipped when done before."""
+    from tqdm import tqdm
+
+    status, page = api_call(base_url, api_key, "GET", "/api/v1/galleries/?limit=200")
+    gallery = next((g for g in page.get("results", []) if g["name"] == name), None)
+    if gallery is None:
+        status, gallery = api_call(base_url, api_key, "POST", "/api/v1/galleries/", json.dumps({"name": name}).encode())
+    if gallery.get("image_count"):
+        return gallery
+    body, content_type = multipart_body("archive", archive_name, archive)
+    status, job = api_call(base_url, api_key, "POST", f"/api/v1/galleries/{gallery['id']}/imports/", body, content_type)
+    if status != 202:
+        raise RuntimeError(f"import refused: {job}")
+    with tqdm(total=job["total_rows"] or None, desc="importing gallery", unit="img", file=out) as bar:
+        while job["status"] not in ("done", "failed"):
+            time.sleep(0.5)
+            _, job = api_call(base_url, api_key, "GET", f"/api/v1/imports/{job['id']}/")
+            bar.total = job["total_rows"]
+            bar.n = job["next_row"]
+            bar.refresh()
+    if job["status"] != "done":
+        raise RuntimeError(f"import failed: {job['failure_reason']}")
+    return gallery
+
+
+def demo_recognise(base_url: str, api_key: str, gallery_id: int, photos: list) -> list[tuple[str, str, float, float]]:
+    """Send each sample photo to the recognition API: (expected, answered, score, milliseconds)."""
+    rows = []
+    for photo in photos:
+        body, content_type = multipart_body("image", photo.filename, photo.data, {"gallery": str(gallery_id)})
+        started = time.perf_counter()
+        status, answer = api_call(base_url, api_key, "POST", "/api/v1/recognitions/", body, content_type)
+        elapsed = (time.perf_counter() - started) * 1000
+        best = answer.get("objects", [{}])[0] if answer.get("objects") else {}
+        rows.append((photo.label, best.get("label", "(nothing)" if status == 200 else f"HTTP {status}"), best.get("score", 0.0), elapsed))
+    return rows

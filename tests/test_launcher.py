@@ -46,6 +46,9 @@ def _run_smoke(env: dict[str, str], web_port: int) -> str:
 def test_demo_reaches_logged_in_dashboard_and_restarts_on_existing_data(stack_env):
     first = _run_smoke(stack_env, free_port())
     assert "ShiTu Platform is up" in first
+    right = re.search(r"(\d+)/12 right", first)
+    assert right is not None, first  # the demo gallery was imported by the worker and 12 sample photos recognised
+    assert int(right.group(1)) >= 8, first
     pg_version = Path(stack_env["SHITU_VAR_DIR"]) / "postgres"
     marker = next(pg_version.rglob("PG_VERSION"))
     initialised_at = marker.stat().st_mtime

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -28,6 +29,8 @@ class Command(BaseCommand):
         parser.add_argument("--web-workers", type=int, default=2)
         parser.add_argument("--no-worker", action="store_true", help="do not start a Celery worker")
         parser.add_argument("--smoke", action="store_true", help="start, check readiness and the demo login, then stop")
+        parser.add_argument("--gallery", type=Path, default=None,
+                            help="demo: import this folder (images + labels.txt) instead of the generated demo products")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         if action == "stop":
@@ -37,7 +40,8 @@ class Command(BaseCommand):
             return
         self._run(demo=action == "demo", **options)
 
-    def _run(self, *, demo: bool, host: str, port: int, web_workers: int, no_worker: bool, smoke: bool, **_: Any) -> None:
+    def _run(self, *, demo: bool, host: str, port: int, web_workers: int, no_worker: bool, smoke: bool,
+             gallery: Path | None = None, **_: Any) -> None:
         started = time.perf_counter()
         timings = launcher.StackTimings()
         try:
@@ -56,6 +60,8 @@ class Command(BaseCommand):
                 page = timings.measure("demo login", lambda: launcher.login_and_fetch_dashboard(base_url, login.username, login.password))
                 if login.tenant.name not in page:
                     raise CommandError("logged in, but the dashboard does not show the demo tenant")
+                if not no_worker:
+                    timings.measure("demo gallery + recognition", lambda: self._demo_recognition(base_url, login, gallery))
             self._announce(base_url, login, timings, time.perf_counter() - started)
             if not smoke:
                 name, code = group.wait_any()
@@ -71,6 +77,32 @@ class Command(BaseCommand):
         from shitu_platform.demo import demo_tenant_ensure
 
         return timings.measure("demo tenant", demo_tenant_ensure)
+
+    def _demo_recognition(self, base_url: str, login: Any, folder: Path | None) -> None:
+        """Import the demo gallery through the API (a real job on the worker) and recognise sample photos."""
+        import random
+
+        from shitu_platform.demo import DEMO_GALLERY_NAME, demo_api_key, demo_gallery_archive
+        from shitu_platform.demo_data import DemoPhoto, demo_query_photos
+
+        api_key = demo_api_key(login)
+        archive_name, archive = demo_gallery_archive(folder)
+        name = DEMO_GALLERY_NAME if folder is None else folder.name
+        demo_gallery = launcher.demo_gallery_import(base_url, api_key, name, archive_name, archive, self.stdout._out)
+        if folder is None:
+            photos = demo_query_photos()
+        else:
+            lines = (folder / "labels.txt").read_text(encoding="utf-8").splitlines()
+            picked = random.Random(0).sample(lines, min(12, len(lines)))
+            photos = [DemoPhoto(line.split("\t", 1)[1], line.split("\t", 1)[0], (folder / line.split("\t", 1)[0]).read_bytes())
+                      for line in picked]
+        rows = launcher.demo_recognise(base_url, api_key, demo_gallery["id"], photos)
+        right = sum(expected == answered for expected, answered, _, _ in rows)
+        self.stdout.write(f"\nrecognition of {len(rows)} sample photos (gallery “{name}”):")
+        for expected, answered, score, milliseconds in rows:
+            mark = "ok " if expected == answered else "MISS"
+            self.stdout.write(f"  {mark} {expected[:28]:28} -> {answered[:28]:28} score {score:.3f}  {milliseconds:6.0f} ms")
+        self.stdout.write(f"  {right}/{len(rows)} right\n")
 
     def _announce(self, base_url: str, login: Any, timings: launcher.StackTimings, total: float) -> None:
         self.stdout.write(self.style.SUCCESS(f"ShiTu Platform is up in {total:.1f}s: {base_url}/dashboard/"))
