@@ -63,7 +63,11 @@ class RecognitionViewSet(TenantScopedAPIMixin, mixins.ListModelMixin, mixins.Ret
             webhook_url=options.get("webhook_url", ""),
             source="dashboard" if self.tenant_context.api_key is None else "api",
         )
-        async_result = services.recognition_enqueue(recognition)
+        try:
+            async_result = services.recognition_enqueue(recognition)
+        except Exception:  # the broker is down: the row must not wait forever for a task that was never sent
+            services.recognition_mark_undelivered(recognition)
+            raise
         if not options["run_async"]:
             recognition = services.recognition_wait(recognition, async_result, timeout=settings.SHITU_RECOGNITION_TIMEOUT)
         finished = recognition.status != Recognition.Status.QUEUED

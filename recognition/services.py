@@ -47,6 +47,10 @@ def recognition_enqueue(recognition: Recognition) -> Any:
     return run_recognition.apply_async(args=[recognition.pk], queue="inference")
 
 
+def recognition_mark_undelivered(recognition: Recognition) -> None:
+    _fail(recognition, "service_unavailable", "the job queue was unreachable; the request was not processed, send it again")
+
+
 def recognition_wait(recognition: Recognition, async_result: Any, *, timeout: float) -> Recognition:
     """Wait for the worker up to `timeout`; the returned row may still be queued (the caller answers 202)."""
     try:

@@ -79,34 +79,49 @@ def prepare_database_and_storage(timings: StackTimings) -> None:
     timings.measure("collectstatic", lambda: call_command("collectstatic", interactive=False, verbosity=0))
 
 
-def start_children(group: ProcessGroup, *, host: str, port: int, web_workers: int, with_worker: bool) -> None:
+@dataclass(frozen=True)
+class ChildSpec:
+    argv: list[str]
+    env: dict[str, str]
+    restart: bool  # workers are restarted when they die; the web server dying stops the stack
+
+
+def child_specs(*, host: str, port: int, web_workers: int, with_worker: bool) -> dict[str, ChildSpec]:
     python = sys.executable
-    child_env = {
+    env = {
         "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE,
         "SHITU_VAR_DIR": str(settings.VAR_DIR),
         "SHITU_EMBEDDED_PG_PORT": str(settings.EMBEDDED_PG_PORT),
         "SHITU_EMBEDDED_REDIS_PORT": str(settings.EMBEDDED_REDIS_PORT),
     }
-    repo_root = Path(settings.BASE_DIR)
+    specs: dict[str, ChildSpec] = {}
     if with_worker:
-        group.start(
-            "worker",
-            [python, "-m", "celery", "-A", "shitu_platform", "worker", "-Q", "default,inference,training",
-             "--concurrency", "1", "--loglevel", "INFO", "-n", "embedded@%h"],
-            env=child_env, cwd=repo_root,
-        )
-        group.start(
-            "beat",
-            [python, "-m", "celery", "-A", "shitu_platform", "beat", "--loglevel", "INFO",
-             "--schedule", str(Path(settings.VAR_DIR) / "celerybeat-schedule")],
-            env=child_env, cwd=repo_root,
-        )
-    group.start(
-        "web",
-        [python, "-m", "gunicorn", "shitu_platform.wsgi:application", "--bind", f"{host}:{port}",
-         "--workers", str(web_workers), "--timeout", "120", "--access-logfile", "-"],
-        env=child_env, cwd=repo_root,
-    )
+        specs["worker"] = ChildSpec([python, "-m", "celery", "-A", "shitu_platform", "worker", "-Q", "default,inference,training",
+                                     "--concurrency", "1", "--loglevel", "INFO", "-n", "embedded@%h"], env, restart=True)
+        specs["beat"] = ChildSpec([python, "-m", "celery", "-A", "shitu_platform", "beat", "--loglevel", "INFO",
+                                   "--schedule", str(Path(settings.VAR_DIR) / "celerybeat-schedule")], env, restart=True)
+    specs["web"] = ChildSpec([python, "-m", "gunicorn", "shitu_platform.wsgi:application", "--bind", f"{host}:{port}",
+                              "--workers", str(web_workers), "--timeout", "120", "--access-logfile", "-"], env, restart=False)
+    return specs
+
+
+def start_child(group: ProcessGroup, name: str, spec: ChildSpec) -> None:
+    group.start(name, spec.argv, env=spec.env, cwd=Path(settings.BASE_DIR))
+
+
+def supervise(group: ProcessGroup, specs: dict[str, ChildSpec], *, max_restarts_per_minute: int = 5, log=print) -> tuple[str, int]:
+    """Restart dying workers (a crashed or killed worker must not take the platform down); return when the web
+    server exits or a worker keeps dying."""
+    restarts: dict[str, list[float]] = {}
+    while True:
+        name, code = group.wait_any()
+        spec = specs[name]
+        recent = [t for t in restarts.get(name, []) if t > time.monotonic() - 60]
+        if not spec.restart or len(recent) >= max_restarts_per_minute:
+            return name, code
+        log(f"{name} exited with code {code}; restarting it")
+        restarts[name] = recent + [time.monotonic()]
+        start_child(group, name, spec)
 
 
 def wait_until_ready(base_url: str, timeout: float = 60) -> dict:

@@ -53,7 +53,9 @@ class Command(BaseCommand):
         try:
             launcher.prepare_database_and_storage(timings)
             login = self._demo_setup(timings) if demo else None
-            launcher.start_children(group, host=host, port=port, web_workers=web_workers, with_worker=not no_worker)
+            specs = launcher.child_specs(host=host, port=port, web_workers=web_workers, with_worker=not no_worker)
+            for name, spec in specs.items():
+                launcher.start_child(group, name, spec)
             base_url = f"http://{host}:{port}"
             timings.measure("web ready", lambda: launcher.wait_until_ready(base_url))
             if login is not None:
@@ -64,7 +66,7 @@ class Command(BaseCommand):
                     timings.measure("demo gallery + recognition", lambda: self._demo_recognition(base_url, login, gallery))
             self._announce(base_url, login, timings, time.perf_counter() - started)
             if not smoke:
-                name, code = group.wait_any()
+                name, code = launcher.supervise(group, specs, log=self.stdout.write)
                 raise CommandError(f"{name} exited with code {code}; see {settings.VAR_DIR / 'log' / (name + '.log')}")
         except KeyboardInterrupt:
             self.stdout.write("\nstopping…")
