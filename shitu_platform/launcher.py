@@ -101,7 +101,8 @@ def child_specs(*, host: str, port: int, web_workers: int, with_worker: bool) ->
         specs["beat"] = ChildSpec([python, "-m", "celery", "-A", "shitu_platform", "beat", "--loglevel", "INFO",
                                    "--schedule", str(Path(settings.VAR_DIR) / "celerybeat-schedule")], env, restart=True)
     specs["web"] = ChildSpec([python, "-m", "gunicorn", "shitu_platform.wsgi:application", "--bind", f"{host}:{port}",
-                              "--workers", str(web_workers), "--timeout", "120", "--access-logfile", "-"], env, restart=False)
+                              "--workers", str(web_workers), "--worker-class", "gthread", "--threads", "8",
+                              "--timeout", "120", "--access-logfile", "-"], env, restart=False)
     return specs
 
 
