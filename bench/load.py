@@ -25,7 +25,10 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from recognition_api import call, create_tenant_key, free_port, generated_gallery, multipart, percentile  # noqa: E402
+from recognition_api import create_tenant_key, free_port, generated_gallery, percentile  # noqa: E402
+
+from shitu_platform.launcher import api_call as call  # noqa: E402
+from shitu_platform.launcher import gallery_import_via_api, multipart_body  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -81,12 +84,7 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         key = create_tenant_key()
         archive, queries = generated_gallery(20)
-        _, gallery = call(base, key, "POST", "/api/v1/galleries/", json.dumps({"name": "load"}).encode())
-        body, content_type = multipart({}, {"archive": ("g.zip", archive)})
-        _, job = call(base, key, "POST", f"/api/v1/galleries/{gallery['id']}/imports/", body, content_type)
-        while job["status"] not in ("done", "failed"):
-            time.sleep(0.5)
-            _, job = call(base, key, "GET", f"/api/v1/imports/{job['id']}/")
+        gallery = gallery_import_via_api(base, key, "load", "g.zip", archive, sys.stderr)
         report = run_load(base, key, gallery["id"], queries, args, var_dir)
     finally:
         stack.terminate()
@@ -108,7 +106,7 @@ def run_load(base: str, key: str, gallery_id: int, queries: list[bytes], args, v
     def client(number: int) -> None:
         rng = random.Random(number)
         while time.monotonic() < deadline:
-            body, content_type = multipart({"gallery": str(gallery_id)}, {"image": ("q.jpg", rng.choice(queries))})
+            body, content_type = multipart_body("image", "q.jpg", rng.choice(queries), {"gallery": str(gallery_id)})
             t0 = time.perf_counter()
             status, _ = call(base, key, "POST", "/api/v1/recognitions/", body, content_type)
             with lock:
@@ -122,7 +120,7 @@ def run_load(base: str, key: str, gallery_id: int, queries: list[bytes], args, v
                 return
             archive, _ = generated_gallery(6 + number)
             _, gallery = call(base, key, "POST", "/api/v1/galleries/", json.dumps({"name": f"import-{number}"}).encode())
-            body, content_type = multipart({}, {"archive": ("g.zip", archive)})
+            body, content_type = multipart_body("archive", "g.zip", archive)
             call(base, key, "POST", f"/api/v1/galleries/{gallery['id']}/imports/", body, content_type)
             time.sleep(args.seconds / max(1, args.imports + 1))
 

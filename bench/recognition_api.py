@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import random
 import statistics
@@ -21,8 +20,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 import zipfile
 from pathlib import Path
@@ -31,34 +28,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
+from shitu_platform.launcher import api_call as call  # noqa: E402
+from shitu_platform.launcher import gallery_import_via_api, multipart_body  # noqa: E402
+
+
 def free_port() -> int:
     from shitu_platform.embedded import free_port as pick
 
     return pick()
-
-
-def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    parts = []
-    for name, value in fields.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
-    for name, (filename, data) in files.items():
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-            f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n"
-        )
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
-
-
-def call(base: str, key: str, method: str, path: str, body: bytes | None = None, content_type: str = "application/json"):
-    request = urllib.request.Request(f"{base}{path}", data=body, method=method,
-                                     headers={"Authorization": f"Api-Key {key}", "Content-Type": content_type})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
 
 
 def generated_gallery(n_products: int) -> tuple[bytes, list[bytes]]:
@@ -110,7 +87,7 @@ def run_clients(base: str, key: str, queries: list[bytes], clients: int, total: 
                 number = next(counter, None)
             if number is None:
                 return
-            body, content_type = multipart({}, {"image": ("q.jpg", queries[number % len(queries)])})
+            body, content_type = multipart_body("image", "q.jpg", queries[number % len(queries)])
             started = time.perf_counter()
             status, answer = call(base, key, "POST", "/api/v1/recognitions/", body, content_type)
             elapsed = (time.perf_counter() - started) * 1000
@@ -166,17 +143,14 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         key = create_tenant_key()
         archive, queries = folder_gallery(args.gallery, 50) if args.gallery else generated_gallery(args.products)
-        status, gallery = call(base, key, "POST", "/api/v1/galleries/", json.dumps({"name": "bench"}).encode())
-        body, content_type = multipart({}, {"archive": ("g.zip", archive)})
         started = time.perf_counter()
-        status, job = call(base, key, "POST", f"/api/v1/galleries/{gallery['id']}/imports/", body, content_type)
-        while job["status"] not in ("done", "failed"):
-            time.sleep(0.5)
-            _, job = call(base, key, "GET", f"/api/v1/imports/{job['id']}/")
-        print(f"gallery: {job['imported']} images imported in {time.perf_counter() - started:.1f}s "
-              f"({job['imported'] / (time.perf_counter() - started):.1f} images/s, 1 worker process)")
+        gallery = gallery_import_via_api(base, key, "bench", "g.zip", archive, sys.stderr)
+        seconds = time.perf_counter() - started
+        _, gallery = call(base, key, "GET", f"/api/v1/galleries/{gallery['id']}/")
+        print(f"gallery: {gallery['image_count']} images imported in {seconds:.1f}s "
+              f"({gallery['image_count'] / seconds:.1f} images/s, 1 worker process)")
         for warm in queries[:3]:
-            call(base, key, "POST", "/api/v1/recognitions/", *multipart({}, {"image": ("w.jpg", warm)}))
+            call(base, key, "POST", "/api/v1/recognitions/", *multipart_body("image", "w.jpg", warm))
         rows = [run_clients(base, key, queries, clients, args.requests) for clients in args.clients]
         print_table(rows)
     finally:

@@ -179,8 +179,8 @@ def multipart_body(field: str, filename: str, data: bytes, fields: dict[str, str
     return b"".join(parts) + head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def demo_gallery_import(base_url: str, api_key: str, name: str, archive_name: str, archive: bytes, out) -> dict:
-    """Create the demo gallery through the API and import the archive, with a progress bar; skipped when done before."""
+def gallery_import_via_api(base_url: str, api_key: str, name: str, archive_name: str, archive: bytes, out) -> dict:
+    """Create a gallery through the API and import the archive, with a progress bar; skipped when it has images."""
     from tqdm import tqdm
 
     status, page = api_call(base_url, api_key, "GET", "/api/v1/galleries/?limit=200")

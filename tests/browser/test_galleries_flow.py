@@ -4,6 +4,7 @@ import zipfile
 
 import pytest
 from PIL import Image, ImageDraw
+from tests.support.browser import log_in, wait_for_images
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -45,22 +46,6 @@ def _zip(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def _log_in(page, base_url, username, password):
-    page.goto(f"{base_url}/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    page.click("button[type=submit]")
-    page.wait_for_selector("[data-testid=page-title]")
-
-
-def _all_thumbnails_loaded(page, selector):
-    page.wait_for_function(
-        """selector => { const images = [...document.querySelectorAll(selector)];
-             return images.length > 0 && images.every(image => image.complete && image.naturalWidth > 0); }""",
-        arg=selector,
-    )
-
-
 def _progress_bar_settled(page):
     """The bar's width animates; wait until it is drawn full, so the screenshot shows what a person sees."""
     page.wait_for_function(
@@ -71,7 +56,7 @@ def _progress_bar_settled(page):
 
 @pytest.mark.slow
 def test_create_import_and_upload(page, live_server, tenant_a, celery_worker, screenshot):
-    _log_in(page, live_server.url, tenant_a.users["member"].username, tenant_a.password)
+    log_in(page, live_server.url, tenant_a.users["member"].username, tenant_a.password)
     page.click("nav.sidebar >> text=Galleries")
     page.wait_for_selector("[data-testid=gallery-table]")
     screenshot("galleries-01-empty-list")
@@ -97,7 +82,7 @@ def test_create_import_and_upload(page, live_server, tenant_a, celery_worker, sc
     # The product table and the import list refresh without a reload.
     page.wait_for_function("() => document.querySelectorAll('[data-testid=product-row]').length === 3")
     page.wait_for_selector("[data-testid=import-table] >> text=Done")
-    _all_thumbnails_loaded(page, "[data-testid=product-table] img.thumb")
+    wait_for_images(page, "[data-testid=product-table] img.thumb")
     assert page.locator("[data-testid=coverage-warning]").count() == 0  # two ready images each
     screenshot("galleries-03-imported")
 
@@ -105,7 +90,7 @@ def test_create_import_and_upload(page, live_server, tenant_a, celery_worker, sc
     page.wait_for_selector("[data-testid=image-grid]")
     assert page.inner_text("[data-testid=page-title]") == "Cola 330 ml"
     assert page.locator("[data-testid=image-card]").count() == 2
-    _all_thumbnails_loaded(page, "[data-testid=image-card] img")
+    wait_for_images(page, "[data-testid=image-card] img")
     screenshot("galleries-04-product")
 
     page.set_input_files(
@@ -123,7 +108,7 @@ def test_create_import_and_upload(page, live_server, tenant_a, celery_worker, sc
     page.wait_for_function(
         "() => document.querySelectorAll('[data-testid=image-card][data-status=ready]').length === 3", timeout=60_000
     )
-    _all_thumbnails_loaded(page, "[data-testid=image-card] img")
+    wait_for_images(page, "[data-testid=image-card] img")
     assert "3 ready" in page.inner_text("[data-testid=coverage]")
     screenshot("galleries-05-uploaded")
 
@@ -140,7 +125,7 @@ def test_create_import_and_upload(page, live_server, tenant_a, celery_worker, sc
     errors = page.inner_text("[data-testid=import-errors]")
     assert "not_an_image" in errors and "missing_file" in errors
     page.wait_for_function("() => document.querySelectorAll('[data-testid=product-row]').length === 4")
-    _all_thumbnails_loaded(page, "[data-testid=product-table] img.thumb")
+    wait_for_images(page, "[data-testid=product-table] img.thumb")
     _progress_bar_settled(page)
     screenshot("galleries-06-import-row-errors")
 
@@ -175,7 +160,7 @@ def test_viewer_sees_coverage_warnings_and_failures_read_only(page, live_server,
     _stored_image(nuts, product_photo("Peanuts", (150, 110, 60), 0), "ready")
     _stored_image(nuts, b"\x89PNG but truncated", "failed", "truncated_image: the file ends before the image data does")
 
-    _log_in(page, live_server.url, tenant_a.users["viewer"].username, tenant_a.password)
+    log_in(page, live_server.url, tenant_a.users["viewer"].username, tenant_a.password)
     page.goto(f"{live_server.url}/dashboard/galleries/")
     assert page.locator("[data-testid=create-gallery]").count() == 0
     assert page.inner_text("[data-testid=failed-count]") == "1"
@@ -185,7 +170,7 @@ def test_viewer_sees_coverage_warnings_and_failures_read_only(page, live_server,
     page.wait_for_selector("[data-testid=product-table]")
     assert page.locator("#import-panel").count() == 0
     assert page.locator("[data-testid=coverage-warning]").count() == 1  # peanuts: one ready, one failed
-    _all_thumbnails_loaded(page, "[data-testid=product-table] img.thumb")  # the broken one is a grey placeholder
+    wait_for_images(page, "[data-testid=product-table] img.thumb")  # the broken one is a grey placeholder
     screenshot("galleries-08-viewer-gallery")
 
     page.fill("input[name=q]", "brand:Nutty")
@@ -195,5 +180,5 @@ def test_viewer_sees_coverage_warnings_and_failures_read_only(page, live_server,
     page.wait_for_selector("[data-testid=image-grid]")
     assert "truncated_image" in page.inner_text("[data-testid=failure-reason]")
     assert page.locator("#upload-panel").count() == 0 and page.locator("button:has-text('Delete')").count() == 0
-    _all_thumbnails_loaded(page, "[data-testid=image-card] img")
+    wait_for_images(page, "[data-testid=image-card] img")
     screenshot("galleries-09-viewer-product-failed")

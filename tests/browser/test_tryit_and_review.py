@@ -7,6 +7,7 @@ import pytest
 from galleries.models import ReferenceImage
 from recognition.models import MatchReview
 from tests.support.images import product_photo, truncated_jpeg
+from tests.support.browser import log_in, wait_for_images
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -37,22 +38,6 @@ def _gallery_of_colour_products(world) -> None:
     assert ReferenceImage.objects.filter(status="ready").count() == 6
 
 
-def _log_in(page, base_url, username, password):
-    page.goto(f"{base_url}/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    page.click("button[type=submit]")
-    page.wait_for_selector("[data-testid=page-title]")
-
-
-def _pictures_loaded(page, selector):
-    page.wait_for_function(
-        """selector => { const images = [...document.querySelectorAll(selector)];
-             return images.length > 0 && images.every(image => image.complete && image.naturalWidth > 0); }""",
-        arg=selector,
-    )
-
-
 def _try(page, name: str, data: bytes, score_threshold: str = "0.5"):
     page.fill("[data-testid=score-threshold]", score_threshold)
     page.set_input_files("[data-testid=photo-input]", files=[{"name": name, "mimeType": "image/jpeg", "buffer": data}])
@@ -61,13 +46,13 @@ def _try(page, name: str, data: bytes, score_threshold: str = "0.5"):
         " && document.querySelector('[data-testid=busy]').hidden",
         arg=name, timeout=60_000,
     )
-    _pictures_loaded(page, "#rec-result img")
+    wait_for_images(page, "#rec-result img")
 
 
 @pytest.mark.slow
 def test_try_flag_relabel_and_try_again(page, live_server, tenant_a, celery_worker, screenshot):
     _gallery_of_colour_products(tenant_a)
-    _log_in(page, live_server.url, tenant_a.users["member"].username, tenant_a.password)
+    log_in(page, live_server.url, tenant_a.users["member"].username, tenant_a.password)
     page.goto(f"{live_server.url}/dashboard/recognition/try/")
     assert page.inner_text("[data-testid=page-title]") == "Try it"
     screenshot("tryit-01-empty")
@@ -111,13 +96,13 @@ def test_try_flag_relabel_and_try_again(page, live_server, tenant_a, celery_work
     assert page.goto(f"{live_server.url}/dashboard/recognition/review/").status == 403
     page.goto(f"{live_server.url}/dashboard/")
     page.click("text=Log out")
-    _log_in(page, live_server.url, tenant_a.users["admin"].username, tenant_a.password)
+    log_in(page, live_server.url, tenant_a.users["admin"].username, tenant_a.password)
     page.goto(f"{live_server.url}/dashboard/recognition/review/")
     row = page.locator(f"[data-testid=review-row][data-review='{flagged.pk}']")
     assert wrong_label in row.locator("[data-testid=predicted]").inner_text()
     assert "wrong product → Orange Juice" in row.inner_text()
     assert row.locator("[data-testid=relabel-product]").evaluate("select => select.selectedOptions[0].textContent") == "Orange Juice"
-    _pictures_loaded(page, "[data-testid=review-table] img")
+    wait_for_images(page, "[data-testid=review-table] img")
     screenshot("review-01-queue")
 
     row.locator("[data-testid=relabel]").click()
@@ -138,12 +123,12 @@ def test_try_flag_relabel_and_try_again(page, live_server, tenant_a, celery_work
     # Every try is listed; the detail page draws the stored answer.
     page.goto(f"{live_server.url}/dashboard/recognition/")
     assert page.locator("[data-testid=recognition-row]").count() == 3  # the truncated file was refused before storing
-    _pictures_loaded(page, "[data-testid=recognition-table] img")
+    wait_for_images(page, "[data-testid=recognition-table] img")
     screenshot("recognitions-01-list")
     page.click("[data-testid=recognition-row] >> nth=0 >> a >> nth=1")
     page.wait_for_selector("[data-testid=stage]")
     assert page.inner_text("[data-testid=object-label] >> nth=0") == "Orange Juice"
-    _pictures_loaded(page, "[data-testid=result] img")
+    wait_for_images(page, "[data-testid=result] img")
     screenshot("recognitions-02-detail")
 
 
@@ -203,9 +188,9 @@ def test_several_objects_get_their_own_colours_on_the_page_and_in_try_it(page, l
     from recognition.serializers import RecognitionSerializer
 
     recognition = _shelf_scene(tenant_a)
-    _log_in(page, live_server.url, tenant_a.users["member"].username, tenant_a.password)
+    log_in(page, live_server.url, tenant_a.users["member"].username, tenant_a.password)
     page.goto(f"{live_server.url}/dashboard/recognition/{recognition.public_id}/")
-    _pictures_loaded(page, "[data-testid=result] img")
+    wait_for_images(page, "[data-testid=result] img")
     server_boxes = page.eval_on_selector_all("[data-testid=box]", "boxes => boxes.map(b => [b.className, b.innerText])")
     assert [c for c, _ in server_boxes] == ["rec-box obj-c0", "rec-box obj-c1", "rec-box obj-c2", "rec-box obj-c3 whole tag-inside"]
     assert [t.split(" · ")[1] for _, t in server_boxes][:3] == ["Red Cola 0.97", "Green Tea 0.91", "Blue Water 0.88"]

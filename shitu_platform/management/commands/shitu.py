@@ -90,7 +90,7 @@ class Command(BaseCommand):
         api_key = demo_api_key(login)
         archive_name, archive = demo_gallery_archive(folder)
         name = DEMO_GALLERY_NAME if folder is None else folder.name
-        demo_gallery = launcher.demo_gallery_import(base_url, api_key, name, archive_name, archive, self.stdout._out)
+        demo_gallery = launcher.gallery_import_via_api(base_url, api_key, name, archive_name, archive, self.stdout._out)
         if folder is None:
             photos = demo_query_photos()
         else:
