@@ -49,6 +49,9 @@ class GalleryViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
     def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
         return selectors.galleries_with_counts(queryset)
 
+    def perform_destroy(self, instance: Gallery) -> None:
+        services.gallery_delete(gallery=instance)
+
 
 @extend_schema_view(
     list=extend_schema(

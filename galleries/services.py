@@ -191,6 +191,18 @@ def gallery_indexes_refresh(*, reference_image_ids: list[int]) -> None:
 def gallery_index_refresh(*, gallery: Gallery, model_key: str | None = None) -> None:
     """Refresh this worker's cache of the gallery for `model_key` (default: the tenant's active model) and persist it."""
     from galleries.indexing import gallery_index_cache, persist
+    from galleries.pgvector_search import ensure_pgvector_index
     from recognition.model_registry import extractor_for
 
-    persist(gallery, gallery_index_cache.get(gallery, model_key or extractor_for(gallery.tenant).key))
+    key = model_key or extractor_for(gallery.tenant).key
+    persist(gallery, gallery_index_cache.get(gallery, key))
+    ensure_pgvector_index(gallery, key)  # the cold-cache fallback stays fast on large galleries (no-op when small)
+
+
+def gallery_delete(*, gallery: Gallery) -> None:
+    """Delete the gallery's rows (cascade), then its pgvector indexes; objects go with the orphan sweep."""
+    from galleries.pgvector_search import drop_pgvector_indexes
+
+    gallery_id = gallery.pk
+    gallery.delete()
+    drop_pgvector_indexes(gallery_id)

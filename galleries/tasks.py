@@ -32,6 +32,13 @@ def resume_stale_imports(self) -> list[int]:
     return [job_id for job_id, _ in stale]
 
 
+@shared_task(name="galleries.prune_pgvector_indexes")
+def prune_pgvector_indexes() -> int:
+    from galleries.pgvector_search import prune_pgvector_indexes as prune
+
+    return len(prune() or [])
+
+
 @worker_ready.connect
 def _resume_on_start(sender, **_: object) -> None:
     resume_stale_imports.apply_async(queue="default")

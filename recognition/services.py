@@ -63,7 +63,7 @@ def recognition_wait(recognition: Recognition, async_result: Any, *, timeout: fl
 
 def recognition_run(*, recognition_id: int) -> Recognition:
     """The worker side: decode, detect, extract, search the gallery cache, keep the objects. Idempotent."""
-    from galleries.indexing import gallery_index_cache
+    from galleries.indexing import gallery_searcher
     from recognition.model_registry import active_detector, extractor_for
 
     recognition = Recognition.objects.select_related("gallery", "tenant").get(pk=recognition_id)
@@ -75,21 +75,22 @@ def recognition_run(*, recognition_id: int) -> Recognition:
                             max_bytes=settings.SHITU_MAX_IMAGE_BYTES)
         extractor = extractor_for(recognition.tenant)  # read once: one request never mixes two models' vectors
         detector = active_detector()
-        cached = gallery_index_cache.get(recognition.gallery, extractor.key)
+        searcher = gallery_searcher(recognition.gallery, extractor.key)  # Faiss when warm, pgvector while cold
         pipeline = RecognitionPipeline(
-            detector.model if detector is not None else GivenBoxDetector([]), extractor.model, cached.index,
+            detector.model if detector is not None else GivenBoxDetector([]), extractor.model, searcher,
             labels=lambda ids: _labels_for(recognition.tenant, ids),
         )
         timed = pipeline.recognize_timed(pixels, PipelineParams(**recognition.params))
     except EngineError as error:
         return _fail(recognition, error.code, str(error))
     queued_at = float(recognition.timings_ms.get("queued_at", started))
-    timings = {**asdict(timed.timings), "queue_ms": round((started - queued_at) * 1000, 1)}
+    timings = {**asdict(timed.timings), "queue_ms": round((started - queued_at) * 1000, 1),
+               "search_source": searcher.last.source if searcher.last else "none"}
     with transaction.atomic():
         _store_objects(recognition, timed.objects)
         low_margin_reviews_open(recognition=recognition)
         Recognition.objects.filter(pk=recognition.pk).update(
-            status=Recognition.Status.DONE, model_key=extractor.key, index_version=cached.version,
+            status=Recognition.Status.DONE, model_key=extractor.key, index_version=searcher.version,
             timings_ms=timings, finished_at=timezone.now(),
         )
     recognition.refresh_from_db()
