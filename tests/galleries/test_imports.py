@@ -178,3 +178,26 @@ def test_drink_dev_gallery_imports_through_the_api(tenant_a, celery_worker):
     assert Product.objects.filter(gallery_id=gallery).count() == 106
     rerun = _wait_job(_start(client, gallery, make_zip(members)).json()["id"], timeout=600)
     assert (rerun.imported, rerun.skipped) == (0, 518)
+
+    # Its own photos through the HTTP API give the same answers as the engine called directly on the same vectors.
+    import numpy as np
+
+    from recognition.engine.imageio import load_image
+    from recognition.engine.pipeline import GivenBoxDetector, PipelineParams, RecognitionPipeline
+    from recognition.engine.search import VectorIndex
+    from recognition.model_registry import active_extractor
+
+    extractor = active_extractor()
+    rows = list(Embedding.objects.filter(gallery_id=gallery, model_key=extractor.key).values_list("pk", "vector", "reference_image__product__label"))
+    index = VectorIndex(dim=512, index_type="Flat")
+    index.build(np.array([r[0] for r in rows], dtype=np.int64), np.array([np.asarray(r[1], dtype=np.float32) for r in rows]))
+    engine = RecognitionPipeline(GivenBoxDetector([]), extractor.model, index, labels={r[0]: r[2] for r in rows})
+    for path in sorted(members)[1:60:6]:  # ten photos across the products
+        if path == "labels.txt":
+            continue
+        handle = io.BytesIO(members[path])
+        handle.name = "q.jpg"
+        answer = client.post("/api/v1/recognitions/", {"image": handle, "gallery": gallery}, format="multipart").json()
+        direct = engine.recognize(load_image(members[path]), PipelineParams())
+        assert [o["label"] for o in answer["objects"]] == [o.label for o in direct], path
+        assert [round(o["score"], 3) for o in answer["objects"]] == [round(o.score, 3) for o in direct], path
