@@ -158,20 +158,24 @@ def _evaluate_before_after(job: FineTuneJob, model_dir: Path, samples: list, hol
     """Held-out images query the training images, with the current extractor and with the new one."""
     from recognition.engine.inference import PaddleExtractor
     from recognition.model_registry import extractor_for
+
+    new_model = PaddleExtractor.from_dir(model_dir, threads=settings.ENGINE_THREADS)
+    return held_out_metrics(extractor_for(job.tenant).model, samples, holdout), held_out_metrics(new_model, samples, holdout)
+
+
+def held_out_metrics(extractor: Any, samples: list, holdout: list) -> dict:
+    """recall@1/5 and mAP of the held-out (image, label, bbox) rows searched among the training rows."""
     from training.engine.dataset import ImageDataset
     from training.engine.evaluate import extract_features, retrieval_metrics
 
-    if not holdout:
-        return {}, {}
+    if not holdout or not samples:
+        return {}
     gallery_set = ImageDataset.from_pairs((_image_bytes(i), label, bbox) for i, label, bbox in samples)
     query_set = ImageDataset.from_pairs((_image_bytes(i), label, bbox) for i, label, bbox in holdout)
-    results = []
-    for extractor in (extractor_for(job.tenant).model, PaddleExtractor.from_dir(model_dir, threads=settings.ENGINE_THREADS)):
-        gallery_feats = extract_features(extractor, gallery_set)
-        query_feats = extract_features(extractor, query_set)
-        metrics = retrieval_metrics(query_feats, query_set.labels, gallery_feats, gallery_set.labels, exclude_self=False)
-        results.append({k: (round(float(v), 4) if isinstance(v, (float, np.floating)) else v) for k, v in metrics.items()})
-    return results[0], results[1]
+    # Label *names*: each dataset numbers its own classes, so integer ids of two datasets do not match.
+    metrics = retrieval_metrics(extract_features(extractor, query_set), query_set.label_names,
+                                extract_features(extractor, gallery_set), gallery_set.label_names, exclude_self=False)
+    return {k: (round(float(v), 4) if isinstance(v, (float, np.floating)) else v) for k, v in metrics.items()}
 
 
 def _register_model(job: FineTuneJob, result: Any, config: Any) -> ModelVersion:

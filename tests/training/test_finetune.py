@@ -125,6 +125,7 @@ def test_fine_tune_through_the_api_promote_switch_and_rollback(tenant_a, celery_
     assert done["state"] == "ready", done["failure_reason"] + done["log"]
     assert done["loss_history"] and done["metrics_before"]["mAP"] is not None and done["metrics_after"]["mAP"] is not None
     assert done["progress"] == 1.0
+    assert done["metrics_before"]["recall@1"] >= 0.75, done["metrics_before"]  # distinct colours: the floor finds them
 
     staff = get_user_model().objects.create_superuser("ops", password="ops-password-123")
     from shitu_platform.tenancy.services import membership_set
@@ -177,3 +178,26 @@ def test_killed_training_worker_resumes_from_its_checkpoint(tenant_a, celery_wor
     assert "resumed from the checkpoint at step" in finished.log
     resumed_at = int(finished.log.split("checkpoint at step ")[1].split()[0])
     assert 0 < resumed_at <= step_at_kill  # not from scratch, and nothing past what was done
+
+
+@pytest.mark.django_db
+def test_held_out_metrics_compare_labels_by_name_across_splits(tenant_a):
+    """The held-out set can lack products the training set has: labels must match by name, not by per-set ids."""
+    from recognition.engine.baseline import ColourHistogramExtractor
+    from shitu_platform.object_store import object_store
+
+    gallery = Gallery(tenant=tenant_a.tenant, name="split")
+    gallery.save()
+    rows = {"held": [], "train": []}
+    for number, shots in [(0, 2), (1, 4), (2, 4), (3, 4)]:  # product 0 has too few photos to be held out
+        product = Product(tenant=tenant_a.tenant, gallery=gallery, label=f"p{number}")
+        product.save()
+        for shot in range(shots):
+            key = f"tenants/{tenant_a.tenant.pk}/test/{number}-{shot}"
+            object_store().put(key, photo(number, shot))
+            image = ReferenceImage(tenant=tenant_a.tenant, gallery=gallery, product=product, object_key=key,
+                                   checksum=key, size_bytes=1, status="ready")
+            image.save()
+            rows["held" if number and shot == 0 else "train"].append((image, product.label, None))
+    metrics = services.held_out_metrics(ColourHistogramExtractor(), rows["train"], rows["held"])
+    assert metrics["recall@1"] == 1.0 and metrics["mAP"] > 0.9, metrics
