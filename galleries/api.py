@@ -9,7 +9,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -24,13 +24,14 @@ from galleries.serializers import (
     ProductSerializer,
     ReferenceImageSerializer,
 )
+from shitu_platform.parsers import SafeJSONParser
 from shitu_platform.tenancy.scoping import TenantScopedAPIMixin
 
 
 class GalleryViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
     scoped_model = Gallery
     serializer_class = GallerySerializer
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [SafeJSONParser, MultiPartParser, FormParser]
 
     @extend_schema(request={"multipart/form-data": ImportStartSerializer}, responses={202: ImportJobSerializer})
     @action(detail=True, methods=["post"], url_path="imports")
@@ -65,7 +66,7 @@ class GalleryViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
 class ProductViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
     scoped_model = Product
     serializer_class = ProductSerializer
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [SafeJSONParser, MultiPartParser, FormParser]
 
     @extend_schema(
         request={"multipart/form-data": ImageUploadSerializer},
@@ -95,6 +96,8 @@ class ProductViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
         if params.get("gallery", "").isdigit():
             queryset = queryset.filter(gallery_id=int(params["gallery"]))
         attributes = dict(item.split(":", 1) for item in params.getlist("attr") if ":" in item)
+        if any(not selectors.ATTRIBUTE_KEY.fullmatch(key) for key in attributes):
+            raise serializers.ValidationError({"attr": "Attribute keys are letters, digits, '-' and '_' (one level)."})
         return selectors.products_with_counts(selectors.products_filtered(queryset, label=params.get("label"), attributes=attributes))
 
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import lzma
 import stat
+import unicodedata
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -21,6 +24,10 @@ CSV_FILE_NAMES = ("products.csv", "import.csv")
 MAX_MEMBERS = 100_000
 MAX_COMPRESSION_RATIO = 200  # images barely compress; far more than this is a bomb
 MAX_LABEL_LENGTH = 200
+MAX_REPORTED_PATH = 300  # row errors quote the path, cut so a hostile manifest cannot bloat every job read
+# Everything a damaged or exotic zip member can raise while being read: one row (or the manifest) fails with a reason.
+_MEMBER_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, RuntimeError, EOFError, zlib.error,
+                       lzma.LZMAError, ValueError, NotImplementedError, IndexError, KeyError)
 
 
 class InvalidArchive(PlatformError):
@@ -52,15 +59,17 @@ class ImportArchive:
     def __init__(self, data: bytes, *, max_member_bytes: int, max_total_bytes: int) -> None:
         try:
             self._zip = zipfile.ZipFile(io.BytesIO(data))
-        except (zipfile.BadZipFile, ValueError) as error:
+            members = self._zip.infolist()
+            if len(members) > MAX_MEMBERS:
+                raise InvalidArchive(f"the zip holds {len(members)} entries, limit {MAX_MEMBERS}")
+            total = sum(m.file_size for m in members)
+            if total > max_total_bytes:
+                raise InvalidArchive(f"the zip unpacks to {total} bytes, limit {max_total_bytes}")
+            if any(not m.filename for m in members):  # e.g. a name starting with NUL, cut to nothing by zipfile
+                raise InvalidArchive("the zip has a member without a usable name")
+            self._members = {m.filename: m for m in members if not m.is_dir()}
+        except _MEMBER_READ_ERRORS as error:
             raise InvalidArchive(f"not a readable zip file: {error}") from error
-        members = self._zip.infolist()
-        if len(members) > MAX_MEMBERS:
-            raise InvalidArchive(f"the zip holds {len(members)} entries, limit {MAX_MEMBERS}")
-        total = sum(m.file_size for m in members)
-        if total > max_total_bytes:
-            raise InvalidArchive(f"the zip unpacks to {total} bytes, limit {max_total_bytes}")
-        self._members = {m.filename: m for m in members if not m.is_dir()}
         self.max_member_bytes = max_member_bytes
 
     def rows(self) -> list[ImportRow]:
@@ -92,8 +101,8 @@ class ImportArchive:
         try:
             with self._zip.open(member) as handle:
                 data = handle.read(self.max_member_bytes + 1)
-        except (zipfile.BadZipFile, OSError, RuntimeError, EOFError) as error:
-            raise RowError("corrupt_zip_member", f"{path}: {error}") from error
+        except _MEMBER_READ_ERRORS as error:
+            raise RowError("corrupt_zip_member", f"{path[:MAX_REPORTED_PATH]}: {type(error).__name__}: {error}") from error
         if len(data) > self.max_member_bytes:
             raise RowError("file_too_large", f"{path} is larger than {self.max_member_bytes} bytes")
         return data
@@ -112,7 +121,10 @@ class ImportArchive:
         member = self._members[name]
         if member.file_size > 50 * 1024 * 1024:
             raise InvalidArchive(f"{name} is larger than 50 MB")
-        raw = self._zip.read(member)
+        try:
+            raw = self._zip.read(member)
+        except _MEMBER_READ_ERRORS as error:
+            raise InvalidArchive(f"{name} cannot be read: {type(error).__name__}: {error}") from error
         try:
             return raw.decode("utf-8-sig")
         except UnicodeDecodeError as error:
@@ -134,6 +146,13 @@ def parse_label_file(text: str) -> list[ImportRow]:
 
 def parse_product_csv(text: str) -> list[ImportRow]:
     """Columns: image, label (required); display_name, sku, attributes (JSON object or k=v;k=v), bbox (x0,y0,x1,y1)."""
+    try:
+        return _product_csv_rows(text)
+    except csv.Error as error:
+        raise InvalidArchive(f"the CSV cannot be read: {error}") from error
+
+
+def _product_csv_rows(text: str) -> list[ImportRow]:
     reader = csv.DictReader(io.StringIO(text))
     missing = {"image", "label"} - set(reader.fieldnames or [])
     if missing:
@@ -157,6 +176,14 @@ def check_row(row: ImportRow) -> None:
         raise RowError("missing_label", f"line {row.number}: no label")
     if len(row.label) > MAX_LABEL_LENGTH:
         raise RowError("label_too_long", f"line {row.number}: label longer than {MAX_LABEL_LENGTH} characters")
+    texts = [row.image_path, row.label, row.display_name, row.sku, *row.attributes, *row.attributes.values()]
+    if any(has_control_characters(text) for text in texts):
+        raise RowError("invalid_characters", f"line {row.number}: control characters (e.g. NUL) in a path, label or attribute")
+
+
+def has_control_characters(text: str) -> bool:
+    """NUL and other C0/C1 control characters (tab excepted) cannot be stored or shown sensibly."""
+    return any(unicodedata.category(char) == "Cc" and char != "\t" for char in text)
 
 
 def _with_path(row: ImportRow, path: str) -> ImportRow:
@@ -170,8 +197,10 @@ def _attributes(text: str) -> dict[str, str]:
     if text.startswith("{"):
         try:
             value = json.loads(text)
+        except RecursionError as error:
+            raise InvalidArchive("an attributes cell is nested too deeply") from error
         except ValueError:
-            return {"_raw": text}
+            return {"_raw": text[:1000]}
         return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {"_raw": text}
     pairs = (item.split("=", 1) for item in text.split(";") if "=" in item)
     return {key.strip(): value.strip() for key, value in pairs}

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from galleries.archive import ImportArchive, ImportRow, InvalidArchive, RowError, check_row
+from galleries.archive import MAX_REPORTED_PATH, ImportArchive, ImportRow, InvalidArchive, RowError, check_row
 from galleries.models import Gallery, ImportJob, Product, ReferenceImage
 from galleries.services import gallery_index_refresh, reference_image_upload, reference_images_embed
 from recognition.engine.errors import EngineError
@@ -114,7 +114,7 @@ def _product_for(gallery: Gallery, row: ImportRow) -> Product:
 
 
 def _row_error(row: ImportRow, code: str, message: str) -> dict:
-    return {"row": row.number, "path": row.image_path, "code": code, "message": message[:500]}
+    return {"row": row.number, "path": row.image_path[:MAX_REPORTED_PATH], "code": code, "message": message[:500]}
 
 
 def _claim(job_id: int, token: str, *, takeover: str = "") -> bool:

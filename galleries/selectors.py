@@ -1,6 +1,8 @@
 """Reads for galleries, always from a tenant-scoped queryset."""
 from __future__ import annotations
 
+import re
+
 from django.db.models import Count, Q, QuerySet
 
 from galleries.models import ReferenceImage
@@ -18,10 +20,16 @@ def products_with_counts(queryset: QuerySet) -> QuerySet:
     )
 
 
+ATTRIBUTE_KEY = re.compile(r"[A-Za-z0-9_-]{1,100}")
+
+
 def products_filtered(queryset: QuerySet, *, label: str | None = None, attributes: dict[str, str] | None = None) -> QuerySet:
-    """Filter by label substring (case-insensitive) and exact attribute values."""
+    """Filter by label substring (case-insensitive) and exact attribute values.
+
+    Attribute filters use JSON containment, never a lookup built from the key, so `a__regex` cannot become a query.
+    """
     if label:
         queryset = queryset.filter(label__icontains=label)
     for key, value in (attributes or {}).items():
-        queryset = queryset.filter(**{f"attributes__{key}": value})
+        queryset = queryset.filter(attributes__contains={key: value})
     return queryset

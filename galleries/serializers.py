@@ -1,7 +1,22 @@
 from rest_framework import serializers
 
 from galleries.models import Gallery, ImportJob, Product, ReferenceImage
+from galleries.archive import has_control_characters
+from shitu_platform.tenancy.context import tenant_context
 from shitu_platform.tenancy.fields import TenantScopedPrimaryKeyRelatedField
+
+
+def _strings_in(value: object, depth: int = 0) -> list[str]:
+    """Every key and string value of a JSON value (nesting past 20 levels counts as one bad string)."""
+    if depth > 20:
+        return ["\x00"]
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [*value.keys(), *(s for v in value.values() for s in _strings_in(v, depth + 1))]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings_in(v, depth + 1)]
+    return []
 
 
 class GallerySerializer(serializers.ModelSerializer):
@@ -12,6 +27,16 @@ class GallerySerializer(serializers.ModelSerializer):
         model = Gallery
         fields = ["id", "name", "description", "index_version", "product_count", "image_count", "created_at"]
         read_only_fields = ["id", "index_version", "created_at"]
+
+    def validate_name(self, name: str) -> str:
+        request = self.context.get("request")
+        context = tenant_context(request) if request is not None else None
+        clash = Gallery.objects.for_tenant(context.tenant).filter(name=name) if context else Gallery.objects.none()
+        if self.instance is not None:
+            clash = clash.exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise serializers.ValidationError("This tenant already has a gallery with this name.")
+        return name
 
 
 class ProductSerializer(serializers.ModelSerializer):
@@ -31,6 +56,8 @@ class ProductSerializer(serializers.ModelSerializer):
     def validate_attributes(self, attributes: object) -> dict:
         if not isinstance(attributes, dict) or not all(isinstance(k, str) for k in attributes):
             raise serializers.ValidationError("Attributes are an object of string keys.")
+        if any(has_control_characters(text) for text in _strings_in(attributes)):
+            raise serializers.ValidationError("Attributes may not contain control characters (e.g. NUL).")
         return attributes
 
     def validate(self, data: dict) -> dict:

@@ -19,16 +19,7 @@ from recognition.engine.boxes import crop
 from recognition.engine.imageio import load_image
 from recognition.models import DetectedObject, MatchReview, Recognition
 from shitu_platform.object_store import object_store
-from shitu_platform.tenancy.models import Membership, Role
-from shitu_platform.tenancy.scoping import dangerously_unscoped
-
-
-def staff_visible(queryset: QuerySet, request: HttpRequest) -> QuerySet:
-    """Superusers see every tenant; other staff only tenants where they are admin or owner."""
-    if request.user.is_superuser:
-        return queryset
-    tenant_ids = Membership.objects.filter(user=request.user, role__in=[Role.ADMIN, Role.OWNER]).values_list("tenant_id", flat=True)
-    return queryset.filter(tenant_id__in=list(tenant_ids))
+from shitu_platform.tenancy.scoping import dangerously_unscoped, staff_visible
 
 
 def jpeg_thumbnail(data: bytes, box: list[float] | None = None, max_side: int = 160) -> bytes:
@@ -74,7 +65,7 @@ class MatchReviewAdmin(admin.ModelAdmin):
     form = RelabelForm
     list_display = ["id", "crop_thumb", "query_thumb", "predicted", "reference_thumb", "runner_up", "score", "reason",
                     "verdict", "status", "gallery", "created_at"]
-    list_filter = ["status", "reason", "verdict", ScoreBandFilter, "gallery", "created_at"]
+    list_filter = ["status", "reason", "verdict", ScoreBandFilter, ("gallery", admin.RelatedOnlyFieldListFilter), "created_at"]
     date_hierarchy = "created_at"
     list_select_related = ["detected_object__recognition", "detected_object__product", "gallery"]
     readonly_fields = ["crop_thumb", "query_thumb", "predicted", "reference_thumb", "runner_up", "score", "reason", "verdict",
@@ -173,7 +164,7 @@ class DetectedObjectInline(admin.TabularInline):
 @admin.register(Recognition)
 class RecognitionAdmin(admin.ModelAdmin):
     list_display = ["public_id", "tenant", "gallery", "status", "source", "created_at"]
-    list_filter = ["status", "source", "tenant"]
+    list_filter = ["status", "source", ("tenant", admin.RelatedOnlyFieldListFilter)]
     readonly_fields = [f.name for f in Recognition._meta.fields]
     inlines = [DetectedObjectInline]
 

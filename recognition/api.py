@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -27,6 +27,7 @@ from recognition.serializers import (
     RecognitionSerializer,
 )
 from shitu_platform.errors import PlatformError
+from shitu_platform.parsers import SafeJSONParser
 from shitu_platform.tenancy.scoping import TenantScopedAPIMixin, scoped
 
 
@@ -40,7 +41,7 @@ class RecognitionViewSet(TenantScopedAPIMixin, mixins.ListModelMixin, mixins.Ret
     serializer_class = RecognitionSerializer
     lookup_field = "public_id"
     throttle_tenant_field = "recognitions_per_minute"
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [SafeJSONParser, MultiPartParser, FormParser]
 
     def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
         return queryset.prefetch_related("detected_objects")

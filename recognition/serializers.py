@@ -17,7 +17,8 @@ class RecognitionRequestSerializer(serializers.Serializer):
     nms_iou = serializers.FloatField(min_value=0, max_value=1, default=0.05)
     add_whole_image = serializers.BooleanField(default=True)
     run_async = serializers.BooleanField(default=False, help_text="true: answer 202 at once with a URL to poll")
-    webhook_url = serializers.URLField(required=False, allow_blank=True, help_text="POSTed the result when done (async)")
+    webhook_url = serializers.URLField(required=False, allow_blank=True, max_length=200,
+                                       help_text="POSTed the result when done (async)")
 
     def validate(self, data: dict) -> dict:
         if bool(data.get("image")) == bool(data.get("image_base64")):

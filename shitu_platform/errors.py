@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
@@ -98,6 +98,8 @@ def status_for(exc: Exception) -> int | None:
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF exception handler: every error leaves as {"error": {"code", "message", "details"}}."""
+    if isinstance(exc, RequestDataTooBig):
+        return Response(error_body("request_too_large", "The request body is over the size limit."), status=413)
     status = status_for(exc)
     if status == 503 and not hasattr(exc, "code"):
         logger.warning("service unavailable: %s: %s", type(exc).__name__, exc)

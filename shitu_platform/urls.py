@@ -15,7 +15,7 @@ api_v1 = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="openapi-docs"),
 ]
 
-dashboard = ([path("", include("shitu_platform.tenancy.urls_dashboard")), path("galleries/", include("galleries.urls_dashboard")), path("recognition/", include("recognition.urls_dashboard"))], "dashboard")
+dashboard = ([path("", include("shitu_platform.tenancy.urls_dashboard")), path("galleries/", include("galleries.urls_dashboard")), path("recognition/", include("recognition.urls_dashboard")), path("training/", include("training.urls_dashboard"))], "dashboard")
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="dashboard:home", permanent=False)),
@@ -28,5 +28,6 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
 ]
 
+handler400 = "shitu_platform.views.bad_request"
 handler404 = "shitu_platform.views.not_found"
 handler500 = "shitu_platform.views.server_error"

@@ -174,3 +174,11 @@ def object_store_ready() -> None:
     from shitu_platform.object_store import object_store
 
     object_store().ensure_ready()
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache(redis_url: str) -> None:
+    """Rate-limit and login-failure counters live in the cache (its own Redis database): each test starts clean."""
+    from django.core.cache import cache
+
+    cache.clear()

@@ -89,3 +89,13 @@ class TenantDashboardMixin(LoginRequiredMixin):
 
 class TenantScopedDashboardMixin(TenantDashboardMixin, _ScopedQuerysetMixin):
     """Dashboard views over one tenant-owned model (DetailView, ListView, ...)."""
+
+
+def staff_visible(queryset: QuerySet, request: HttpRequest, *, tenant_field: str = "tenant") -> QuerySet:
+    """The admin's door: superusers see every tenant; other staff only tenants where they are admin or owner."""
+    if request.user.is_superuser:
+        return queryset
+    from shitu_platform.tenancy.models import Membership
+
+    tenant_ids = Membership.objects.filter(user=request.user, role__in=[Role.ADMIN, Role.OWNER]).values_list("tenant_id", flat=True)
+    return queryset.filter(**{f"{tenant_field}__in": list(tenant_ids)})

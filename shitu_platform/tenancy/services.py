@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from datetime import timedelta
 
@@ -15,6 +16,7 @@ from shitu_platform.tenancy.models import ApiKey, Membership, Role, Tenant
 
 API_KEY_PREFIX = "shitu_"
 _PREFIX_LEN = 12
+_KEY_CHARACTERS = re.compile(r"[A-Za-z0-9_-]+")  # what token_hex/token_urlsafe produce
 
 
 def hash_api_key(raw_key: str) -> str:
@@ -59,6 +61,8 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
 def api_key_authenticate(raw_key: str) -> ApiKey | None:
     """The active key matching `raw_key`, or None; compares hashes in constant time."""
     if not raw_key.startswith(API_KEY_PREFIX) or len(raw_key) < len(API_KEY_PREFIX) + _PREFIX_LEN + 20:
+        return None
+    if len(raw_key) > 200 or not _KEY_CHARACTERS.fullmatch(raw_key):
         return None
     prefix = raw_key[len(API_KEY_PREFIX) : len(API_KEY_PREFIX) + _PREFIX_LEN]
     # Lookup by the globally unique prefix is the one unscoped read: the key is what names the tenant.

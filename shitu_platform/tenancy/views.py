@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect
@@ -32,6 +33,11 @@ class SwitchTenantView(TenantDashboardMixin, View):
         return redirect("dashboard:home")
 
 
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(max_length=100, strip=True)  # Django's CharField refuses NUL characters
+    role = forms.ChoiceField(choices=[(Role.ADMIN, "admin"), (Role.MEMBER, "member"), (Role.VIEWER, "viewer")])
+
+
 class ApiKeyListView(TenantScopedDashboardMixin, ListView):
     scoped_model = ApiKey
     required_role = Role.ADMIN
@@ -39,11 +45,11 @@ class ApiKeyListView(TenantScopedDashboardMixin, ListView):
     context_object_name = "api_keys"
 
     def post(self, request: HttpRequest) -> HttpResponse:
-        name = request.POST.get("name", "").strip()[:100]
-        role = request.POST.get("role", Role.MEMBER)
-        if not name or role not in {Role.ADMIN, Role.MEMBER, Role.VIEWER}:
-            messages.error(request, "Give the key a name and a role.")
+        form = ApiKeyForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "Give the key a name (plain text, up to 100 characters) and a role.")
             return redirect("dashboard:api-keys")
+        name, role = form.cleaned_data["name"], form.cleaned_data["role"]
         api_key, raw_key = api_key_create(tenant=self.tenant, name=name, role=role, created_by=request.user)
         # The plaintext is rendered once, in this response, and never stored.
         self.object_list = self.get_queryset()

@@ -273,24 +273,7 @@ REFUSED_ARCHIVES = {
     "csv_attributes_nested_deeply": (lambda: _csv_zip('image,label,attributes\na.jpg,x,"' + '{""a"":' * 3000 + "1" + "}" * 3000 + '"\n'),
                                      {}, 400, "invalid_archive"),
 }
-MANIFEST_READ_BUG = ("BUG: ImportArchive._read_text does not catch zipfile/zlib errors, so POST /api/v1/galleries/{{id}}/imports/ "
-                     "with a zip whose labels.txt is {} answers 500 (galleries/archive.py: wrap self._zip.read in the "
-                     "same except as read_image, plus zlib.error)")
-ARCHIVE_XFAILS = {
-    "labels_encrypted": MANIFEST_READ_BUG.format("flagged encrypted (RuntimeError)"),
-    "labels_deflate64": MANIFEST_READ_BUG.format("Deflate64-compressed (NotImplementedError)"),
-    "labels_bad_crc": MANIFEST_READ_BUG.format("of bad CRC (BadZipFile)"),
-    "labels_corrupt_deflate": MANIFEST_READ_BUG.format("a corrupt deflate stream (zlib.error)"),
-    "first_byte_missing": MANIFEST_READ_BUG.format("at an offset one byte off because the zip lost its first byte "
-                                                   "(ValueError: negative seek value -1)"),
-    "member_with_an_empty_name": ("BUG: POST /api/v1/galleries/{id}/imports/ with a zip member named '\\x00evil.jpg' (an "
-                                  "empty name once zipfile cuts it at the NUL) is a 500: ZipInfo.is_dir() raises IndexError "
-                                  "in ImportArchive.__init__, which catches only BadZipFile/ValueError"),
-    "csv_field_over_128_kib": ("BUG: POST /api/v1/galleries/{id}/imports/ with a products.csv whose cell is over 131072 "
-                               "characters is a 500: csv.Error ('field larger than field limit') escapes parse_product_csv"),
-    "csv_attributes_nested_deeply": ("BUG: POST /api/v1/galleries/{id}/imports/ with a products.csv attributes cell of 3000 "
-                                     "nested JSON objects is a 500: RecursionError escapes archive._attributes (it catches ValueError only)"),
-}
+ARCHIVE_XFAILS: dict[str, str] = {}  # known bugs (strict xfail) go here, with the failing request; none open
 
 
 def _xfail_where(cases, xfails: dict[str, str]):
@@ -423,10 +406,6 @@ def _run_import_here(tenant, data: bytes, monkeypatch) -> ImportJob:
     return ImportJob.objects.get(pk=response.json()["id"])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a NUL byte in a label (labels.txt line 'a.jpg<TAB>bad\\x00label', or a products.csv cell) reaches "
-    "Product.objects.get_or_create in galleries/imports._product_for and PostgreSQL raises DataError: the import task "
-    "crashes and the job stays 'running' instead of failing that row (check_row should refuse control characters)"))
 @pytest.mark.parametrize("manifest", [
     ("labels.txt", "a.jpg\tgood label\nb.jpg\tbad\x00label\n"),
     ("products.csv", "image,label,display_name\na.jpg,good label,\nb.jpg,bad label,dis\x00play\n"),
@@ -438,11 +417,6 @@ def test_nul_byte_in_a_label_fails_only_its_row(tenant_a, monkeypatch, manifest)
     assert (job.status, job.imported, job.failed) == ("done", 1, 1), job.row_errors
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: ImportArchive.read_image catches BadZipFile/OSError/RuntimeError/EOFError but not zlib.error, "
-    "lzma.LZMAError or ValueError: a listed image whose deflate/LZMA stream is corrupt, or whose local header "
-    "offset points before the start of the file ('negative seek value -1'), crashes the import task (job stuck "
-    "'running') instead of failing its row with corrupt_zip_member"))
 @pytest.mark.parametrize("damage", ["deflate", "lzma", "negative_offset"])
 def test_corrupt_member_stream_fails_only_its_row(tenant_a, monkeypatch, damage):
     method = zipfile.ZIP_LZMA if damage == "lzma" else zipfile.ZIP_DEFLATED
@@ -460,9 +434,6 @@ def test_corrupt_member_stream_fails_only_its_row(tenant_a, monkeypatch, damage)
     assert job.row_errors[0]["code"] == "corrupt_zip_member"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: galleries/imports._row_error keeps the listed path untruncated: one labels.txt line of 10 MB with no "
-    "label stores (and every GET /api/v1/imports/{id}/ returns) a 10 MB row_errors entry"))
 def test_row_errors_stay_small_whatever_the_manifest(tenant_a, monkeypatch):
     data = make_zip({"a.jpg": jpeg_bytes((1, 2, 3)), "labels.txt": "a.jpg\tok\n" + "P" * (10 * 1024 * 1024) + "\n"})
     job = _run_import_here(tenant_a, data, monkeypatch)
@@ -492,9 +463,6 @@ def test_csv_injection_labels_are_stored_verbatim_and_there_is_no_csv_export(ten
 
 # --- request bodies: size, syntax, shape ----------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a JSON body over DATA_UPLOAD_MAX_MEMORY_SIZE (POST /api/v1/galleries/ with 25 MiB + 1 KiB) gets Django's "
-    "HTML 'Bad Request (400)' page, not the JSON error envelope (no handler400 / RequestDataTooBig mapping)"))
 def test_json_body_over_the_request_limit_is_a_clear_4xx(own):
     body = json.dumps({"name": "x", "description": "d" * (django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1024)})
     response = safe_key_client(own.world).generic("POST", "/api/v1/galleries/", body, content_type="application/json")
@@ -502,9 +470,6 @@ def test_json_body_over_the_request_limit_is_a_clear_4xx(own):
     assert not Gallery.objects.filter(name="x").exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: deeply nested JSON (POST /api/v1/galleries/ with body '[' * 100000 + ']' * 100000) raises RecursionError "
-    "in json.loads, which DRF's JSONParser does not turn into a ParseError: 500"))
 def test_deeply_nested_json_is_a_clear_4xx(own):
     body = "[" * 100_000 + "]" * 100_000
     assert_error_envelope(safe_key_client(own.world).generic("POST", "/api/v1/galleries/", body,
@@ -587,17 +552,7 @@ WRITE_CASES = [
     ]
     for field in _writable_fields(import_string(serializer_path))
 ]
-WRITE_XFAILS = {
-    ("product-create", "attributes"): "BUG: POST /api/v1/products/ {\"gallery\": <id>, \"label\": \"Fresh\", \"attributes\": "
-                                      "{\"k\": \"\\u0000\"}} is a 500: PostgreSQL jsonb refuses \\u0000 (validate_attributes should refuse NUL)",
-    ("product-update", "attributes"): "BUG: PATCH /api/v1/products/{id}/ {\"attributes\": {\"k\": \"\\u0000\"}} is a 500 (jsonb refuses \\u0000)",
-    ("recognition-create", "webhook_url"): "BUG: POST /api/v1/recognitions/ with a valid webhook_url longer than 200 "
-                                           "characters is a 500: the serializer's URLField has no max_length but the model column is varchar(200)",
-    ("gallery-create", "name"): "BUG: POST /api/v1/galleries/ {\"name\": \"Snacks\"} when the tenant has a gallery "
-                                "'Snacks' is a 500 IntegrityError on gallery_unique_name_per_tenant, not a 400",
-    ("gallery-update", "name"): "BUG: PATCH /api/v1/galleries/{id}/ {\"name\": <another gallery's name>} is a 500 IntegrityError",
-    ("gallery-replace", "name"): "BUG: PUT /api/v1/galleries/{id}/ {\"name\": <another gallery's name>} is a 500 IntegrityError",
-}
+WRITE_XFAILS = {}  # known bugs (strict xfail) go here, with the failing request; none open
 
 
 @pytest.mark.parametrize("endpoint,field", [
@@ -633,9 +588,7 @@ FORM_VALUES = ["", "\x00", "x\x00y", "x" * 10_000, "-1", "99999999999999999999",
                "https://evil.example/", "//evil.example", "<script>alert(1)</script>", "\U0001F600", "%00"]
 
 
-@pytest.mark.parametrize("route_name", _xfail_where(sorted(DASHBOARD_FORMS), {"dashboard:api-keys": (
-    "BUG: POST /dashboard/api-keys/ with name='x\\x00y' is a 500: ApiKeyListView.post reads request.POST directly "
-    "(no form, so no null-character validation) and PostgreSQL refuses the NUL")}))
+@pytest.mark.parametrize("route_name", sorted(DASHBOARD_FORMS))
 def test_dashboard_forms_refuse_garbage_without_500(own, route_name):
     client = safe_session_client(own.world)
     problems = []
@@ -670,14 +623,7 @@ FILTER_PARAMS = ["gallery", "product", "label", "attr", "status", "q", "size", "
                  "attention", "ordering", "search", "verdict", "tenant"]
 QUERY_VALUES = ["%00", "-1", "99999999999999999999", "abc", "%27%22%3C%3E", "a__regex:(", "x__contains:y", "__:x", ":",
                 "x" * 3000, "2026-99-99", "%ff%fe", "1e999", "NaN"]
-QUERY_XFAILS = {
-    "product-list": "BUG: GET /api/v1/products/?label=%00 and GET /api/v1/products/?attr=a__regex:( are 500s: the NUL reaches "
-                    "PostgreSQL in label__icontains, and the attr key becomes an ORM lookup (attributes__a__regex) whose "
-                    "pattern PostgreSQL rejects; the API does not drop '__' keys as the dashboard's parse_product_filter does",
-    "product-detail": "BUG: GET /api/v1/products/{id}/?label=%00 (and ?attr=a__regex:() is a 500: ProductViewSet applies the "
-                      "list filters in safely_get_queryset for detail routes too",
-    "dashboard:gallery": "BUG: GET /dashboard/galleries/{id}/?q=%00 is a 500 (NUL reaches PostgreSQL in label__icontains)",
-}
+QUERY_XFAILS = {}  # known bugs (strict xfail) go here, with the failing request; none open
 
 
 def _query_routes() -> list:
@@ -714,9 +660,6 @@ def test_hostile_query_strings_are_never_a_500(rows_of_a, route):
 PAGINATED = [r for r in LIST_ROUTES if r.is_api and "LimitOffset" in str(getattr(r.view_class, "pagination_class", ""))]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: GET /api/v1/galleries/?limit=99999999999999999999 (and every other LimitOffset list that has rows) is a 500: "
-    "LimitOffsetPagination has no max_limit, so the LIMIT overflows bigint in PostgreSQL (give it a max_limit)"))
 def test_huge_page_limits_are_never_a_500(rows_of_a):
     assert len(PAGINATED) >= 8
     client = safe_key_client(rows_of_a.world)
@@ -741,11 +684,8 @@ def test_huge_page_limits_are_never_a_500(rows_of_a):
     ("HTTP_AUTHORIZATION", "Basic YWRtaW46YWRtaW4="),
     ("HTTP_X_API_KEY", "shitu_%00%00" + "a" * 40),
     ("HTTP_X_API_KEY", "\U0001F600" * 30),
-    pytest.param("HTTP_AUTHORIZATION", "Api-Key shitu_\x00" + "a" * 40, marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: GET /api/v1/galleries/ with 'Authorization: Api-Key shitu_\\x00aaaa…' is a 500: the NUL reaches "
-        "PostgreSQL in the ApiKey prefix lookup (api_key_authenticate should refuse non-token characters)"))),
-    pytest.param("HTTP_X_API_KEY", "shitu_\x00" + "a" * 40, marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: GET /api/v1/galleries/ with 'X-API-Key: shitu_\\x00aaaa…' is a 500 (same NUL in the prefix lookup)"))),
+    ("HTTP_AUTHORIZATION", "Api-Key shitu_\x00" + "a" * 40),
+    ("HTTP_X_API_KEY", "shitu_\x00" + "a" * 40),
 ])
 def test_garbage_api_keys_are_401(tenant_a, header, value):
     response = SafeClient(APIClient()).get("/api/v1/galleries/", **{header: value})
@@ -753,10 +693,6 @@ def test_garbage_api_keys_are_401(tenant_a, header, value):
     assert_healthy()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: any API route asked for HTML with an API key (e.g. GET /api/v1/galleries/ with 'Accept: text/html' and "
-    "'Authorization: Api-Key …', or GET /api/v1/docs/) is a 500: the browsable API/Swagger templates run the "
-    "`tenancy.context_processors.tenant` processor, which queries memberships with the ApiKeyPrincipal as a user"))
 def test_api_routes_asked_for_html_with_a_key_are_never_a_500(rows_of_a):
     client = safe_key_client(rows_of_a.world)
     problems = []

@@ -247,9 +247,6 @@ def test_no_route_serves_stored_objects_directly():
 # --- login throttling -----------------------------------------------------------------------------------------
 
 @pytest.mark.django_db
-@pytest.mark.xfail(strict=True, reason=(
-    "MISSING: no login throttling: POST /accounts/login/ with a wrong password 30 times in a row is never refused, and "
-    "the right password still logs in at once (proposed fix: django-axes==8.3.1, see the issue-8 report)"))
 def test_repeated_failed_logins_are_throttled(tenant_a):
     client = Client()
     answers = [client.post("/accounts/login/", {"username": tenant_a.owner.username, "password": f"wrong-{n}"}).status_code
