@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 
 class Stack:
-    def __init__(self) -> None:
+    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
         self.var_dir = Path(tempfile.mkdtemp(prefix="shitu-faults-"))
         os.chmod(self.var_dir, 0o711)
         self.pg_port, self.redis_port, self.web_port = free_port(), free_port(), free_port()
@@ -34,6 +34,7 @@ class Stack:
         self.env.update(SHITU_VAR_DIR=str(self.var_dir), SHITU_EMBEDDED_PG_PORT=str(self.pg_port),
                         SHITU_EMBEDDED_REDIS_PORT=str(self.redis_port), DJANGO_SETTINGS_MODULE="shitu_platform.settings",
                         SHITU_RECOGNITION_TIMEOUT="20")
+        self.env.update(extra_env or {})
         self.base = f"http://127.0.0.1:{self.web_port}"
         self.process: subprocess.Popen | None = None
 
