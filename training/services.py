@@ -219,18 +219,24 @@ def _run_dir(job: FineTuneJob) -> Path:
 
 
 def _progress_writer(job: FineTuneJob, token: str):
+    """Progress and loss points to the job row, at most once a second; every step's loss is kept (the last 500)."""
     last_write = [0.0]
+    pending: list[dict] = []
+    epoch = [0]
 
     def write(fraction: float, info: dict) -> None:
+        if "loss" in info:
+            pending.append({k: info[k] for k in ("step", "loss", "ce", "triplet", "lr") if k in info})
+        epoch[0] = info.get("epoch", epoch[0])  # evaluation and export reports carry no epoch: keep the last
         now = time.monotonic()
         if now - last_write[0] < 1.0 and fraction < 1.0:
             return
         last_write[0] = now
-        point = {k: info[k] for k in ("step", "loss", "ce", "triplet", "lr") if k in info}
         job.refresh_from_db(fields=["loss_history"])
-        history = (job.loss_history + [point])[-500:] if "loss" in point else job.loss_history
+        history = (job.loss_history + pending)[-500:]
+        pending.clear()
         updated = FineTuneJob.objects.filter(pk=job.pk, run_token=token).update(
-            progress=round(0.85 * fraction, 4), current_step=info.get("step", 0), current_epoch=info.get("epoch", 0),
+            progress=round(0.85 * fraction, 4), current_step=info.get("step", 0), current_epoch=epoch[0],
             total_steps=info.get("total_steps", 0), loss_history=history, heartbeat_at=timezone.now(),
         )
         if not updated:
