@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -75,6 +76,8 @@ def test_ctrl_c_stops_every_child(stack_env):
             if "ShiTu Platform is up" in line or time.monotonic() > deadline:
                 break
         assert any("ShiTu Platform is up" in line for line in output), "".join(output)[-3000:]
+        # Keep reading: the launcher streams its children's logs, and a full pipe would block it (not Ctrl-C).
+        threading.Thread(target=output.extend, args=(launcher.stdout,), daemon=True).start()
         launcher.send_signal(signal.SIGINT)
         launcher.wait(timeout=60)
     finally:
