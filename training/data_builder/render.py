@@ -158,6 +158,16 @@ def _font(size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.load_default(size)  # Pillow's bundled font: the same on every machine
 
 
+def _too_close(art: Image.Image, colour: tuple[int, int, int], threshold: float = 60.0) -> bool:
+    """True when the artwork's mean opaque colour is within ``threshold`` (RGB distance) of ``colour``."""
+    arr = np.asarray(art, np.float32)
+    opaque = arr[..., 3] > 128
+    if not opaque.any():
+        return False
+    mean = arr[opaque][:, :3].mean(axis=0)
+    return float(np.linalg.norm(mean - np.asarray(colour, np.float32))) < threshold
+
+
 def _label(art: Image.Image, design: ProductDesign, title: str, width: int, height: int,
            rng: np.random.Generator) -> Image.Image:
     """The flat label: colour, accent stripes, the artwork and the identity's name."""
@@ -172,6 +182,14 @@ def _label(art: Image.Image, design: ProductDesign, title: str, width: int, heig
         art_h = int(height * 0.7)
         art_w = max(8, int(art.width * art_h / art.height))
     sized = art.resize((art_w, art_h), Image.Resampling.BILINEAR)
+    if _too_close(sized, design.label):
+        # A logo in the label's own colour would vanish (brand colour on a brand-coloured label).
+        plate_colour = (20, 20, 20) if sum(design.label) > 380 else (245, 245, 245)
+        sized = _with_plate(sized, "#%02x%02x%02x" % plate_colour, art_w)
+        shrink = min(1.0, width * 0.9 / sized.width, height * 0.75 / sized.height)
+        sized = sized.resize((max(8, int(sized.width * shrink)), max(8, int(sized.height * shrink))),
+                             Image.Resampling.BILINEAR)
+        art_w, art_h = sized.size
     cy = int(height * design.art_y)
     label.alpha_composite(sized, ((width - art_w) // 2, max(0, cy - art_h // 2)))
     if design.show_title and title:
@@ -326,8 +344,7 @@ def _shelf(canvas: Image.Image, rng: np.random.Generator, clutter: ClutterSource
             scale = row_h * rng.uniform(0.7, 0.95) / item.height
             item = item.resize((max(1, int(item.width * scale)), max(1, int(item.height * scale))),
                                Image.Resampling.BILINEAR)
-            canvas.alpha_composite(item, (x, row * row_h + row_h - item.height - 4)) if x >= 0 else \
-                canvas.alpha_composite(item.crop((-x, 0, item.width, item.height)), (0, row * row_h + row_h - item.height - 4))
+            _paste_clipped(canvas, item, x, row * row_h + row_h - item.height - 4)
             x += item.width + int(rng.integers(0, 10))
         shelf_colour = tuple(int(c) for c in rng.integers(90, 230, 3))
         draw.rectangle((0, (row + 1) * row_h - 5, width, (row + 1) * row_h), fill=shelf_colour)
@@ -410,7 +427,7 @@ def render_view(art: Image.Image, design: ProductDesign, title: str, rng: np.ran
                              Image.Resampling.BILINEAR)
     x = int((width - package.width) / 2 + rng.normal(0, 0.08) * width)
     y = int((height - package.height) / 2 + rng.normal(0, 0.08) * height)
-    scene.alpha_composite(package, (x, y)) if x >= 0 and y >= 0 else _paste_clipped(scene, package, x, y)
+    _paste_clipped(scene, package, x, y)
     if rng.random() < 0.25:
         _occlude(scene, rng)
     if rng.random() < 0.7:
@@ -420,6 +437,8 @@ def render_view(art: Image.Image, design: ProductDesign, title: str, rng: np.ran
 
 def _paste_clipped(canvas: Image.Image, item: Image.Image, x: int, y: int) -> None:
     left, top = max(0, -x), max(0, -y)
+    if left >= item.width or top >= item.height or x >= canvas.width or y >= canvas.height:
+        return
     cropped = item.crop((left, top, item.width, item.height))
     canvas.alpha_composite(cropped, (max(0, x), max(0, y)))
 
