@@ -1,7 +1,9 @@
 """Command line: ``python -m training.engine.cli train|eval ...`` (no Django needed).
 
-    train --config run.yaml --data train/labels.txt --out runs/r1 [--eval dev/labels.txt]
-    eval  --model DIR|colour-histogram --gallery DIR [--labels FILE] [--mode split] [--json]
+    train      --config run.yaml --data train/labels.txt --out runs/r1 [--eval dev/labels.txt]
+    eval       --model DIR|colour-histogram --gallery DIR [--labels FILE] [--mode split] [--json]
+    train-det  --config det.yaml --data composites/boxes.jsonl --out runs/d1 [--eval held-out/boxes.jsonl]
+    eval-det   --model DIR [--boxes held-out/boxes.jsonl] [--photos dev/labels.txt] [--json]
 """
 
 from __future__ import annotations
@@ -91,6 +93,90 @@ def _train(args: argparse.Namespace) -> int:
     return 0 if result.status == "completed" else 3
 
 
+def _train_det(args: argparse.Namespace) -> int:
+    import yaml
+    from tqdm import tqdm
+
+    from .det_data import DetectionDataset
+    from .det_trainer import DetTrainConfig, train_detector
+
+    raw = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) if args.config else {}
+    config = DetTrainConfig.from_mapping(raw or {}, out_dir=args.out, epochs=args.epochs, max_steps=args.max_steps,
+                                         threads=args.threads)
+    train_set = DetectionDataset.from_jsonl(args.data)
+    eval_set = DetectionDataset.from_jsonl(args.eval) if args.eval else None
+    bar = tqdm(total=1000, desc="train-det", unit="‰", file=sys.stderr)
+
+    def progress(fraction: float, info: dict[str, Any]) -> None:
+        bar.update(int(fraction * 1000) - bar.n)
+        if info.get("phase") == "train":
+            bar.set_postfix(step=info["step"], loss=f"{info['loss']:.3f}", lr=f"{info['lr']:.2e}")
+        else:
+            bar.set_postfix(phase=info.get("phase"))
+
+    try:
+        result = train_detector(config, train_set, eval_set, progress=progress)
+    finally:
+        bar.close()
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+    return 0
+
+
+def run_eval_det(model: str, *, boxes: str | None = None, photos: str | None = None, threads: int = 2,
+                 min_area: float = 0.3, show_progress: bool = True) -> dict[str, Any]:
+    """The exported detector on held-out composites (mAP@0.5, recall) and on real photos without boxes.
+
+    Real photos (a label file such as drink-dev's) carry no boxes, but their product fills most of the
+    frame: a photo counts as found when a kept box (top 5, score >= 0.2) covers ``min_area`` of it.
+    """
+    from recognition.engine.inference import PaddleDetector
+
+    from .det_data import DetectionDataset
+    from .det_eval import evaluate_detector
+
+    detector = PaddleDetector.from_dir(model, threads=threads)
+
+    def rows(image: Any) -> Any:
+        import numpy as np
+
+        found = detector.detect(image)
+        return np.array([[b.score, b.xmin, b.ymin, b.xmax, b.ymax] for b in found], np.float32).reshape(-1, 5)
+
+    report: dict[str, Any] = {"model": model}
+    if boxes:
+        dataset = DetectionDataset.from_jsonl(boxes)
+        samples = [dataset.load(i) for i in range(len(dataset))]
+        report["composites"] = evaluate_detector(rows, samples)
+    if photos:
+        dataset = ImageDataset.from_label_file(photos)
+        found = any_box = 0
+        for index in range(len(dataset)):
+            image = dataset.load(index)
+            kept = [r for r in rows(image)[:5] if r[0] >= 0.2]
+            area = image.shape[0] * image.shape[1]
+            any_box += bool(kept)
+            found += any((r[3] - r[1]) * (r[4] - r[2]) >= min_area * area for r in kept)
+        report["photos"] = {"images": len(dataset), "found": found / len(dataset), "any_box": any_box / len(dataset),
+                            "min_area": min_area}
+    return report
+
+
+def _eval_det(args: argparse.Namespace) -> int:
+    report = run_eval_det(args.model, boxes=args.boxes, photos=args.photos, threads=args.threads)
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+        return 0
+    if "composites" in report:
+        c = report["composites"]
+        print(f"held-out composites: {c['images']} images, {c['boxes']} boxes, mAP@0.5 {c['mAP@0.5']:.3f}, "
+              f"recall (top {c['max_results']}, score >= {c['score_threshold']}) {c['recall']:.3f}")
+    if "photos" in report:
+        p = report["photos"]
+        print(f"photos: {p['images']} images, main product found (kept box >= {p['min_area']:.0%} of the frame) "
+              f"{p['found']:.3f}, any kept box {p['any_box']:.3f}")
+    return 0
+
+
 def _eval(args: argparse.Namespace) -> int:
     report = run_eval(args.model, args.gallery, args.labels, mode=args.mode, threads=args.threads,
                       batch_size=args.batch_size, seed=args.seed, query_fraction=args.query_fraction,
@@ -128,8 +214,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     eval_parser = commands.add_parser("eval", help="retrieval metrics of a model on a labelled gallery")
     eval_parser.add_argument("--model", required=True, help=f"model folder or one of {BASELINES}")
     add_eval_arguments(eval_parser)
+    det_parser = commands.add_parser("train-det", help="train (or resume) the mainbody detector")
+    det_parser.add_argument("--config", help="YAML with DetTrainConfig fields")
+    det_parser.add_argument("--data", required=True, help="boxes.jsonl of training composites")
+    det_parser.add_argument("--out", required=True, help="run folder (resumes if it has checkpoints)")
+    det_parser.add_argument("--eval", help="boxes.jsonl evaluated after each epoch (held-out composites)")
+    det_parser.add_argument("--epochs", type=int)
+    det_parser.add_argument("--max-steps", type=int)
+    det_parser.add_argument("--threads", type=int)
+    det_eval_parser = commands.add_parser("eval-det", help="detector metrics on composites and real photos")
+    det_eval_parser.add_argument("--model", required=True, help="exported detector folder")
+    det_eval_parser.add_argument("--boxes", help="boxes.jsonl with exact boxes (held-out composites)")
+    det_eval_parser.add_argument("--photos", help="label file of real photos whose product fills the frame")
+    det_eval_parser.add_argument("--threads", type=int, default=2)
+    det_eval_parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    return _train(args) if args.command == "train" else _eval(args)
+    handlers = {"train": _train, "eval": _eval, "train-det": _train_det, "eval-det": _eval_det}
+    return handlers[args.command](args)
 
 
 if __name__ == "__main__":

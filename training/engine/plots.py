@@ -35,11 +35,17 @@ def _smooth(values: list[float], window: int) -> list[float]:
     return out
 
 
-def plot_losses(records: Sequence[dict[str, Any]], path: str | Path) -> Path:
+EXTRACTOR_LOSSES = (("loss", "total"), ("ce", "cross-entropy"), ("triplet", "triplet"))
+EXTRACTOR_METRICS = (("recall@1", "recall@1"), ("mAP", "mAP"))
+
+
+def plot_losses(records: Sequence[dict[str, Any]], path: str | Path,
+                curves: Sequence[tuple[str, str]] = EXTRACTOR_LOSSES) -> Path:
+    """One smoothed curve per ``(log key, legend label)`` of ``curves``."""
     steps = [r for r in records if r.get("event") == "step"]
     figure, axes = plt.subplots(figsize=(8, 4.5))
     window = max(1, len(steps) // 50)
-    for key, label in (("loss", "total"), ("ce", "cross-entropy"), ("triplet", "triplet")):
+    for key, label in curves:
         xs = [r["step"] for r in steps]
         axes.plot(xs, _smooth([float(r[key]) for r in steps], window), label=label)
     axes.set_xlabel("step")
@@ -52,7 +58,8 @@ def plot_losses(records: Sequence[dict[str, Any]], path: str | Path) -> Path:
     return Path(path)
 
 
-def plot_metrics(records: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
+def plot_metrics(records: Sequence[dict[str, Any]], path: str | Path,
+                 metrics: Sequence[tuple[str, str]] = EXTRACTOR_METRICS) -> Path | None:
     evals = [r for r in records if r.get("event") == "eval"]
     if not evals:
         return None
@@ -60,8 +67,9 @@ def plot_metrics(records: Sequence[dict[str, Any]], path: str | Path) -> Path | 
     for name in dict.fromkeys(r["name"] for r in evals):
         rows = [r for r in evals if r["name"] == name]
         xs = [r["epoch"] for r in rows]
-        axes.plot(xs, [r["recall@1"] for r in rows], marker="o", label=f"{name} recall@1")
-        axes.plot(xs, [r["mAP"] for r in rows], marker="s", linestyle="--", label=f"{name} mAP")
+        for (key, label), style in zip(metrics, ("-o", "--s", ":^", "-.v")):
+            if all(key in r for r in rows):
+                axes.plot(xs, [r[key] for r in rows], style, label=f"{name} {label}")
     axes.set_xlabel("epoch")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylim(0, 1)
@@ -90,12 +98,14 @@ def plot_recall_table(rows: Sequence[tuple[str, dict[str, Any]]], path: str | Pa
     return Path(path)
 
 
-def plot_training_log(log_path: str | Path, out_dir: str | Path) -> list[Path]:
+def plot_training_log(log_path: str | Path, out_dir: str | Path, *,
+                      curves: Sequence[tuple[str, str]] = EXTRACTOR_LOSSES,
+                      metrics: Sequence[tuple[str, str]] = EXTRACTOR_METRICS) -> list[Path]:
     """``losses.png`` and (when the run evaluated) ``metrics.png`` in ``out_dir``."""
     records = _records(Path(log_path))
     out = Path(out_dir)
-    written = [plot_losses(records, out / "losses.png")]
-    metrics = plot_metrics(records, out / "metrics.png")
+    written = [plot_losses(records, out / "losses.png", curves)]
+    metrics = plot_metrics(records, out / "metrics.png", metrics)
     if metrics is not None:
         written.append(metrics)
     return written

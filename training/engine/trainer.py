@@ -291,9 +291,11 @@ def restore_optimizer_state(optimizer: paddle.optimizer.Optimizer, model: paddle
 
 
 def save_checkpoint(out_dir: Path, *, model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimizer,
-                    state: dict[str, Any], keep: int = 2) -> Path:
+                    state: dict[str, Any], keep: int = 2,
+                    extra_weights: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
     """Write ``checkpoints/step-XXXXXXXX`` through a temporary folder and one rename, then point
-    ``LATEST`` at it; a kill at any moment leaves the previous checkpoint intact."""
+    ``LATEST`` at it; a kill at any moment leaves the previous checkpoint intact. ``extra_weights``
+    (e.g. an EMA of the model) are saved beside the model as ``<name>.pdparams``."""
     root = Path(out_dir) / CHECKPOINTS_DIR
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{int(state['step']):08d}"
@@ -304,6 +306,8 @@ def save_checkpoint(out_dir: Path, *, model: paddle.nn.Layer, optimizer: paddle.
     tmp.mkdir()
     paddle.save(model.state_dict(), str(tmp / MODEL_NAME))
     paddle.save(optimizer_state_by_structured_name(optimizer, model), str(tmp / OPTIMIZER_NAME))
+    for extra_name, weights in (extra_weights or {}).items():
+        paddle.save(dict(weights), str(tmp / f"{extra_name}.pdparams"))
     _write_json_atomic(tmp / STATE_NAME, state)
     for file in tmp.iterdir():
         with file.open("rb") as handle:
