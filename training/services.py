@@ -17,6 +17,7 @@ from galleries.models import Gallery, ReferenceImage
 from shitu_platform import jobs
 from shitu_platform.errors import PlatformError
 from training.models import ActiveModel, FineTuneJob, GalleryHoldout, ModelVersion
+from training.engine.network_files import NETWORK_KEYS, TRAIN_CONFIG_NAME, TRAIN_WEIGHTS_NAME, network_config
 from training.storage import model_files_upload, model_prefix
 
 State = FineTuneJob.State
@@ -103,12 +104,10 @@ def _run(job: FineTuneJob, token: str) -> FineTuneJob:
     base_dir, base_config = _base_training_files(job)
     config = TrainConfig(
         epochs=job.epochs, p=min(settings.SHITU_FINETUNE_P, train_set.num_classes), k=settings.SHITU_FINETUNE_K,
-        image_size=base_config.get("image_size", settings.SHITU_FINETUNE_IMAGE_SIZE),
-        backbone_scale=base_config.get("backbone_scale", settings.SHITU_FINETUNE_BACKBONE_SCALE),
-        backbone_depths=tuple(base_config.get("backbone_depths", settings.SHITU_FINETUNE_BACKBONE_DEPTHS)),
+        **_network(base_config),
         warmup_epochs=min(1.0, job.epochs / 5), threads=settings.ENGINE_THREADS, seed=job.pk,
         checkpoint_every_steps=settings.SHITU_FINETUNE_CHECKPOINT_STEPS, out_dir=str(_run_dir(job)),
-        init_from=str(base_dir / "train_weights.pdparams") if base_dir is not None else None,
+        init_from=str(base_dir / TRAIN_WEIGHTS_NAME) if base_dir is not None else None,
         model_name=f"ft-t{job.tenant_id}-j{job.pk}", model_version="1", write_plots=True,
         max_steps=settings.SHITU_FINETUNE_MAX_STEPS or None,
     )
@@ -128,6 +127,16 @@ def _run(job: FineTuneJob, token: str) -> FineTuneJob:
     _log(job, f"held-out mAP {metrics_before.get('mAP')} -> {metrics_after.get('mAP')}, "
               f"recall@1 {metrics_before.get('recall@1')} -> {metrics_after.get('recall@1')}")
     return _finish(job, State.READY)
+
+
+def _network(base_config: dict) -> dict[str, Any]:
+    """The base model's network (so its weights fit), else the settings' fine-tuning network."""
+    network: dict[str, Any] = {"image_size": settings.SHITU_FINETUNE_IMAGE_SIZE,
+                               "backbone_scale": settings.SHITU_FINETUNE_BACKBONE_SCALE,
+                               "backbone_depths": settings.SHITU_FINETUNE_BACKBONE_DEPTHS}
+    network.update({key: base_config[key] for key in NETWORK_KEYS if key in base_config})
+    network["backbone_depths"] = tuple(network["backbone_depths"])
+    return network
 
 
 def _split(gallery: Gallery) -> tuple[list[tuple[ReferenceImage, str, Any]], list[tuple[ReferenceImage, str, Any]]]:
@@ -183,10 +192,8 @@ def _register_model(job: FineTuneJob, result: Any, config: Any) -> ModelVersion:
     model_dir = Path(result.model_dir)
     weights = Path(result.out_dir) / "final_weights.pdparams"
     if weights.exists():
-        (model_dir / "train_weights.pdparams").write_bytes(weights.read_bytes())
-    (model_dir / "train_config.json").write_text(json.dumps({
-        "image_size": config.image_size, "backbone_scale": config.backbone_scale, "backbone_depths": list(config.backbone_depths),
-    }))
+        (model_dir / TRAIN_WEIGHTS_NAME).write_bytes(weights.read_bytes())
+    (model_dir / TRAIN_CONFIG_NAME).write_text(json.dumps(network_config(config)))
     key = f"{config.model_name}@{config.model_version}"
     prefix = model_prefix(tenant_id=job.tenant_id, key=key)
     model_files_upload(directory=model_dir, prefix=prefix)
@@ -208,9 +215,9 @@ def _base_training_files(job: FineTuneJob) -> tuple[Path | None, dict]:
         directory = model_files_local(job.base_model)
     else:
         directory = active_extractor().directory
-    if directory is None or not (directory / "train_weights.pdparams").exists():
+    if directory is None or not (directory / TRAIN_WEIGHTS_NAME).exists():
         return None, {}
-    config_path = directory / "train_config.json"
+    config_path = directory / TRAIN_CONFIG_NAME
     return directory, json.loads(config_path.read_text()) if config_path.exists() else {}
 
 

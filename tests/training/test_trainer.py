@@ -195,3 +195,47 @@ def test_cli_train_from_a_label_file(tmp_path):
     assert code == 0
     assert (tmp_path / "out" / "model" / "inference.json").exists()
     assert json.loads((tmp_path / "out" / "result.json").read_text())["step"] == 2
+
+
+def test_export_run_fuses_the_colour_histogram_and_can_be_fine_tuned(trained_run, tmp_path):
+    from training.engine.network_files import TRAIN_CONFIG_NAME, TRAIN_WEIGHTS_NAME
+    from training.engine.trainer import export_run
+
+    config, result, _, eval_set, _ = trained_run
+    out = tmp_path / "fused"
+    manifest = export_run(result.out_dir, out, colour_weight=0.4, name="fused-test", version="2")
+    assert manifest.feature_dim == 64 + 256 and manifest.extra["fusion"]["colour_histogram"]["weight"] == 0.4
+    network = json.loads((out / TRAIN_CONFIG_NAME).read_text())
+    assert network == {"image_size": SIZE, "backbone_scale": 0.25, "backbone_depths": [1, 1, 1, 1], "feature_dim": 64,
+                       "colour_weight": 0.4, "colour_dim": 256}
+    fused = PaddleExtractor.from_dir(out, threads=2)
+    plain = PaddleExtractor.from_dir(result.model_dir, threads=2)
+    fused_features, plain_features = extract_features(fused, eval_set), extract_features(plain, eval_set)
+    assert np.allclose(np.linalg.norm(fused_features, axis=1), 1.0, atol=1e-5)
+    # cosine of fused vectors = 0.4 x colour cosine + 0.6 x learned cosine, the learned part being the plain model's
+    learned = fused_features[:, 256:] / np.sqrt(0.6)
+    assert np.abs(learned - plain_features).max() < 1e-4
+    colour = fused_features[:, :256] / np.sqrt(0.4)
+    expected = 0.4 * colour @ colour.T + 0.6 * plain_features @ plain_features.T
+    assert np.abs(fused_features @ fused_features.T - expected).max() < 1e-4
+    # a fine-tune of the fused model starts from its training weights, with the same network
+    tuned_config = TrainConfig(out_dir=str(tmp_path / "tuned"), epochs=1, p=2, k=2, max_steps=2,
+                               init_from=str(out / TRAIN_WEIGHTS_NAME), **{**SMALL_NET, **network,
+                                                                           "backbone_depths": (1, 1, 1, 1)})
+    tuned = train(tuned_config, make_dataset(2, seed=3, identities=4))
+    assert tuned.status == "completed" and tuned.manifest.feature_dim == 64 + 256
+    assert [r for r in read_log(tuned.log_path) if r["event"] == "start"][0]["init_loaded"] > 0
+
+
+def test_in_graph_colour_histogram_is_the_baseline_descriptor():
+    from recognition.engine.baseline import ColourHistogramExtractor
+    from recognition.engine.nets import ColourHistogram
+    from recognition.engine.preprocess import RecognitionPreprocess
+
+    rng = np.random.default_rng(0)
+    images = [make_image(identity, rng) for identity in range(6)]
+    batch = RecognitionPreprocess(size=(SIZE, SIZE))(images)
+    ours = ColourHistogram(out_dim=256, stride=1)(paddle.to_tensor(batch)).numpy()
+    resized = [np.asarray(image) for image in images]  # already SIZE x SIZE: the same pixels
+    reference = ColourHistogramExtractor(feature_dim=256).extract(resized)
+    np.testing.assert_allclose(ours, reference, atol=1e-4)

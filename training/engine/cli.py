@@ -2,6 +2,7 @@
 
     train      --config run.yaml --data train/labels.txt --out runs/r1 [--eval dev/labels.txt]
     eval       --model DIR|colour-histogram --gallery DIR [--labels FILE] [--mode split] [--json]
+    export     --run runs/r1 --out models/extractor/NAME [--colour-weight 0.5] [--name NAME] [--version V]
     train-det  --config det.yaml --data composites/boxes.jsonl --out runs/d1 [--eval held-out/boxes.jsonl]
     eval-det   --model DIR [--boxes held-out/boxes.jsonl] [--photos dev/labels.txt] [--json]
 """
@@ -122,8 +123,8 @@ def _train_det(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_eval_det(model: str, *, boxes: str | None = None, photos: str | None = None, threads: int = 2,
-                 min_area: float = 0.3, show_progress: bool = True) -> dict[str, Any]:
+def run_eval_det(model: str, *, boxes: str | None = None, photos: str | None = None, extractor: str | None = None,
+                 threads: int = 2, min_area: float = 0.3) -> dict[str, Any]:
     """The exported detector on held-out composites (mAP@0.5, recall) and on real photos without boxes.
 
     Real photos (a label file such as drink-dev's) carry no boxes, but their product fills most of the
@@ -158,11 +159,17 @@ def run_eval_det(model: str, *, boxes: str | None = None, photos: str | None = N
             found += any((r[3] - r[1]) * (r[4] - r[2]) >= min_area * area for r in kept)
         report["photos"] = {"images": len(dataset), "found": found / len(dataset), "any_box": any_box / len(dataset),
                             "min_area": min_area}
+        if extractor:
+            from .pipeline_eval import pipeline_recall
+
+            report["pipeline"] = {"extractor": extractor,
+                                  **pipeline_recall(detector, build_extractor(extractor, threads=threads), dataset)}
     return report
 
 
 def _eval_det(args: argparse.Namespace) -> int:
-    report = run_eval_det(args.model, boxes=args.boxes, photos=args.photos, threads=args.threads)
+    report = run_eval_det(args.model, boxes=args.boxes, photos=args.photos, extractor=args.extractor,
+                          threads=args.threads)
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
         return 0
@@ -174,6 +181,20 @@ def _eval_det(args: argparse.Namespace) -> int:
         p = report["photos"]
         print(f"photos: {p['images']} images, main product found (kept box >= {p['min_area']:.0%} of the frame) "
               f"{p['found']:.3f}, any kept box {p['any_box']:.3f}")
+    if "pipeline" in report:
+        p = report["pipeline"]
+        print(f"pipeline recall@1 (leave-one-out, extractor {p['extractor']}): with the detector {p['recall@1']:.3f}, "
+              f"whole image only {p['recall@1_whole_image']:.3f}; answer from a detected box "
+              f"{p['answer_from_a_detected_box']:.1%}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .trainer import export_run
+
+    manifest = export_run(args.run, args.out, colour_weight=args.colour_weight, name=args.name, version=args.version)
+    print(json.dumps({"out": args.out, "name": manifest.name, "version": manifest.version,
+                      "feature_dim": manifest.feature_dim, "fusion": manifest.extra.get("fusion")}, indent=2))
     return 0
 
 
@@ -214,6 +235,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     eval_parser = commands.add_parser("eval", help="retrieval metrics of a model on a labelled gallery")
     eval_parser.add_argument("--model", required=True, help=f"model folder or one of {BASELINES}")
     add_eval_arguments(eval_parser)
+    export_parser = commands.add_parser("export", help="a finished run as a model folder (inference + training weights)")
+    export_parser.add_argument("--run", required=True, help="a completed training run folder")
+    export_parser.add_argument("--out", required=True, help="model folder to write (replaced if present)")
+    export_parser.add_argument("--colour-weight", type=float, help="fuse the colour histogram with this weight (0..1)")
+    export_parser.add_argument("--name")
+    export_parser.add_argument("--version")
     det_parser = commands.add_parser("train-det", help="train (or resume) the mainbody detector")
     det_parser.add_argument("--config", help="YAML with DetTrainConfig fields")
     det_parser.add_argument("--data", required=True, help="boxes.jsonl of training composites")
@@ -226,10 +253,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     det_eval_parser.add_argument("--model", required=True, help="exported detector folder")
     det_eval_parser.add_argument("--boxes", help="boxes.jsonl with exact boxes (held-out composites)")
     det_eval_parser.add_argument("--photos", help="label file of real photos whose product fills the frame")
+    det_eval_parser.add_argument("--extractor", help="with --photos: also the pipeline's recall@1 with this extractor "
+                                                     f"(folder or {BASELINES[0]}) with and without the detector")
     det_eval_parser.add_argument("--threads", type=int, default=2)
     det_eval_parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    handlers = {"train": _train, "eval": _eval, "train-det": _train_det, "eval-det": _eval_det}
+    handlers = {"train": _train, "eval": _eval, "export": _export, "train-det": _train_det, "eval-det": _eval_det}
     return handlers[args.command](args)
 
 

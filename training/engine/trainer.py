@@ -26,13 +26,14 @@ import paddle
 import paddle.nn as nn
 
 from recognition.engine.models import ModelManifest, export_inference_model
-from recognition.engine.nets import BNNeck, FC, PPLCNetV2, RecognitionModel, build_recognition_model
+from recognition.engine.nets import BNNeck, FC, ColourHistogram, PPLCNetV2, RecognitionModel, build_recognition_model
 from recognition.engine.preprocess import RecognitionPreprocess
 
 from .augment import TrainAugment
 from .dataset import ImageDataset
 from .evaluate import evaluate_extractor
 from .losses import CrossEntropyLabelSmooth, TripletAngularMarginLoss
+from .network_files import TRAIN_CONFIG_NAME, TRAIN_WEIGHTS_NAME, network_config
 from .sampler import PKSampler
 from .schedule import CosineWarmup, scaled_lr
 
@@ -44,7 +45,7 @@ DEFAULT_DEPTHS = (2, 2, 6, 2)
 # Config fields that change the trajectory: resuming with other values would mix two runs.
 _TRAJECTORY_FIELDS = ("epochs", "p", "k", "base_lr", "warmup_epochs", "momentum", "weight_decay",
                       "image_size", "seed", "init_from", "feature_dim", "backbone_scale",
-                      "backbone_depths", "label_smoothing", "triplet_margin")
+                      "backbone_depths", "label_smoothing", "triplet_margin", "colour_weight", "colour_dim")
 
 ProgressCallback = Callable[[float, dict[str, Any]], None]
 CancelCallback = Callable[[], bool]
@@ -76,6 +77,8 @@ class TrainConfig:
     backbone_depths: tuple[int, ...] = DEFAULT_DEPTHS
     label_smoothing: float = 0.1
     triplet_margin: float = 0.5
+    colour_weight: float = 0.0          # > 0: fuse a fixed colour histogram (colour_dim) with the learned features
+    colour_dim: int = 256
     eval_every_epochs: int = 1
     eval_mode: str = "leave_one_out"
     eval_batch_size: int = 32
@@ -150,12 +153,14 @@ class TrainResult:
 def build_model(config: TrainConfig, num_classes: int) -> RecognitionModel:
     """PPLCNetV2_base_ShiTu + BNNeck + FC head; other scales/depths build the same net smaller."""
     depths = tuple(config.backbone_depths)
-    if config.backbone_scale == 1.0 and depths == DEFAULT_DEPTHS:
+    colour = ColourHistogram(out_dim=config.colour_dim) if config.colour_weight > 0 else None
+    if config.backbone_scale == 1.0 and depths == DEFAULT_DEPTHS and colour is None:
         return build_recognition_model(num_classes=num_classes, feature_dim=config.feature_dim)
     # engine-B's pplcnetv2_base_shitu pins scale/depths, so the ShiTu options are repeated here.
     backbone = PPLCNetV2(scale=config.backbone_scale, depths=depths, class_expand=config.feature_dim,
                          last_stride=1, last_conv_bias=True, last_act=False, with_fc=False)
-    return RecognitionModel(backbone, BNNeck(config.feature_dim), FC(config.feature_dim, num_classes))
+    return RecognitionModel(backbone, BNNeck(config.feature_dim), FC(config.feature_dim, num_classes),
+                            colour=colour, colour_weight=config.colour_weight or 0.5)
 
 
 def _weights_file(source: Path) -> Path:
@@ -203,7 +208,8 @@ class ModelExtractor:
         self.model = model
         self.preprocess = RecognitionPreprocess(size=(image_size, image_size))
         self.batch_size = batch_size
-        self.feature_dim = int(model.neck.num_features) if model.neck is not None else 0
+        self.feature_dim = (int(model.neck.num_features) if model.neck is not None else 0) + (
+            model.colour.out_dim if model.colour is not None else 0)
 
     def extract(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         was_training = self.model.training
@@ -493,7 +499,7 @@ def _export(model: RecognitionModel, config: TrainConfig, out_dir: Path, *, clas
     partial = out_dir / f".{MODEL_DIR_NAME}.partial"
     if partial.exists():
         shutil.rmtree(partial)
-    extractor_net = RecognitionModel(model.backbone, model.neck)
+    extractor_net = RecognitionModel(model.backbone, model.neck, colour=model.colour, colour_weight=model.colour_weight)
     training_info = {"steps": step, "classes": len(class_names), "config": to_jsonable(config.to_dict()),
                      "evals": evals[-5:]}
     manifest = export_inference_model(extractor_net, partial, kind="extractor",
@@ -617,7 +623,7 @@ def train(config: TrainConfig, train_set: ImageDataset,
             optimizer.set_lr(lr)
             out = model(paddle.to_tensor(images))
             ce = ce_loss(out["logits"], labels)
-            tri = triplet_loss(out["features"], labels)
+            tri = triplet_loss(out.get("fused", out["features"]), labels)
             loss = ce + tri
             loss.backward()
             optimizer.step()
@@ -663,6 +669,40 @@ def train(config: TrainConfig, train_set: ImageDataset,
     return result
 
 
+def export_run(run_dir: str | Path, out_dir: str | Path, *, colour_weight: float | None = None,
+               name: str | None = None, version: str | None = None) -> ModelManifest:
+    """A finished run as a model folder another process can use and fine-tune: the inference program
+    (fused with the colour histogram when ``colour_weight`` > 0), its manifest, the training weights
+    without the classifier head, and the network settings that rebuild it (``train_config.json``)."""
+    run = Path(run_dir)
+    result = json.loads((run / RESULT_NAME).read_text(encoding="utf-8"))
+    known = {f.name for f in fields(TrainConfig)}
+    overrides = {"colour_weight": colour_weight, "model_name": name, "model_version": version}
+    config = TrainConfig.from_mapping({k: v for k, v in result["config"].items() if k in known},
+                                      **{k: v for k, v in overrides.items() if v is not None})
+    state = paddle.load(str(run / FINAL_WEIGHTS_NAME))
+    model = build_model(config, int(state["head.fc.weight"].shape[1]))
+    model.set_state_dict({**model.state_dict(), **state})
+    extractor_net = RecognitionModel(model.backbone, model.neck, colour=model.colour, colour_weight=model.colour_weight)
+    target = Path(out_dir)
+    partial = target.with_name(f".{target.name}.partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    fusion = {"colour_histogram": {"bins": model.colour.bins, "dim": model.colour.out_dim,
+                                   "weight": model.colour_weight}} if model.colour is not None else None
+    training_info = {"steps": result.get("step"), "config": to_jsonable(config.to_dict()),
+                     "evals": result.get("evals", [])[-5:]}
+    manifest = export_inference_model(extractor_net, partial, kind="extractor", input_size=config.image_size,
+                                      name=config.model_name, version=config.model_version,
+                                      extra={"training": training_info, **({"fusion": fusion} if fusion else {})})
+    paddle.save({k: v for k, v in state.items() if not k.startswith("head.")}, str(partial / TRAIN_WEIGHTS_NAME))
+    (partial / TRAIN_CONFIG_NAME).write_text(json.dumps(network_config(config)), encoding="utf-8")
+    if target.exists():
+        shutil.rmtree(target)
+    os.rename(partial, target)
+    return manifest
+
+
 def _evaluate_all(model: RecognitionModel, config: TrainConfig, eval_sets: Mapping[str, ImageDataset], *,
                   step: int, epoch: int, log: _Log, cancel: CancelCallback | None,
                   report: Callable[..., None]) -> list[dict[str, Any]]:
@@ -686,7 +726,8 @@ def _evaluate_all(model: RecognitionModel, config: TrainConfig, eval_sets: Mappi
 
 def _changed_fields(saved: Mapping[str, Any], config: TrainConfig) -> list[str]:
     current = to_jsonable(config.to_dict())
-    return [name for name in _TRAJECTORY_FIELDS if saved.get(name) != current.get(name)]
+    defaults = to_jsonable(TrainConfig().to_dict())  # a field added since the run started had its default
+    return [name for name in _TRAJECTORY_FIELDS if saved.get(name, defaults[name]) != current.get(name)]
 
 
 def _finished_result(out_dir: Path, config: TrainConfig) -> TrainResult | None:

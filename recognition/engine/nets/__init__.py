@@ -1,5 +1,6 @@
 """Paddle networks of PP-ShiTuV2: the feature extractor and the mainbody detector."""
 
+from .colour import ColourHistogram
 from .heads import FC
 from .lcnet import LCNet
 from .necks import BNNeck
@@ -9,7 +10,7 @@ from .pplcnetv2 import (PPLCNetV2, RepDepthwiseSeparable, pplcnetv2_base,
 from .recognition_model import RecognitionModel, build_recognition_model
 
 __all__ = [
-    "BNNeck", "CSPPAN", "FC", "LCNet", "PPLCNetV2", "PicoDet", "PicoHead",
+    "BNNeck", "CSPPAN", "ColourHistogram", "FC", "LCNet", "PPLCNetV2", "PicoDet", "PicoHead",
     "RecognitionModel", "RepDepthwiseSeparable", "build_recognition_model",
     "picodet_mainbody", "pplcnetv2_base", "pplcnetv2_base_shitu", "reparameterize",
 ]
