@@ -171,14 +171,11 @@ def _mark_failed(reference_image: ReferenceImage, reason: str) -> None:
 
 
 def _main_object_box(detector, pixels) -> list[float] | None:
-    """The detector's highest-scoring box (the product fills most of a reference photo), or None for the whole image."""
-    if detector is None:
-        return None
-    boxes = [b for b in detector.model.detect(pixels) if b.score >= 0.2]
-    if not boxes:
-        return None
-    best = max(boxes, key=lambda b: b.score)
-    return [best.xmin, best.ymin, best.xmax, best.ymax]
+    """The detector's best box (the product fills most of a reference photo), or None for the whole image."""
+    from recognition.engine.pipeline import main_object_box
+
+    best = main_object_box(detector.model, pixels) if detector is not None else None
+    return [best.xmin, best.ymin, best.xmax, best.ymax] if best is not None else None
 
 
 def gallery_indexes_refresh(*, reference_image_ids: list[int]) -> None:

@@ -62,6 +62,12 @@ class GivenBoxDetector:
         return list(self._boxes)
 
 
+def main_object_box(detector: Detector, image: np.ndarray, *, det_threshold: float = 0.2) -> Optional[Box]:
+    """The detector's best box at or above ``det_threshold`` (a reference photo's product), or None for the whole image."""
+    boxes = [box for box in detector.detect(image) if box.score >= det_threshold]
+    return max(boxes, key=lambda box: box.score) if boxes else None
+
+
 def select_candidates(detected: Sequence[Box], image: np.ndarray, params: PipelineParams) -> list[Box]:
     """Top `max_det_results` detections by score, minus those under `det_threshold`, clipped, plus the whole image."""
     height, width = image.shape[:2]
