@@ -65,19 +65,11 @@ def render_eval(report: dict[str, Any], *, as_json: bool = False) -> str:
     return format_report_table([(Path(report["model"]).name or report["model"], report)])
 
 
-def _train(args: argparse.Namespace) -> int:
-    import yaml
+def _progress_bar(desc: str) -> tuple[Any, Any]:
+    """A per-mille tqdm bar and the ``progress(fraction, info)`` callback both trainers report to."""
     from tqdm import tqdm
 
-    from .trainer import TrainConfig, train
-
-    raw = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) if args.config else {}
-    config = TrainConfig.from_mapping(raw or {}, out_dir=args.out, epochs=args.epochs,
-                                      max_steps=args.max_steps, threads=args.threads)
-    train_set = ImageDataset.from_label_file(args.data, image_root=args.image_root)
-    eval_sets = {Path(path).parent.name or f"eval{i}": ImageDataset.from_label_file(path)
-                 for i, path in enumerate(args.eval or [])}
-    bar = tqdm(total=1000, desc="train", unit="‰", file=sys.stderr)
+    bar = tqdm(total=1000, desc=desc, unit="‰", file=sys.stderr)
 
     def progress(fraction: float, info: dict[str, Any]) -> None:
         bar.update(int(fraction * 1000) - bar.n)
@@ -86,6 +78,24 @@ def _train(args: argparse.Namespace) -> int:
         else:
             bar.set_postfix(phase=info.get("phase"))
 
+    return bar, progress
+
+
+def _yaml(path: str | None) -> dict[str, Any]:
+    import yaml
+
+    return (yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}) if path else {}
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .trainer import TrainConfig, train
+
+    config = TrainConfig.from_mapping(_yaml(args.config), out_dir=args.out, epochs=args.epochs,
+                                      max_steps=args.max_steps, threads=args.threads)
+    train_set = ImageDataset.from_label_file(args.data, image_root=args.image_root)
+    eval_sets = {Path(path).parent.name or f"eval{i}": ImageDataset.from_label_file(path)
+                 for i, path in enumerate(args.eval or [])}
+    bar, progress = _progress_bar("train")
     try:
         result = train(config, train_set, eval_sets, progress=progress)
     finally:
@@ -95,26 +105,14 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_det(args: argparse.Namespace) -> int:
-    import yaml
-    from tqdm import tqdm
-
     from .det_data import DetectionDataset
     from .det_trainer import DetTrainConfig, train_detector
 
-    raw = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) if args.config else {}
-    config = DetTrainConfig.from_mapping(raw or {}, out_dir=args.out, epochs=args.epochs, max_steps=args.max_steps,
-                                         threads=args.threads)
+    config = DetTrainConfig.from_mapping(_yaml(args.config), out_dir=args.out, epochs=args.epochs,
+                                         max_steps=args.max_steps, threads=args.threads)
     train_set = DetectionDataset.from_jsonl(args.data)
     eval_set = DetectionDataset.from_jsonl(args.eval) if args.eval else None
-    bar = tqdm(total=1000, desc="train-det", unit="‰", file=sys.stderr)
-
-    def progress(fraction: float, info: dict[str, Any]) -> None:
-        bar.update(int(fraction * 1000) - bar.n)
-        if info.get("phase") == "train":
-            bar.set_postfix(step=info["step"], loss=f"{info['loss']:.3f}", lr=f"{info['lr']:.2e}")
-        else:
-            bar.set_postfix(phase=info.get("phase"))
-
+    bar, progress = _progress_bar("train-det")
     try:
         result = train_detector(config, train_set, eval_set, progress=progress)
     finally:
