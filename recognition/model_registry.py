@@ -2,9 +2,10 @@
 
 Order of preference for each kind: the model named by SHITU_EXTRACTOR / SHITU_DETECTOR, else the
 most recently installed one under MODELS_ROOT (`manage.py shitu_models install`), else the models
-shipped in the repository's `models/` folder. With no extractor anywhere the colour-histogram
-baseline is used (a real, documented floor: recall@1 about 0.68 on product photos); with no
-detector the whole image (or the given box) is the only candidate.
+shipped in the repository's `models/` folder. With no extractor anywhere (or SHITU_EXTRACTOR=
+colour-histogram) the colour-histogram baseline is used (a real, documented floor: recall@1 about
+0.68 on product photos); with no detector (or SHITU_DETECTOR=none) the whole image (or the given
+box) is the only candidate.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from recognition.engine.baseline import ColourHistogramExtractor
 from recognition.engine.models import ModelManifest, installed_models
 
 BASELINE_EXTRACTOR_KEY = "colour-histogram@1"
+BASELINE_EXTRACTOR_NAME = "colour-histogram"
+NO_DETECTOR = "none"
 _lock = threading.Lock()
 _loaded: dict[str, "LoadedModel"] = {}
 
@@ -111,7 +114,7 @@ def reset_loaded_models() -> None:
 def _load_extractor() -> LoadedModel:
     from recognition.engine.inference import PaddleExtractor
 
-    manifest = _choose("extractor", settings.SHITU_EXTRACTOR)
+    manifest = None if settings.SHITU_EXTRACTOR == BASELINE_EXTRACTOR_NAME else _choose("extractor", settings.SHITU_EXTRACTOR)
     if manifest is None:
         return LoadedModel(BASELINE_EXTRACTOR_KEY, ColourHistogramExtractor(), None)
     directory = _model_dir(manifest)
@@ -122,7 +125,7 @@ def _load_extractor() -> LoadedModel:
 def _load_detector() -> LoadedModel | None:
     from recognition.engine.inference import PaddleDetector
 
-    manifest = _choose("detector", settings.SHITU_DETECTOR)
+    manifest = None if settings.SHITU_DETECTOR == NO_DETECTOR else _choose("detector", settings.SHITU_DETECTOR)
     if manifest is None:
         return None
     detector = PaddleDetector.from_dir(_model_dir(manifest), threads=settings.ENGINE_THREADS)

@@ -14,6 +14,11 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+# Platform tests draw their own product photos and need answers they can predict, so by default they run
+# the colour-histogram extractor and no detector; the shipped models are tested on their own
+# (tests/test_shipped_models.py) and by the launcher's demo. Set these to test everything with other models.
+os.environ.setdefault("SHITU_EXTRACTOR", "colour-histogram")
+os.environ.setdefault("SHITU_DETECTOR", "none")
 os.environ.setdefault("SHITU_EMBEDDED_PG_PORT", str(_free_port()))
 os.environ.setdefault("SHITU_EMBEDDED_REDIS_PORT", str(_free_port()))
 if "SHITU_VAR_DIR" not in os.environ:

@@ -105,7 +105,8 @@ def _run(job: FineTuneJob, token: str) -> FineTuneJob:
     config = TrainConfig(
         epochs=job.epochs, p=min(settings.SHITU_FINETUNE_P, train_set.num_classes), k=settings.SHITU_FINETUNE_K,
         **_network(base_config),
-        warmup_epochs=min(1.0, job.epochs / 5), threads=settings.ENGINE_THREADS, seed=job.pk,
+        base_lr=settings.SHITU_FINETUNE_LR, warmup_epochs=min(1.0, job.epochs / 5), threads=settings.ENGINE_THREADS,
+        seed=job.pk,
         checkpoint_every_steps=settings.SHITU_FINETUNE_CHECKPOINT_STEPS, out_dir=str(_run_dir(job)),
         init_from=str(base_dir / TRAIN_WEIGHTS_NAME) if base_dir is not None else None,
         model_name=f"ft-t{job.tenant_id}-j{job.pk}", model_version="1", write_plots=True,
