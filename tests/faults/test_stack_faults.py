@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -49,6 +50,8 @@ class Stack:
             if "ShiTu Platform is up" in line:
                 break
         assert any("ShiTu Platform is up" in line for line in lines), "".join(lines)[-4000:]
+        # Keep reading: the launcher streams its children's logs, and a full pipe would block it (and its Ctrl-C).
+        threading.Thread(target=lines.extend, args=(self.process.stdout,), daemon=True).start()
         self.api_key = json.loads((self.var_dir / "demo-credentials.json").read_text())["api_key"]
 
     def stop(self) -> None:
