@@ -164,6 +164,7 @@ class ProcessGroup:
                 stdout=subprocess.PIPE if self.stream else log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_terminate_with_parent,
             )
         child = _Child(name=name, process=process, log_path=log_path)
         if self.stream:
@@ -221,6 +222,25 @@ class ProcessGroup:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _terminate_with_parent() -> None:
+    """In the child, before exec: SIGTERM it when the launcher dies, even by SIGKILL (Linux; elsewhere a no-op).
+
+    Each child leads its own session, so a terminal's Ctrl-C does not reach it; without this a killed
+    launcher would leave its web server and workers running, holding ports and polling a dead broker.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+    except (OSError, AttributeError):
+        pass
 
 
 def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:

@@ -269,3 +269,35 @@ def test_process_group_wait_any_reports_the_child_that_exited(scratch: Path) -> 
         assert group.wait_any(poll_interval=0.05) == ("crasher", 3)
     assert "boom" in (scratch / "log" / "crasher.log").read_text()
     assert "crasher | boom" in console.getvalue()
+
+
+def test_children_stop_when_the_launcher_is_killed(scratch: Path) -> None:
+    """A SIGKILLed launcher cannot stop its children itself: they must not outlive it (no orphaned web or worker)."""
+    pid_file = scratch / "child.pid"
+    launcher_code = (
+        "import sys, time; from pathlib import Path; from shitu_platform.embedded import ProcessGroup; "
+        f"group = ProcessGroup(Path({str(scratch / 'log')!r})); "
+        f"child = group.start('web', [sys.executable, '-c', 'import time; time.sleep(120)']); "
+        f"Path({str(pid_file)!r}).write_text(str(child.pid)); time.sleep(120)"
+    )
+    launcher = subprocess.Popen([sys.executable, "-c", launcher_code], cwd=Path(__file__).resolve().parents[2])
+    deadline = time.monotonic() + 20
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = int(pid_file.read_text())
+    assert _alive(child)
+    launcher.kill()
+    launcher.wait()
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child), "the child outlived its SIGKILLed launcher"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat")
+    return not (status.exists() and status.read_text().split(") ")[-1].startswith("Z"))  # a zombie is gone
