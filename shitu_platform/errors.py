@@ -108,7 +108,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return response
     if status is not None:
         message = getattr(exc, "message", None) or str(exc)
-        return Response(error_body(exc.code, message, getattr(exc, "details", None)), status=status)  # type: ignore[attr-defined]
+        response = Response(error_body(exc.code, message, getattr(exc, "details", None)), status=status)  # type: ignore[attr-defined]
+        if status == 503:
+            response["Retry-After"] = "5"
+        return response
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

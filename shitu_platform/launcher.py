@@ -96,13 +96,15 @@ def child_specs(*, host: str, port: int, web_workers: int, with_worker: bool) ->
     }
     specs: dict[str, ChildSpec] = {}
     if with_worker:
-        specs["worker"] = ChildSpec([python, "-m", "celery", "-A", "shitu_platform", "worker", "-Q", "default,inference,training",
+        specs["worker"] = ChildSpec([python, "-m", "celery", "-A", "shitu_platform", "worker", "-Q", "default,inference",
                                      "--concurrency", "1", "--loglevel", "INFO", "-n", "embedded@%h"], env, restart=True)
+        # Fine-tunes run minutes: a worker of their own, so recognitions and imports never queue behind one.
+        specs["training-worker"] = ChildSpec([python, "-m", "celery", "-A", "shitu_platform", "worker", "-Q", "training",
+                                              "--concurrency", "1", "--loglevel", "INFO", "-n", "training@%h"], env, restart=True)
         specs["beat"] = ChildSpec([python, "-m", "celery", "-A", "shitu_platform", "beat", "--loglevel", "INFO",
                                    "--schedule", str(Path(settings.VAR_DIR) / "celerybeat-schedule")], env, restart=True)
     specs["web"] = ChildSpec([python, "-m", "gunicorn", "shitu_platform.wsgi:application", "--bind", f"{host}:{port}",
-                              "--workers", str(web_workers), "--worker-class", "gthread", "--threads", "8",
-                              "--timeout", "120", "--access-logfile", "-"], env, restart=False)
+                              "--workers", str(web_workers), "--config", "python:shitu_platform.gunicorn_conf"], env, restart=False)
     return specs
 
 

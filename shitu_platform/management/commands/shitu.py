@@ -27,7 +27,7 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--web-workers", type=int, default=2)
-        parser.add_argument("--no-worker", action="store_true", help="do not start a Celery worker")
+        parser.add_argument("--no-worker", action="store_true", help="do not start the Celery workers")
         parser.add_argument("--smoke", action="store_true", help="start, check readiness and the demo login, then stop")
         parser.add_argument("--gallery", type=Path, default=None,
                             help="demo: import this folder (images + labels.txt) instead of the generated demo products")
