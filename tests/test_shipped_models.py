@@ -1,0 +1,156 @@
+"""The default models shipped in models/: they load like the official archives, find products, and serve
+recognitions through the API (the rest of the suite pins the colour-histogram baseline, see settings_test)."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from recognition.engine.imageio import load_image
+from recognition.engine.inference import PaddleDetector, PaddleExtractor
+from recognition.engine.models import installed_models
+from shitu_platform.demo_data import demo_gallery_photos, demo_query_photos
+from training.engine.network_files import TRAIN_CONFIG_NAME, TRAIN_WEIGHTS_NAME
+
+REPO = Path(__file__).resolve().parents[1]
+DRINK_DEV = REPO.parent / "shared" / "data" / "drink-dev" / "gallery"
+SIZE_BUDGET = 30 * 1024 * 1024
+
+
+def shipped(kind: str) -> Path:
+    manifests = installed_models(REPO / "models", kind)
+    assert manifests, f"no {kind} shipped under models/{kind}/"
+    return REPO / "models" / kind / max(manifests, key=lambda m: m.created).name
+
+
+@pytest.fixture(scope="module")
+def detector() -> PaddleDetector:
+    return PaddleDetector.from_dir(shipped("detector"), threads=2)
+
+
+@pytest.fixture(scope="module")
+def extractor() -> PaddleExtractor:
+    return PaddleExtractor.from_dir(shipped("extractor"), threads=2)
+
+
+@pytest.mark.parametrize("kind", ["extractor", "detector"])
+def test_shipped_model_is_complete_verified_and_within_budget(kind):
+    directory = shipped(kind)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert manifest["kind"] == kind and manifest["source"] == "project"
+    for name, digest in manifest["files"].items():
+        assert hashlib.sha256((directory / name).read_bytes()).hexdigest() == digest, name
+    assert sum(p.stat().st_size for p in directory.iterdir()) <= SIZE_BUDGET
+    assert manifest["extra"]["training"]["steps"] > 0  # trained by the project, not random weights
+    if kind == "extractor":
+        assert manifest["feature_dim"] == 512
+        assert (directory / TRAIN_WEIGHTS_NAME).is_file()  # fine-tuning starts from these
+        network = json.loads((directory / TRAIN_CONFIG_NAME).read_text())
+        assert network["feature_dim"] + (network["colour_dim"] if network["colour_weight"] else 0) == 512
+    else:
+        assert (directory / "infer_cfg.yml").is_file()
+
+
+def test_shipped_detector_frames_the_product_of_each_demo_photo(detector):
+    framed = 0
+    for photo in demo_query_photos():
+        image = load_image(photo.data)
+        boxes = [box for box in detector.detect(image)[:5] if box.score >= 0.2]
+        # the demo products are centred and fill most of the photo
+        framed += any(box.area >= 0.3 * image.shape[0] * image.shape[1] for box in boxes)
+    assert framed >= 10, framed
+
+
+def test_shipped_extractor_tells_the_demo_products_apart(extractor):
+    gallery = demo_gallery_photos()
+    queries = demo_query_photos()
+    gallery_features = extractor.extract([load_image(p.data) for p in gallery])
+    query_features = extractor.extract([load_image(p.data) for p in queries])
+    best = (query_features @ gallery_features.T).argmax(axis=1)
+    right = sum(gallery[index].label == query.label for index, query in zip(best, queries))
+    assert right >= 10, right
+
+
+def _two_products_photo() -> tuple[bytes, set[str]]:
+    """Two demo products side by side on one shelf photo."""
+    left, right = demo_query_photos()[0], demo_query_photos()[3]
+    canvas = Image.new("RGB", (960, 560), (228, 226, 222))
+    for x, photo in ((0, left), (480, right)):
+        canvas.paste(Image.open(io.BytesIO(photo.data)).convert("RGB"), (x, 0))
+    buffer = io.BytesIO()
+    canvas.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue(), {left.label, right.label}
+
+
+def _file(data: bytes, name: str = "photo.jpg") -> io.BytesIO:
+    handle = io.BytesIO(data)
+    handle.name = name
+    return handle
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_api_recognises_two_products_in_one_photo_with_the_shipped_models(tenant_a, celery_workers):
+    from galleries.models import ReferenceImage
+
+    celery_workers.start("shipped", {"SHITU_EXTRACTOR": "", "SHITU_DETECTOR": ""})  # the platform defaults
+    client = tenant_a.key_client("admin")
+    gallery = client.post("/api/v1/galleries/", {"name": "Demo shelf"}, format="json").json()["id"]
+    products: dict[str, int] = {}
+    for photo in demo_gallery_photos():
+        if photo.label not in products:
+            products[photo.label] = client.post("/api/v1/products/", {"gallery": gallery, "label": photo.label},
+                                                format="json").json()["id"]
+        client.post(f"/api/v1/products/{products[photo.label]}/images/", {"image": [_file(photo.data)]}, format="multipart")
+    deadline = time.monotonic() + 180
+    while ReferenceImage.objects.filter(status="pending").exists():
+        assert time.monotonic() < deadline, "reference images were not embedded"
+        time.sleep(0.3)
+    assert not ReferenceImage.objects.filter(status="failed").exists()
+
+    data, expected = _two_products_photo()
+    answer = client.post("/api/v1/recognitions/", {"image": _file(data), "gallery": gallery, "score_threshold": 0.3},
+                         format="multipart").json()
+    assert answer["status"] == "done", answer
+    from_boxes = [o for o in answer["objects"] if not o["whole_image"]]
+    assert {o["matches"][0]["label"] for o in from_boxes} >= expected, answer["objects"]
+    left = [o for o in from_boxes if o["matches"][0]["label"] in expected and o["bbox"][2] <= 560]
+    right = [o for o in from_boxes if o["matches"][0]["label"] in expected and o["bbox"][0] >= 400]
+    assert left and right  # each product answered from a box around it
+    assert answer["model_key"] != "colour-histogram@1"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DRINK_DEV / "labels.txt").exists(), reason="development data ../shared/data/drink-dev not present")
+def test_shipped_extractor_beats_the_colour_histogram_on_drink_dev(extractor):
+    from training.engine.dataset import ImageDataset
+    from training.engine.evaluate import evaluate_extractor
+    from recognition.engine.baseline import ColourHistogramExtractor
+
+    photos = ImageDataset.from_label_file(DRINK_DEV / "labels.txt")
+    shipped_report = evaluate_extractor(extractor, photos)
+    floor = evaluate_extractor(ColourHistogramExtractor(), photos)
+    # measured at export (README, Default models): recall@1 0.699, recall@5 0.860, mAP 0.412 vs 0.697 / 0.786 / 0.350
+    assert shipped_report["recall@5"] >= floor["recall@5"] + 0.05
+    assert shipped_report["mAP"] >= floor["mAP"] + 0.04
+    assert shipped_report["recall@1"] >= floor["recall@1"] - 0.01
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DRINK_DEV / "labels.txt").exists(), reason="development data ../shared/data/drink-dev not present")
+def test_shipped_models_on_drink_dev(detector, extractor):
+    from training.engine.dataset import ImageDataset
+    from training.engine.pipeline_eval import pipeline_recall
+
+    report = pipeline_recall(detector, extractor, ImageDataset.from_label_file(DRINK_DEV / "labels.txt"))
+    # measured at export (README, Default models); regression guards a little under those figures, not targets
+    # measured: recall@1 0.722 with the detector, 0.699 whole image only, 71.1 % of answers from a detected box
+    assert report["answer_from_a_detected_box"] >= 0.65, report
+    assert report["recall@1"] >= 0.70, report
+    assert report["recall@1"] >= report["recall@1_whole_image"], report  # detecting the product helps, never hurts
