@@ -101,16 +101,15 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, RequestDataTooBig):
         return Response(error_body("request_too_large", "The request body is over the size limit."), status=413)
     status = status_for(exc)
-    if status == 503 and not hasattr(exc, "code"):
-        logger.warning("service unavailable: %s: %s", type(exc).__name__, exc)
-        response = Response(error_body("service_unavailable", "A backing service is unavailable; retry shortly."), status=503)
-        response["Retry-After"] = "5"
-        return response
     if status is not None:
-        message = getattr(exc, "message", None) or str(exc)
-        response = Response(error_body(exc.code, message, getattr(exc, "details", None)), status=status)  # type: ignore[attr-defined]
+        if status == 503 and not hasattr(exc, "code"):
+            logger.warning("service unavailable: %s: %s", type(exc).__name__, exc)
+            response = Response(error_body("service_unavailable", "A backing service is unavailable; retry shortly."), status=503)
+        else:
+            message = getattr(exc, "message", None) or str(exc)
+            response = Response(error_body(exc.code, message, getattr(exc, "details", None)), status=status)  # type: ignore[attr-defined]
         if status == 503:
-            response["Retry-After"] = "5"
+            response["Retry-After"] = "5"  # every outage answer says when to come back
         return response
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()

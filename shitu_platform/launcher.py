@@ -16,6 +16,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.message import Message
 from pathlib import Path
 
 from django.conf import settings
@@ -161,15 +162,22 @@ def login_and_fetch_dashboard(base_url: str, username: str, password: str) -> st
     return response.read().decode()
 
 
-def api_call(base_url: str, api_key: str, method: str, path: str, body: bytes | None = None,
-             content_type: str = "application/json") -> tuple[int, dict]:
+def api_request(base_url: str, api_key: str, method: str, path: str, body: bytes | None = None,
+                content_type: str = "application/json") -> tuple[int, dict, Message]:
+    """One API call with the key: status, JSON body and response headers (error statuses are returned, not raised)."""
     request = urllib.request.Request(f"{base_url}{path}", data=body, method=method,
                                      headers={"Authorization": f"Api-Key {api_key}", "Content-Type": content_type})
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, json.loads(response.read() or b"{}")
+            return response.status, json.loads(response.read() or b"{}"), response.headers
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
+        return error.code, json.loads(error.read() or b"{}"), error.headers
+
+
+def api_call(base_url: str, api_key: str, method: str, path: str, body: bytes | None = None,
+             content_type: str = "application/json") -> tuple[int, dict]:
+    status, answer, _ = api_request(base_url, api_key, method, path, body, content_type)
+    return status, answer
 
 
 def multipart_body(field: str, filename: str, data: bytes, fields: dict[str, str] | None = None) -> tuple[bytes, str]:

@@ -149,8 +149,8 @@ def test_shipped_models_on_drink_dev(detector, extractor):
     from training.engine.pipeline_eval import pipeline_recall
 
     report = pipeline_recall(detector, extractor, ImageDataset.from_label_file(DRINK_DEV / "labels.txt"))
-    # measured at export (README, Default models); regression guards a little under those figures, not targets
-    # measured: recall@1 0.722 with the detector, 0.699 whole image only, 71.1 % of answers from a detected box
+    # regression guards a little under the figures measured at export (README, Default models): recall@1 0.722 with
+    # the detector, 0.699 whole image only, 71.1 % of answers from a detected box
     assert report["answer_from_a_detected_box"] >= 0.65, report
     assert report["recall@1"] >= 0.70, report
     assert report["recall@1"] >= report["recall@1_whole_image"], report  # detecting the product helps, never hurts

@@ -10,7 +10,7 @@ from moto.server import ThreadedMotoServer
 
 from shitu_platform.demo_data import demo_query_photos
 from shitu_platform.embedded import free_port
-from shitu_platform.launcher import api_call, multipart_body
+from shitu_platform.launcher import api_call, api_request, multipart_body
 from tests.faults.test_stack_faults import Stack, _eventually, _healthz
 
 pytestmark = pytest.mark.slow
@@ -44,20 +44,6 @@ def _readyz(stack) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
-def _post_with_headers(stack, path: str, body: bytes, content_type: str) -> tuple[int, dict, str | None]:
-    import json
-    import urllib.error
-    import urllib.request
-
-    request = urllib.request.Request(f"{stack.base}{path}", data=body, method="POST",
-                                     headers={"Authorization": f"Api-Key {stack.api_key}", "Content-Type": content_type})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read()), response.headers.get("Retry-After")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read()), error.headers.get("Retry-After")
-
-
 def test_storage_outage_gives_503_and_recovers(s3_stack):
     stack = s3_stack
     cola = demo_query_photos()[0]
@@ -70,9 +56,10 @@ def test_storage_outage_gives_503_and_recovers(s3_stack):
 
     stack.moto.stop()  # the moto backend keeps its data in this process: a restart brings the same objects back
     try:
-        status, body, retry_after = _post_with_headers(stack, "/api/v1/recognitions/", *multipart_body("image", "q.jpg", cola.data))
+        status, body, headers = api_request(stack.base, stack.api_key, "POST", "/api/v1/recognitions/",
+                                            *multipart_body("image", "q.jpg", cola.data))
         assert status == 503 and body["error"]["code"] == "storage_unavailable", body
-        assert int(retry_after) >= 1  # clients are told when to come back
+        assert int(headers["Retry-After"]) >= 1  # clients are told when to come back
         status, body = api_call(stack.base, stack.api_key, "POST", f"/api/v1/products/{product_id}/images/",
                                 *multipart_body("image", "new.jpg", demo_query_photos()[1].data))
         assert status == 503 and body["error"]["code"] == "storage_unavailable", body
