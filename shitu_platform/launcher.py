@@ -47,10 +47,11 @@ class EmbeddedServers:
     redis: EmbeddedRedis | None = None
 
     def stop(self) -> None:
+        """Bounded: Redis gets 5 s before SIGKILL, PostgreSQL 15 s of fast shutdown before an immediate one."""
         if self.redis is not None:
-            self.redis.stop()
+            self.redis.stop(timeout=5)
         if self.postgres is not None:
-            self.postgres.stop()
+            self.postgres.stop(timeout=15)
 
 
 def embedded_postgres() -> EmbeddedPostgres:

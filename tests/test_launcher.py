@@ -84,6 +84,8 @@ def test_ctrl_c_stops_every_child(stack_env):
         try:
             launcher.wait(timeout=60)
         except subprocess.TimeoutExpired:
+            launcher.send_signal(signal.SIGUSR1)  # the launcher dumps its threads' stacks: where the stop hangs
+            time.sleep(2)
             pytest.fail("the launcher did not stop within 60 s of Ctrl-C; it printed:\n" + "".join(output)[-4000:])
     finally:
         if launcher.poll() is None:

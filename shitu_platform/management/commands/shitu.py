@@ -1,7 +1,9 @@
 """`manage.py shitu up|demo|stop`: run the whole platform on this machine, embedded services included."""
 from __future__ import annotations
 
+import faulthandler
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,8 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from error
         group = ProcessGroup(settings.VAR_DIR / "log", stream=not smoke)
         signal.signal(signal.SIGTERM, _interrupt)
+        # `kill -USR1 <launcher>` prints every thread's stack: how a stuck start or stop says where it is.
+        faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
         try:
             launcher.prepare_database_and_storage(timings)
             login = self._demo_setup(timings) if demo else None
@@ -71,9 +75,10 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             self.stdout.write("\nstopping…")
         finally:
-            group.stop()
-            servers.stop()
-            self.stdout.write("stopped: web, worker and the embedded servers this launcher started")
+            stop_timings = launcher.StackTimings()
+            stop_timings.measure("children", group.stop)
+            stop_timings.measure("servers", servers.stop)
+            self.stdout.write(f"stopped: web, worker and the embedded servers this launcher started ({stop_timings.report()})")
 
     def _demo_setup(self, timings: launcher.StackTimings):
         from shitu_platform.demo import demo_tenant_ensure
