@@ -33,3 +33,16 @@ def products_filtered(queryset: QuerySet, *, label: str | None = None, attribute
     for key, value in (attributes or {}).items():
         queryset = queryset.filter(attributes__contains={key: value})
     return queryset
+
+
+def model_coverage(*, gallery) -> tuple[int, dict[str, int]]:
+    """(ready reference images, vectors per model key) of one gallery: which models can answer for all of it."""
+    from galleries.models import Embedding
+
+    ready = ReferenceImage.objects.for_tenant(gallery.tenant).filter(
+        gallery=gallery, status=ReferenceImage.Status.READY).count()
+    counts = dict(Embedding.objects.for_tenant(gallery.tenant).filter(gallery=gallery)
+                  .filter(reference_image__status=ReferenceImage.Status.READY)
+                  .values_list("model_key").annotate(n=Count("id")).values_list("model_key", "n"))
+    return ready, counts
+

@@ -111,7 +111,7 @@ def reference_images_embed(*, reference_image_ids: list[int]) -> EmbedOutcome:
     Per image: the given bbox, else the detector's best box, else the whole image. An image that cannot be
     read or decoded is marked failed with the reason; the others still succeed.
     """
-    from recognition.model_registry import extractor_for
+    from recognition.model_registry import extractor_for, extractor_for_gallery
 
     # Runs in a worker for ids it was handed by a tenant-scoped upload; rows are re-read with their tenant.
     images = list(
@@ -119,11 +119,51 @@ def reference_images_embed(*, reference_image_ids: list[int]) -> EmbedOutcome:
         .select_related("gallery", "tenant").order_by("tenant_id", "pk")
     )
     ready = failed = 0
-    for tenant_id in sorted({image.tenant_id for image in images}):
-        batch = [image for image in images if image.tenant_id == tenant_id]
-        done, broken = reference_images_embed_with(images=batch, extractor=extractor_for(batch[0].tenant))
+    for gallery_id in sorted({image.gallery_id for image in images}):
+        batch = [image for image in images if image.gallery_id == gallery_id]
+        target = extractor_for(batch[0].tenant)
+        done, broken = reference_images_embed_with(images=batch, extractor=target)
         ready, failed = ready + done, failed + broken
+        serving = extractor_for_gallery(batch[0].tenant, batch[0].gallery)
+        if serving.key != target.key:  # a new default is still being backfilled: the answering model sees it too
+            reference_images_embed_with(images=[i for i in batch if i.status != ReferenceImage.Status.FAILED],
+                                        extractor=serving)
     return EmbedOutcome(ready=ready, failed=failed, skipped=len(reference_image_ids) - len(images))
+
+
+def default_model_backfill(*, batch_size: int | None = None, progress=None) -> dict[str, int]:
+    """Embed every gallery that follows the platform default with the current default, in the background.
+
+    Worker code over all tenants (each gallery's rows are read with its own tenant). Until a gallery is complete
+    its recognitions keep using a previous default that covers it (``extractor_for_gallery``); the switch
+    happens by itself when the last vector is written."""
+    from recognition.model_registry import active_extractor
+    from training.selectors import active_extractor_version
+
+    default = active_extractor()
+    size = batch_size or settings.SHITU_IMPORT_BATCH_SIZE
+    embedded = galleries_done = 0
+    from shitu_platform.tenancy.scoping import dangerously_unscoped
+
+    for gallery in dangerously_unscoped(Gallery).select_related("tenant").order_by("pk"):
+        if active_extractor_version(tenant=gallery.tenant) is not None:
+            continue  # the tenant has its own model: a promotion re-embeds for it
+        missing = (ReferenceImage.objects.for_tenant(gallery.tenant)
+                   .filter(gallery=gallery, status=ReferenceImage.Status.READY)
+                   .exclude(embeddings__model_key=default.key).order_by("pk"))
+        touched = False
+        batch = list(missing[:size])
+        while batch:
+            done, _ = reference_images_embed_with(images=batch, extractor=default)
+            embedded += done
+            touched = True
+            if progress is not None:
+                progress(gallery, embedded)
+            batch = list(missing[:size])
+        if touched:
+            gallery_index_refresh(gallery=gallery, model_key=default.key)
+            galleries_done += 1
+    return {"model": default.key, "embedded": embedded, "galleries": galleries_done}
 
 
 def reference_images_embed_with(*, images: list[ReferenceImage], extractor) -> tuple[int, int]:

@@ -32,6 +32,21 @@ def resume_stale_imports(self) -> list[int]:
     return [job_id for job_id, _ in stale]
 
 
+@shared_task(name="galleries.backfill_default_model", acks_late=True)
+def backfill_default_model() -> dict:
+    """Embed galleries with a new platform default in the background (beat, every minute; one run at a time)."""
+    from django.core.cache import cache
+
+    from galleries.services import default_model_backfill
+
+    if not cache.add("galleries:backfill-default-model", "1", timeout=3600):
+        return {"skipped": "another backfill is running"}
+    try:
+        return default_model_backfill()
+    finally:
+        cache.delete("galleries:backfill-default-model")
+
+
 @shared_task(name="galleries.prune_pgvector_indexes")
 def prune_pgvector_indexes() -> int:
     from galleries.pgvector_search import prune_pgvector_indexes as prune

@@ -23,6 +23,7 @@ BASELINE_EXTRACTOR_NAME = "colour-histogram"
 NO_DETECTOR = "none"
 _lock = threading.Lock()
 _loaded: dict[str, "LoadedModel"] = {}
+_coverage_memo: dict[tuple, str | None] = {}
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,59 @@ def extractor_for(tenant: object) -> LoadedModel:
     return extractor_for_version(version)
 
 
+def extractor_for_gallery(tenant: object, gallery: object) -> LoadedModel:
+    """The extractor that answers for this gallery: the tenant's, except while a new platform default is still
+    being embedded into the gallery (in the background, ``galleries.backfill_default_model``). Until every ready
+    image has a vector of the new default, a previous default that covers the whole gallery keeps answering."""
+    from training.selectors import active_extractor_version
+
+    version = active_extractor_version(tenant=tenant)
+    if version is not None:
+        return extractor_for_version(version)
+    default = active_extractor()
+    previous = _covering_previous_default(gallery, default.key)
+    return previous if previous is not None else default
+
+
+def _covering_previous_default(gallery: object, default_key: str) -> LoadedModel | None:
+    from galleries.selectors import model_coverage
+
+    memo_key = (gallery.pk, getattr(gallery, "index_version", None), default_key)
+    if memo_key in _coverage_memo:
+        chosen = _coverage_memo[memo_key]
+        return extractor_by_key(chosen) if chosen else None
+    ready, counts = model_coverage(gallery=gallery)
+    chosen = None
+    if counts.get(default_key, 0) < ready:
+        complete = sorted((n, key) for key, n in counts.items() if n >= ready and key != default_key)
+        for _, key in reversed(complete):
+            if key == BASELINE_EXTRACTOR_KEY or _choose("extractor", key) is not None:
+                chosen = key
+                break
+    _coverage_memo.clear() if len(_coverage_memo) > 10_000 else None
+    _coverage_memo[memo_key] = chosen
+    return extractor_by_key(chosen) if chosen else None
+
+
+def extractor_by_key(key: str) -> LoadedModel:
+    """A shipped or installed extractor by ``name@version`` (an earlier platform default stays loadable)."""
+    if key == BASELINE_EXTRACTOR_KEY:
+        return LoadedModel(BASELINE_EXTRACTOR_KEY, ColourHistogramExtractor(), None)
+    cache_key = f"key:{key}"
+    with _lock:
+        if cache_key not in _loaded:
+            from recognition.engine.inference import PaddleExtractor
+
+            manifest = _choose("extractor", key)
+            if manifest is None:
+                raise LookupError(f"no installed or shipped extractor {key!r}")
+            directory = _model_dir(manifest)
+            _loaded[cache_key] = LoadedModel(model_key(manifest),
+                                             PaddleExtractor.from_dir(directory, threads=settings.ENGINE_THREADS),
+                                             manifest, directory)
+        return _loaded[cache_key]
+
+
 def extractor_for_version(version: object) -> LoadedModel:
     """A stored ModelVersion, fetched from object storage into a local cache dir once, then kept in memory."""
     key = f"version:{version.key}"
@@ -109,6 +163,14 @@ def reset_loaded_models() -> None:
     """Forget loaded models (after an install or a promotion), so the next call loads the new ones."""
     with _lock:
         _loaded.clear()
+
+
+def default_extractor_dir() -> Path | None:
+    """The folder of the extractor the platform serves by default; None for the colour-histogram baseline."""
+    if settings.SHITU_EXTRACTOR == BASELINE_EXTRACTOR_NAME:
+        return None
+    manifest = _choose("extractor", settings.SHITU_EXTRACTOR)
+    return _model_dir(manifest) if manifest is not None else None
 
 
 def _load_extractor() -> LoadedModel:

@@ -64,7 +64,7 @@ def recognition_wait(recognition: Recognition, async_result: Any, *, timeout: fl
 def recognition_run(*, recognition_id: int) -> Recognition:
     """The worker side: decode, detect, extract, search the gallery cache, keep the objects. Idempotent."""
     from galleries.indexing import gallery_searcher
-    from recognition.model_registry import active_detector, extractor_for
+    from recognition.model_registry import active_detector, extractor_for_gallery
 
     recognition = Recognition.objects.select_related("gallery", "tenant").get(pk=recognition_id)
     if recognition.status != Recognition.Status.QUEUED:
@@ -73,7 +73,8 @@ def recognition_run(*, recognition_id: int) -> Recognition:
     try:
         pixels = load_image(object_store().get(recognition.image_key), max_pixels=settings.SHITU_MAX_IMAGE_PIXELS,
                             max_bytes=settings.SHITU_MAX_IMAGE_BYTES)
-        extractor = extractor_for(recognition.tenant)  # read once: one request never mixes two models' vectors
+        # read once: one request never mixes two models' vectors
+        extractor = extractor_for_gallery(recognition.tenant, recognition.gallery)
         detector = active_detector()
         searcher = gallery_searcher(recognition.gallery, extractor.key)  # Faiss when warm, pgvector while cold
         pipeline = RecognitionPipeline(

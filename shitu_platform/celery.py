@@ -14,6 +14,7 @@ app.conf.beat_schedule = {
     "resume-stale-finetunes": {"task": "training.resume_stale_finetunes", "schedule": 60.0, "options": {"queue": "training"}},
     "purge-expired-recognitions": {"task": "shitu_platform.purge_expired_recognitions", "schedule": 3600.0},
     "sweep-orphan-objects": {"task": "shitu_platform.sweep_orphan_objects", "schedule": 6 * 3600.0},
+    "backfill-default-model": {"task": "galleries.backfill_default_model", "schedule": 60.0},
     "prune-pgvector-indexes": {"task": "galleries.prune_pgvector_indexes", "schedule": 24 * 3600.0},
 }
 app.autodiscover_tasks()

@@ -224,7 +224,8 @@ SHITU_FINETUNE_K = env_int("SHITU_FINETUNE_K", 4)
 SHITU_FINETUNE_LR = float(env_str("SHITU_FINETUNE_LR", "0.01"))
 SHITU_FINETUNE_CHECKPOINT_STEPS = env_int("SHITU_FINETUNE_CHECKPOINT_STEPS", 20)
 SHITU_FINETUNE_MAX_STEPS = env_int("SHITU_FINETUNE_MAX_STEPS", 0)  # 0: no cap (epochs decide)
-SHITU_FINETUNE_MAX_EPOCHS = env_int("SHITU_FINETUNE_MAX_EPOCHS", 50)
+SHITU_FINETUNE_MAX_EPOCHS = env_int("SHITU_FINETUNE_MAX_EPOCHS", 200)
+SHITU_FINETUNE_VIEWS = env_int("SHITU_FINETUNE_VIEWS", 8)  # cached views per photo (fast and full modes of a pretrained base)
 SHITU_MAX_LOADED_MODELS = env_int("SHITU_MAX_LOADED_MODELS", 4)  # tenant models kept in a worker's memory
 SHITU_INDEX_TYPE = env_str("SHITU_INDEX_TYPE", "auto")  # auto | Flat | HNSW32 | IVF
 

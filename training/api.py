@@ -29,9 +29,11 @@ class FineTuneJobViewSet(TenantScopedAPIMixin, mixins.ListModelMixin, mixins.Ret
     def create(self, request: Request) -> Response:
         params = FineTuneJobSerializer(data=request.data, context={"request": request})
         params.is_valid(raise_exception=True)
-        epochs = min(params.validated_data["epochs"], settings.SHITU_FINETUNE_MAX_EPOCHS)
+        epochs = params.validated_data.get("epochs")
+        epochs = min(epochs, settings.SHITU_FINETUNE_MAX_EPOCHS) if epochs else None
         user = request.user if getattr(request.user, "pk", None) else None
-        job = services.finetune_start(gallery=params.validated_data["gallery"], epochs=epochs, created_by=user)
+        job = services.finetune_start(gallery=params.validated_data["gallery"], epochs=epochs,
+                                      mode=params.validated_data.get("mode"), created_by=user)
         return Response(FineTuneJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses=FineTuneJobSerializer)

@@ -64,8 +64,13 @@ class FineTuneJob(TenantOwnedModel):
 
     ACTIVE_STATES = (State.QUEUED, State.PREPARING, State.TRAINING, State.EVALUATING, State.REEMBEDDING)
 
+    class Mode(models.TextChoices):
+        FAST = "fast", "Fast: the embedding head on cached backbone features"
+        FULL = "full", "Full: more of the network trained"
+
     gallery = models.ForeignKey(Gallery, on_delete=models.CASCADE, related_name="fine_tune_jobs")
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED, db_index=True)
+    mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.FULL)
     progress = models.FloatField(default=0.0)
     epochs = models.PositiveIntegerField(default=10)
     current_epoch = models.PositiveIntegerField(default=0)

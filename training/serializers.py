@@ -29,14 +29,18 @@ class ActiveModelSerializer(serializers.ModelSerializer):
 
 class FineTuneJobSerializer(serializers.ModelSerializer):
     gallery = TenantScopedPrimaryKeyRelatedField(Gallery)
-    epochs = serializers.IntegerField(min_value=1, max_value=500, default=10)
+    epochs = serializers.IntegerField(min_value=1, max_value=500, required=False, allow_null=True, default=None,
+                                      help_text="default: 80 in fast mode, 10 in full mode")
+    mode = serializers.ChoiceField(choices=FineTuneJob.Mode.choices, required=False, allow_null=True, default=None,
+                                   help_text="fast (head only, on cached backbone features; needs a pretrained base "
+                                             "model) or full; default: fast where the base model allows it")
 
     class Meta:
         model = FineTuneJob
-        fields = ["id", "gallery", "state", "progress", "epochs", "current_epoch", "current_step", "total_steps",
+        fields = ["id", "gallery", "state", "mode", "progress", "epochs", "current_epoch", "current_step", "total_steps",
                   "loss_history", "base_model", "result_model", "metrics_before", "metrics_after", "log",
                   "failure_reason", "cancel_requested", "created_at", "finished_at"]
-        read_only_fields = [f for f in fields if f not in ("gallery", "epochs")]
+        read_only_fields = [f for f in fields if f not in ("gallery", "epochs", "mode")]
 
 
 class PromoteSerializer(serializers.Serializer):

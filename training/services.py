@@ -17,7 +17,8 @@ from galleries.models import Gallery, ReferenceImage
 from shitu_platform import jobs
 from shitu_platform.errors import PlatformError
 from training.models import ActiveModel, FineTuneJob, GalleryHoldout, ModelVersion
-from training.engine.network_files import NETWORK_KEYS, TRAIN_CONFIG_NAME, TRAIN_WEIGHTS_NAME, network_config
+from training.engine.network_files import (HEAD_ARCHITECTURE, NETWORK_KEYS, TRAIN_CONFIG_NAME, TRAIN_WEIGHTS_NAME,
+                                          network_config)
 from training.storage import model_files_upload, model_prefix
 
 State = FineTuneJob.State
@@ -46,18 +47,38 @@ class FineTuneCancelled(Exception):
 # --- start / cancel -----------------------------------------------------------------
 
 
-def finetune_start(*, gallery: Gallery, epochs: int, created_by: Any = None) -> FineTuneJob:
-    """Queue a fine-tune of the tenant's current extractor on this gallery; one running job per tenant."""
+class ModeUnavailable(PlatformError):
+    code = "fine_tune_mode_unavailable"
+    http_status = 400
+
+
+DEFAULT_EPOCHS = {FineTuneJob.Mode.FAST: 80, FineTuneJob.Mode.FULL: 10}
+# Full mode of a pretrained (head-trained) base also trains its last block and head convolution.
+FULL_MODE_TRAIN_FROM = 15
+
+
+def finetune_start(*, gallery: Gallery, epochs: int | None = None, mode: str | None = None,
+                   created_by: Any = None) -> FineTuneJob:
+    """Queue a fine-tune of the tenant's current extractor on this gallery; one running job per tenant.
+
+    ``mode`` None picks fast where the base model is pretrained (its head learns on cached backbone features),
+    else full; ``epochs`` None picks the mode's default."""
     samples, _ = _split(gallery)
     labels = {label for _, label, _ in samples}
     if len(labels) < 2:
         raise NotEnoughData("fine-tuning needs at least 2 products with ready reference images outside the held-out set")
     from training.selectors import active_extractor_version
 
+    base = active_extractor_version(tenant=gallery.tenant)
+    pretrained = _base_is_head_trained(base)
+    if mode == FineTuneJob.Mode.FAST and not pretrained:
+        raise ModeUnavailable("fast mode needs a pretrained base model (the current extractor was not trained "
+                              "with a cached-feature head); use mode 'full'")
+    mode = mode or (FineTuneJob.Mode.FAST if pretrained else FineTuneJob.Mode.FULL)
     try:
         with transaction.atomic():
-            job = FineTuneJob(tenant=gallery.tenant, gallery=gallery, epochs=epochs, created_by=created_by,
-                              base_model=active_extractor_version(tenant=gallery.tenant))
+            job = FineTuneJob(tenant=gallery.tenant, gallery=gallery, epochs=epochs or DEFAULT_EPOCHS[mode],
+                              mode=mode, created_by=created_by, base_model=base)
             job.save()
     except IntegrityError as error:
         raise JobAlreadyRunning("this tenant already has a fine-tuning job running; wait for it or cancel it") from error
@@ -94,6 +115,20 @@ def finetune_run(*, job_id: int, worker: str = "", takeover: str = "") -> FineTu
         return _finish(job, State.FAILED, reason=f"{error.code}: {error}")
 
 
+def _base_is_head_trained(base: ModelVersion | None) -> bool:
+    """Whether the base model rebuilds from an ImageNet checkpoint plus trained head tensors."""
+    from training.engine.network_files import is_head_trained
+
+    if base is not None:
+        return is_head_trained(base.manifest or {})
+    from recognition.model_registry import default_extractor_dir
+
+    directory = default_extractor_dir()
+    if directory is None or not (directory / "manifest.json").is_file():
+        return False
+    return is_head_trained(json.loads((directory / "manifest.json").read_text(encoding="utf-8")))
+
+
 def _run(job: FineTuneJob, token: str) -> FineTuneJob:
     from training.engine.dataset import ImageDataset
     from training.engine.trainer import TrainConfig, train
@@ -102,6 +137,8 @@ def _run(job: FineTuneJob, token: str) -> FineTuneJob:
     samples, holdout = _split(job.gallery)
     train_set = ImageDataset.from_pairs((_image_bytes(image), label, bbox) for image, label, bbox in samples)
     base_dir, base_config = _base_training_files(job)
+    if base_config.get("architecture") == HEAD_ARCHITECTURE:
+        return _run_head(job, token, train_set, samples, holdout, base_dir, base_config)
     config = TrainConfig(
         epochs=job.epochs, p=min(settings.SHITU_FINETUNE_P, train_set.num_classes), k=settings.SHITU_FINETUNE_K,
         **_network(base_config),
@@ -127,6 +164,43 @@ def _run(job: FineTuneJob, token: str) -> FineTuneJob:
                                                  result_model=version, progress=1.0)
     _log(job, f"held-out mAP {metrics_before.get('mAP')} -> {metrics_after.get('mAP')}, "
               f"recall@1 {metrics_before.get('recall@1')} -> {metrics_after.get('recall@1')}")
+    return _finish(job, State.READY)
+
+
+def _run_head(job: FineTuneJob, token: str, train_set: Any, samples: list, holdout: list, base_dir: Path,
+              base_config: dict) -> FineTuneJob:
+    """Fast mode trains the base's embedding head on cached backbone features; full mode also trains its
+    last block and head convolution. Both start from the base model's trained tensors."""
+    from training.engine.head_training import HeadTrainConfig, export_head_model, train_head
+
+    train_from = FULL_MODE_TRAIN_FROM if job.mode == FineTuneJob.Mode.FULL else None
+    config = HeadTrainConfig(
+        backbone=base_config["backbone"], image_size=base_config["image_size"], feature_dim=base_config["feature_dim"],
+        gem_p=base_config.get("gem_p", 3.0), train_from=train_from, views=settings.SHITU_FINETUNE_VIEWS,
+        epochs=job.epochs, p=min(16, train_set.num_classes), k=4, seed=job.pk, threads=settings.ENGINE_THREADS,
+        model_name=f"ft-t{job.tenant_id}-j{job.pk}", model_version="1")
+    _set_state(job, State.TRAINING, token)
+    _log(job, f"{job.mode} fine-tune of {len(train_set)} images of {train_set.num_classes} products from "
+              f"{job.base_model.key if job.base_model else 'the platform default'}: "
+              f"{'embedding head' if train_from is None else 'last block + head'} on cached features of "
+              f"{config.views} views per photo")
+    cache_dir = Path(settings.VAR_DIR) / "finetune" / "feature-cache" / (job.base_model.key if job.base_model else "default")
+    try:
+        result = train_head(train_set, config, cache_dir=cache_dir, init_from=base_dir,
+                            progress=_progress_writer(job, token), cancel=_cancel_checker(job, token))
+    except InterruptedError as cancelled:
+        raise FineTuneCancelled() from cancelled
+    model_dir = _run_dir(job) / "model"
+    export_head_model(result, model_dir, class_names=train_set.class_names,
+                      extra={"fine_tune": {"job": job.pk, "mode": job.mode, "base": job.base_model.key if job.base_model else None}})
+    _set_state(job, State.EVALUATING, token)
+    metrics_before, metrics_after = _evaluate_before_after(job, model_dir, samples, holdout)
+    version = _store_model(job, model_dir, key=f"{config.model_name}@{config.model_version}")
+    FineTuneJob.objects.filter(pk=job.pk).update(metrics_before=metrics_before, metrics_after=metrics_after,
+                                                 result_model=version, progress=1.0)
+    _log(job, f"held-out mAP {metrics_before.get('mAP')} -> {metrics_after.get('mAP')}, "
+              f"recall@1 {metrics_before.get('recall@1')} -> {metrics_after.get('recall@1')} "
+              f"({result.seconds:.0f} s, {result.cache_seconds:.0f} s of it caching features)")
     return _finish(job, State.READY)
 
 
@@ -195,7 +269,10 @@ def _register_model(job: FineTuneJob, result: Any, config: Any) -> ModelVersion:
     if weights.exists():
         (model_dir / TRAIN_WEIGHTS_NAME).write_bytes(weights.read_bytes())
     (model_dir / TRAIN_CONFIG_NAME).write_text(json.dumps(network_config(config)))
-    key = f"{config.model_name}@{config.model_version}"
+    return _store_model(job, model_dir, key=f"{config.model_name}@{config.model_version}")
+
+
+def _store_model(job: FineTuneJob, model_dir: Path, *, key: str) -> ModelVersion:
     prefix = model_prefix(tenant_id=job.tenant_id, key=key)
     model_files_upload(directory=model_dir, prefix=prefix)
     manifest = json.loads((model_dir / "manifest.json").read_text())

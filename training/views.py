@@ -46,12 +46,13 @@ class _AdminActionsMixin:
 
 class FineTuneStartForm(forms.Form):
     gallery = forms.ModelChoiceField(queryset=Gallery.objects.none(), empty_label=None)
-    epochs = forms.IntegerField(min_value=1, initial=10)
+    epochs = forms.IntegerField(min_value=1, required=False)
+    mode = forms.ChoiceField(choices=[("", "Automatic"), *FineTuneJob.Mode.choices], required=False)
 
     def __init__(self, *args: Any, tenant: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["gallery"].queryset = scoped(Gallery, tenant).order_by("name")
-        self.fields["epochs"] = forms.IntegerField(min_value=1, max_value=settings.SHITU_FINETUNE_MAX_EPOCHS, initial=10)
+        self.fields["epochs"] = forms.IntegerField(min_value=1, max_value=settings.SHITU_FINETUNE_MAX_EPOCHS, required=False)
 
 
 class FineTuneJobListView(TenantScopedDashboardMixin, _AdminActionsMixin, ListView):
@@ -97,7 +98,7 @@ class FineTuneJobListView(TenantScopedDashboardMixin, _AdminActionsMixin, ListVi
         if form.is_valid():
             try:
                 job = services.finetune_start(gallery=form.cleaned_data["gallery"], epochs=form.cleaned_data["epochs"],
-                                              created_by=request.user)
+                                              mode=form.cleaned_data["mode"] or None, created_by=request.user)
             except PlatformError as error:
                 form.add_error(None, str(error))
                 status = error.http_status

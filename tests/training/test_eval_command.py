@@ -58,8 +58,14 @@ def test_command_errors(gallery, tmp_path):
     with pytest.raises(CommandError):
         call_command("shitu_eval", "--gallery", str(root), "--labels", str(tmp_path / "missing.txt"),
                      "--baseline", "colour-histogram", "--no-progress")
-    with pytest.raises(CommandError):  # --model or --baseline is required
-        call_command("shitu_eval", "--gallery", str(root), "--labels", str(labels))
+    with pytest.raises(CommandError):  # --model and --baseline exclude each other (neither: the served default)
+        call_command("shitu_eval", "--gallery", str(root), "--labels", str(labels), "--model", str(root),
+                     "--baseline", "colour-histogram")
+    with pytest.raises(CommandError):  # a split without the part's products
+        split = tmp_path / "split.json"
+        split.write_text(json.dumps({"train": [], "held_out": ["nothing here"]}), encoding="utf-8")
+        call_command("shitu_eval", "--gallery", str(root), "--labels", str(labels), "--baseline", "colour-histogram",
+                     "--split", str(split), "--no-progress")
 
 
 def test_engine_cli_eval(gallery, capsys):
@@ -67,3 +73,54 @@ def test_engine_cli_eval(gallery, capsys):
     assert main(["eval", "--model", "colour-histogram", "--gallery", str(root), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["labels"] == str(labels) and report["recall@1"] == 1.0
+
+
+def test_command_without_a_model_scores_the_served_default_and_names_it(gallery, capsys, settings):
+    root, labels = gallery
+    settings.SHITU_EXTRACTOR = "colour-histogram"  # what the suite's platform serves
+    call_command("shitu_eval", "--gallery", str(root), "--labels", str(labels), "--json", "--no-progress")
+    assert json.loads(capsys.readouterr().out)["model"] == "colour-histogram"
+    settings.SHITU_EXTRACTOR = ""  # the shipped default
+    from recognition.model_registry import default_extractor_dir
+
+    call_command("shitu_eval", "--gallery", str(root), "--labels", str(labels), "--json", "--no-progress")
+    assert json.loads(capsys.readouterr().out)["model"] == str(default_extractor_dir())
+
+
+def test_split_scores_one_part_and_queries_leave_their_source_out(gallery, tmp_path, capsys):
+    root, labels = gallery
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": ["blue"], "held_out": ["可乐 330ml", "green tea"]}), encoding="utf-8")
+    assert main(["eval", "--model", "colour-histogram", "--gallery", str(root), "--labels", str(labels),
+                 "--split", str(split), "--part", "held_out", "--json", "--no-progress"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == 6 and report["identities"] == 2 and report["part"] == "held_out"
+
+    # queries that are copies of gallery photos: with their source left out they must match a sibling,
+    # and a query whose product has no other photo would have nothing right to find
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    lines, sources = [], []
+    for number in range(2):
+        copy = f"q{number}.png"
+        Image.open(root / str(number) / "1.png").save(queries / copy)
+        lines.append(f"{copy}\t{list(COLOURS)[number]}")
+        sources.append(f"{copy}\t{number}/1.png")
+    (queries / "queries.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (queries / "sources.tsv").write_text("\n".join(sources) + "\n", encoding="utf-8")
+    assert main(["eval", "--model", "colour-histogram", "--gallery", str(root), "--labels", str(labels),
+                 "--split", str(split), "--queries", str(queries / "queries.txt"), "--json", "--no-progress"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["mode"] == "queries" and report["queries"] == 2 and report["sources_left_out"] == 2
+    assert report["recall@1"] == 1.0 and report["mAP"] < 1.0 + 1e-9
+
+
+def test_exclude_items_removes_one_gallery_item_per_query():
+    from training.engine.evaluate import retrieval_metrics
+
+    gallery = np.array([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8]], dtype=np.float32)
+    labels = ["a", "b", "a"]
+    kept = retrieval_metrics(gallery[:1], ["a"], gallery, labels, exclude_self=False)
+    assert kept["recall@1"] == 1.0  # the query finds its own copy
+    left_out = retrieval_metrics(gallery[:1], ["a"], gallery, labels, exclude_self=False, exclude_items=[0])
+    assert left_out["recall@1"] == 0.0 and left_out["recall@5"] == 1.0 and left_out["mAP"] == 0.5

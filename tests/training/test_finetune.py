@@ -201,3 +201,33 @@ def test_held_out_metrics_compare_labels_by_name_across_splits(tenant_a):
             rows["held" if number and shot == 0 else "train"].append((image, product.label, None))
     metrics = services.held_out_metrics(ColourHistogramExtractor(), rows["train"], rows["held"])
     assert metrics["recall@1"] == 1.0 and metrics["mAP"] > 0.9, metrics
+
+
+@pytest.mark.slow
+def test_fast_fine_tune_of_the_pretrained_default_through_the_api(tenant_a, celery_workers, settings):
+    """On the shipped (pretrained) default, a fine-tune picks fast mode: only the head learns, on cached features."""
+    settings.SHITU_EXTRACTOR = ""  # web and worker serve the shipped default
+    celery_workers.start("ft-fast", {"SHITU_EXTRACTOR": "", "SHITU_FINETUNE_VIEWS": "2"})
+    client = tenant_a.key_client("admin")
+    gallery = _gallery(client, products=4, shots=4)
+    job = client.post("/api/v1/fine-tune-jobs/", {"gallery": gallery, "epochs": 6}, format="json").json()
+    assert job["mode"] == "fast"
+    _wait(lambda: FineTuneJob.objects.get(pk=job["id"]).state in ("ready", "failed"), what="fast fine-tune")
+    done = client.get(f"/api/v1/fine-tune-jobs/{job['id']}/").json()
+    assert done["state"] == "ready", done["failure_reason"] + done["log"]
+    assert "fast fine-tune" in done["log"] and "embedding head" in done["log"]
+    assert done["progress"] == 1.0 and done["loss_history"]
+    assert done["metrics_after"]["mAP"] is not None
+    version = ModelVersion.objects.get(pk=done["result_model"])
+    assert version.manifest["extra"]["fine_tune"]["mode"] == "fast"
+
+
+@pytest.mark.django_db
+def test_fast_mode_needs_a_pretrained_base(tenant_a, monkeypatch):
+    monkeypatch.setattr("training.services._enqueue_run", lambda job_id: None)
+    gallery = _ready_gallery_without_worker(tenant_a)
+    response = tenant_a.key_client("admin").post("/api/v1/fine-tune-jobs/", {"gallery": gallery.pk, "mode": "fast"},
+                                                 format="json")  # the suite's default is the colour histogram
+    assert response.status_code == 400 and response.json()["error"]["code"] == "fine_tune_mode_unavailable"
+    started = tenant_a.key_client("admin").post("/api/v1/fine-tune-jobs/", {"gallery": gallery.pk}, format="json")
+    assert started.status_code == 202 and started.json()["mode"] == "full" and started.json()["epochs"] == 10

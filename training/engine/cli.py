@@ -1,6 +1,7 @@
 """Command line: ``python -m training.engine.cli train|eval ...`` (no Django needed).
 
     train      --config run.yaml --data train/labels.txt --out runs/r1 [--eval dev/labels.txt]
+    train-head --config lite0.yaml --data dev/labels.txt --split training/splits/drink-dev.json --out models/extractor/NAME
     eval       --model DIR|colour-histogram --gallery DIR [--labels FILE] [--mode split] [--json]
     export     --run runs/r1 --out models/extractor/NAME [--colour-weight 0.5] [--name NAME] [--version V]
     train-det  --config det.yaml --data composites/boxes.jsonl --out runs/d1 [--eval held-out/boxes.jsonl]
@@ -33,13 +34,36 @@ def build_extractor(model: str, *, threads: int = 2, batch_size: int = 16) -> An
     return PaddleExtractor.from_dir(model, threads=threads, batch_size=batch_size)
 
 
+def split_products(split: str | Path, part: str) -> set[str]:
+    """The product names of one part (``train`` or ``held_out``) of a committed product split."""
+    data = json.loads(Path(split).read_text(encoding="utf-8"))
+    if part not in ("train", "held_out") or not isinstance(data.get(part), list):
+        raise ValueError(f"{split}: no product list {part!r} (expected 'train' or 'held_out')")
+    return {str(name) for name in data[part]}
+
+
 def run_eval(model: str, gallery: str | Path, labels: str | Path | None = None, *,
              mode: str = "leave_one_out", threads: int = 2, batch_size: int = 32, seed: int = 0,
-             query_fraction: float = 0.5, show_progress: bool = True) -> dict[str, Any]:
-    """Score ``model`` on a label-file gallery; the report also names the model and data."""
+             query_fraction: float = 0.5, show_progress: bool = True,
+             split: str | Path | None = None, part: str = "held_out",
+             queries: str | Path | None = None) -> dict[str, Any]:
+    """Score ``model`` on a label-file gallery (only ``part`` of a product ``split`` when given): leave-one-out
+    or a split of it, or the photos of a second label file (``queries``) against it. The report also names
+    the model and data."""
     labels_path = Path(labels) if labels else Path(gallery) / "labels.txt"
     dataset = ImageDataset.from_label_file(labels_path, image_root=gallery)
+    if split is not None:
+        keep = split_products(split, part)
+        samples = [s for s in dataset.samples if s.label in keep]
+        if not samples:
+            raise ValueError(f"no photo of {labels_path} belongs to the {part} part of {split}")
+        dataset = ImageDataset(samples)
     extractor = build_extractor(model, threads=threads, batch_size=batch_size)
+    if queries is not None:
+        return {"model": model, "gallery": str(gallery), "labels": str(labels_path),
+                **({"split": str(split), "part": part} if split is not None else {}),
+                **_query_file_report(extractor, dataset, Path(gallery), Path(queries), batch_size=batch_size,
+                                     show_progress=show_progress)}
     bar = None
     if show_progress:
         from tqdm import tqdm
@@ -56,7 +80,56 @@ def run_eval(model: str, gallery: str | Path, labels: str | Path | None = None, 
     finally:
         if bar is not None:
             bar.close()
-    return {"model": model, "gallery": str(gallery), "labels": str(labels_path), **report}
+    return {"model": model, "gallery": str(gallery), "labels": str(labels_path),
+            **({"split": str(split), "part": part} if split is not None else {}), **report}
+
+
+def _query_file_report(extractor: Any, gallery: ImageDataset, gallery_root: Path, queries: Path, *,
+                       batch_size: int, show_progress: bool) -> dict[str, Any]:
+    """Photos of ``queries`` searched in ``gallery``; a ``sources.tsv`` beside the query file (query path, then
+    the gallery photo it was made from, relative to ``gallery_root``) leaves that photo out of its ranking."""
+    import time
+
+    import numpy as np
+
+    from .evaluate import extract_features, retrieval_metrics
+
+    query_set = ImageDataset.from_label_file(queries)
+    exclude = np.full(len(query_set), -1, dtype=np.int64)
+    sources_path = queries.parent / "sources.tsv"
+    if sources_path.is_file():
+        gallery_index = {Path(s.source).resolve(): i for i, s in enumerate(gallery.samples)}
+        query_index = {Path(s.source).resolve(): i for i, s in enumerate(query_set.samples)}
+        for line in sources_path.read_text(encoding="utf-8").splitlines():
+            if "\t" in line:
+                query_rel, source_rel = line.split("\t", 1)
+                q = query_index.get((queries.parent / query_rel).resolve())
+                if q is not None:
+                    exclude[q] = gallery_index.get((gallery_root / source_rel).resolve(), -1)
+    started = time.perf_counter()
+    bar = None
+    if show_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(gallery) + len(query_set), desc="extract", unit="img", file=sys.stderr, leave=False)
+    offset = [0]
+
+    def on_batch(count: int, total: int) -> None:
+        if bar is not None:
+            bar.update(offset[0] + count - bar.n)
+
+    try:
+        gallery_feats = extract_features(extractor, gallery, batch_size=batch_size, progress=on_batch)
+        offset[0] = len(gallery)
+        query_feats = extract_features(extractor, query_set, batch_size=batch_size, progress=on_batch)
+    finally:
+        if bar is not None:
+            bar.close()
+    metrics = retrieval_metrics(query_feats, query_set.label_names, gallery_feats, gallery.label_names,
+                                exclude_self=False, exclude_items=exclude)
+    return {"mode": "queries", "queries_file": str(queries), "images": len(gallery),
+            "identities": int(len(set(gallery.label_names))), **metrics,
+            "sources_left_out": int((exclude >= 0).sum()), "seconds": round(time.perf_counter() - started, 3)}
 
 
 def render_eval(report: dict[str, Any], *, as_json: bool = False) -> str:
@@ -102,6 +175,29 @@ def _train(args: argparse.Namespace) -> int:
         bar.close()
     print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
     return 0 if result.status == "completed" else 3
+
+
+def _train_head(args: argparse.Namespace) -> int:
+    from .head_training import HeadTrainConfig, export_head_model, train_head
+
+    config = HeadTrainConfig.from_mapping(_yaml(args.config), epochs=args.epochs, threads=args.threads)
+    dataset = ImageDataset.from_label_file(args.data, image_root=args.image_root)
+    if args.split:
+        keep = split_products(args.split, args.part)
+        dataset = ImageDataset([s for s in dataset.samples if s.label in keep])
+    bar, progress = _progress_bar("train-head")
+    try:
+        result = train_head(dataset, config, cache_dir=args.cache, progress=progress)
+    finally:
+        bar.close()
+    data = {"labels": str(args.data), "images": len(dataset), "products": dataset.num_classes,
+            **({"split": str(args.split), "part": args.part} if args.split else {})}
+    manifest = export_head_model(result, args.out, class_names=dataset.class_names, extra={"data": data})
+    print(json.dumps({"model_dir": str(args.out), "name": manifest.name, "version": manifest.version,
+                      "seconds": round(result.seconds, 1), "feature_cache_seconds": round(result.cache_seconds, 1),
+                      "final_loss": result.log[-1]["loss"] if result.log else None, **data},
+                     ensure_ascii=False, indent=2))
+    return 0
 
 
 def _train_det(args: argparse.Namespace) -> int:
@@ -199,7 +295,7 @@ def _export(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     report = run_eval(args.model, args.gallery, args.labels, mode=args.mode, threads=args.threads,
                       batch_size=args.batch_size, seed=args.seed, query_fraction=args.query_fraction,
-                      show_progress=not args.no_progress)
+                      show_progress=not args.no_progress, split=args.split, part=args.part, queries=args.queries)
     print(render_eval(report, as_json=args.json))
     return 0
 
@@ -215,6 +311,10 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="split mode: which images become queries")
     parser.add_argument("--query-fraction", type=float, default=0.5)
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--queries", help="a second label file scored against the gallery (instead of leave-one-out); "
+                                          "a sources.tsv beside it leaves each query's source photo out")
+    parser.add_argument("--split", help="product split JSON (e.g. training/splits/drink-dev.json): score one part only")
+    parser.add_argument("--part", default="held_out", choices=("held_out", "train"), help="with --split")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -230,6 +330,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_parser.add_argument("--epochs", type=int)
     train_parser.add_argument("--max-steps", type=int)
     train_parser.add_argument("--threads", type=int)
+    head_parser = commands.add_parser("train-head", help="train an ImageNet-started extractor's top on cached "
+                                                         "backbone features and export it")
+    head_parser.add_argument("--config", help="YAML with HeadTrainConfig fields")
+    head_parser.add_argument("--data", required=True, help="training label file")
+    head_parser.add_argument("--image-root", help="default: the label file's folder")
+    head_parser.add_argument("--split", help="product split JSON: train on one part only")
+    head_parser.add_argument("--part", default="train", choices=("train", "held_out"))
+    head_parser.add_argument("--cache", default="var/feature-cache", help="where backbone features are cached")
+    head_parser.add_argument("--out", required=True, help="model folder to write (replaced if present)")
+    head_parser.add_argument("--epochs", type=int)
+    head_parser.add_argument("--threads", type=int)
     eval_parser = commands.add_parser("eval", help="retrieval metrics of a model on a labelled gallery")
     eval_parser.add_argument("--model", required=True, help=f"model folder or one of {BASELINES}")
     add_eval_arguments(eval_parser)
@@ -256,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     det_eval_parser.add_argument("--threads", type=int, default=2)
     det_eval_parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    handlers = {"train": _train, "eval": _eval, "export": _export, "train-det": _train_det, "eval-det": _eval_det}
+    handlers = {"train": _train, "train-head": _train_head, "eval": _eval, "export": _export, "train-det": _train_det, "eval-det": _eval_det}
     return handlers[args.command](args)
 
 

@@ -46,7 +46,8 @@ def _dense_labels(*arrays: Sequence[Any]) -> list[np.ndarray]:
 
 def retrieval_metrics(query_feats: np.ndarray, query_labels: Sequence[Any], gallery_feats: np.ndarray,
                       gallery_labels: Sequence[Any], *, exclude_self: bool,
-                      ks: Sequence[int] = (1, 5), block_size: int | None = None) -> dict[str, float | int]:
+                      ks: Sequence[int] = (1, 5), block_size: int | None = None,
+                      exclude_items: Sequence[int] | None = None) -> dict[str, float | int]:
     """recall@k and mAP of inner-product retrieval, PaddleClas' definitions.
 
     recall@k = share of queries with a same-label gallery item in the top k (the CMC);
@@ -54,7 +55,8 @@ def retrieval_metrics(query_feats: np.ndarray, query_labels: Sequence[Any], gall
     full ranking. Queries without any relevant gallery item are left out of both, as
     PaddleClas does; their count is returned as ``queries_without_match``. With
     ``exclude_self`` query i *is* gallery item i and is removed from its own ranking
-    (PaddleClas only zeroes its similarity). Ties rank the lower gallery index first.
+    (PaddleClas only zeroes its similarity). ``exclude_items[i]`` (>= 0) removes that gallery item from
+    query i's ranking the same way (a query made from a gallery photo). Ties rank the lower gallery index first.
     """
     queries = np.asarray(query_feats, dtype=np.float32)
     gallery = np.asarray(gallery_feats, dtype=np.float32)
@@ -64,6 +66,10 @@ def retrieval_metrics(query_feats: np.ndarray, query_labels: Sequence[Any], gall
         raise ValueError("one label per feature row is required")
     if exclude_self and len(queries) != len(gallery):
         raise ValueError("exclude_self needs the queries to be the gallery")
+    excluded = np.arange(len(queries)) if exclude_self else (
+        np.asarray(exclude_items, dtype=np.int64) if exclude_items is not None else None)
+    if excluded is not None and len(excluded) != len(queries):
+        raise ValueError("exclude_items needs one entry per query")
     q_ids, g_ids = _dense_labels(query_labels, gallery_labels)
     ks = tuple(int(k) for k in ks)
     if any(k < 1 for k in ks):
@@ -77,12 +83,13 @@ def retrieval_metrics(query_feats: np.ndarray, query_labels: Sequence[Any], gall
         stop = min(start + block_size, len(queries))
         similarity = queries[start:stop] @ gallery.T
         rows = np.arange(stop - start)
-        if exclude_self:
-            similarity[rows, rows + start] = -np.inf
+        drop = excluded[start:stop] if excluded is not None else None
+        if drop is not None:
+            similarity[rows[drop >= 0], drop[drop >= 0]] = -np.inf
         order = np.argsort(-similarity, axis=1, kind="stable")
         relevant = g_ids[order] == q_ids[start:stop, None]
-        if exclude_self:
-            relevant &= order != (rows + start)[:, None]
+        if drop is not None:
+            relevant &= order != drop[:, None]
         n_relevant = relevant.sum(axis=1)
         keep = n_relevant > 0
         skipped += int((~keep).sum())

@@ -10,6 +10,8 @@ from typing import Any
 # What a model's training weights need to be built and loaded again (stored as train_config.json).
 NETWORK_KEYS = ("image_size", "backbone_scale", "backbone_depths", "feature_dim", "colour_weight", "colour_dim")
 TRAIN_CONFIG_NAME = "train_config.json"
+# Networks rebuilt from a pinned ImageNet checkpoint plus trained head tensors (``head_training``).
+HEAD_ARCHITECTURE = "efficientnet-lite-shitu"
 TRAIN_WEIGHTS_NAME = "train_weights.pdparams"
 
 
@@ -20,4 +22,10 @@ def network_config(config: Any) -> dict[str, Any]:
     return values
 
 
-__all__ = ["NETWORK_KEYS", "TRAIN_CONFIG_NAME", "TRAIN_WEIGHTS_NAME", "network_config"]
+def is_head_trained(manifest: dict[str, Any]) -> bool:
+    """Whether a model's manifest says it was built on a pretrained checkpoint with a trained head."""
+    extra = manifest.get("extra") or {}
+    return bool(extra.get("pretrained")) and (extra.get("training") or {}).get("method", "").startswith("head")
+
+
+__all__ = ["HEAD_ARCHITECTURE", "is_head_trained", "NETWORK_KEYS", "TRAIN_CONFIG_NAME", "TRAIN_WEIGHTS_NAME", "network_config"]

@@ -1,0 +1,69 @@
+"""A new platform-default extractor takes over gallery by gallery: the old default keeps answering until the
+background re-embed of a gallery is complete, and no request fails on the way."""
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+from PIL import Image
+
+from shitu_platform.demo_data import demo_gallery_photos, demo_query_photos
+
+pytestmark = pytest.mark.slow
+
+
+def _file(data: bytes, name: str = "photo.png"):
+    handle = io.BytesIO(data)
+    handle.name = name
+    return handle
+
+
+def _recognise(client, gallery: int, photo) -> dict:
+    answer = client.post("/api/v1/recognitions/", {"image": _file(photo.data), "gallery": gallery},
+                         format="multipart")
+    assert answer.status_code == 200, answer.content
+    body = answer.json()
+    assert body["status"] == "done", body
+    return body
+
+
+def test_new_default_is_backfilled_without_a_failed_request(tenant_a, celery_workers):
+    from galleries.models import Embedding, ReferenceImage
+    from galleries.tasks import backfill_default_model
+
+    old = celery_workers.start("old-default", {"SHITU_EXTRACTOR": "colour-histogram"})
+    client = tenant_a.key_client("admin")
+    gallery = client.post("/api/v1/galleries/", {"name": "Switch"}, format="json").json()["id"]
+    products: dict[str, int] = {}
+    for photo in demo_gallery_photos():
+        if photo.label not in products:
+            products[photo.label] = client.post("/api/v1/products/", {"gallery": gallery, "label": photo.label},
+                                                format="json").json()["id"]
+        client.post(f"/api/v1/products/{products[photo.label]}/images/", {"image": [_file(photo.data)]},
+                    format="multipart")
+    deadline = time.monotonic() + 120
+    while ReferenceImage.objects.filter(status="pending").exists():
+        assert time.monotonic() < deadline, "reference images were not embedded"
+        time.sleep(0.3)
+    ready = ReferenceImage.objects.filter(status="ready").count()
+    query = demo_query_photos()[0]
+    assert _recognise(client, gallery, query)["model_key"] == "colour-histogram@1"
+
+    old.terminate()
+    old.wait(timeout=30)
+    celery_workers.start("new-default", {"SHITU_EXTRACTOR": ""})  # the shipped default
+    before = _recognise(client, gallery, query)  # not yet backfilled: the old default still answers
+    assert before["model_key"] == "colour-histogram@1"
+
+    backfill_default_model.apply_async(queue="default").get(timeout=300)
+    new_keys = set(Embedding.objects.exclude(model_key="colour-histogram@1").values_list("model_key", flat=True))
+    assert len(new_keys) == 1
+    new_key = new_keys.pop()
+    assert Embedding.objects.filter(model_key=new_key).count() == ready
+    right = 0
+    for photo in demo_query_photos():
+        after = _recognise(client, gallery, photo)
+        assert after["model_key"] == new_key
+        right += bool(after["objects"]) and after["objects"][0]["matches"][0]["label"] == photo.label
+    assert right >= 10, right
