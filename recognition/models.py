@@ -15,6 +15,11 @@ class Recognition(TenantOwnedModel):
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
 
+    class WebhookStatus(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     gallery = models.ForeignKey(Gallery, on_delete=models.CASCADE, related_name="recognitions")
     image_key = models.CharField(max_length=900)
@@ -28,6 +33,11 @@ class Recognition(TenantOwnedModel):
     index_version = models.PositiveBigIntegerField(null=True, blank=True)
     timings_ms = models.JSONField(default=dict, blank=True, help_text="detect/extract/search/total in the worker; queue wait")
     webhook_url = models.URLField(blank=True)
+    webhook_status = models.CharField(max_length=16, choices=WebhookStatus.choices, blank=True,
+                                      help_text="empty: no webhook, or not sent yet")
+    webhook_attempts = models.PositiveSmallIntegerField(default=0)
+    webhook_last_error = models.TextField(blank=True)
+    webhook_delivered_at = models.DateTimeField(null=True, blank=True)
     source = models.CharField(max_length=16, default="api", help_text="api | dashboard")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)

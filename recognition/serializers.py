@@ -1,13 +1,20 @@
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from galleries.models import Gallery, Product
 from recognition.models import DetectedObject, MatchReview, Recognition
+from recognition.webhooks import check_destination
 from shitu_platform.tenancy.fields import TenantScopedPrimaryKeyRelatedField
 
 
+@extend_schema_field(OpenApiTypes.BINARY)
+class UploadedFileField(serializers.FileField):
+    """A file sent in the request: `string, format: binary` in OpenAPI (a plain FileField reads as a URL there)."""
+
+
 class RecognitionRequestSerializer(serializers.Serializer):
-    image = serializers.FileField(required=False, allow_empty_file=True, help_text="the photo (multipart)")
+    image = UploadedFileField(required=False, allow_empty_file=True, help_text="the photo (multipart)")
     image_base64 = serializers.CharField(required=False, help_text="the photo, base64 (JSON bodies)")
     gallery = TenantScopedPrimaryKeyRelatedField(Gallery, required=False, help_text="default: the tenant's first gallery")
     top_k = serializers.IntegerField(min_value=1, max_value=50, default=5)
@@ -18,7 +25,13 @@ class RecognitionRequestSerializer(serializers.Serializer):
     add_whole_image = serializers.BooleanField(default=True)
     run_async = serializers.BooleanField(default=False, help_text="true: answer 202 at once with a URL to poll")
     webhook_url = serializers.URLField(required=False, allow_blank=True, max_length=200,
-                                       help_text="POSTed the result when done (async)")
+                                       help_text="POSTed the result when done, signed (X-Shitu-Signature); "
+                                                 "private/loopback hosts are refused")
+
+    def validate_webhook_url(self, url: str) -> str:
+        if url:
+            check_destination(url)  # a typed error with its own code, refused before anything is stored
+        return url
 
     def validate(self, data: dict) -> dict:
         if bool(data.get("image")) == bool(data.get("image_base64")):
@@ -44,20 +57,43 @@ class DetectedObjectSerializer(serializers.ModelSerializer):
         return obj.matches[0].get("display_name", "") if obj.matches else ""
 
 
+class WebhookDeliverySerializer(serializers.ModelSerializer):
+    url = serializers.URLField(source="webhook_url", read_only=True)
+    status = serializers.SerializerMethodField(help_text="pending until delivered (2xx) or failed (refused, 4xx, retries spent)")
+    attempts = serializers.IntegerField(source="webhook_attempts", read_only=True)
+    last_error = serializers.CharField(source="webhook_last_error", read_only=True)
+    delivered_at = serializers.DateTimeField(source="webhook_delivered_at", read_only=True, allow_null=True)
+
+    class Meta:
+        model = Recognition
+        fields = ["url", "status", "attempts", "last_error", "delivered_at"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ChoiceField(choices=Recognition.WebhookStatus.choices))
+    def get_status(self, recognition: Recognition) -> str:
+        # not yet claimed by the worker (the recognition itself is still queued) is pending too
+        return recognition.webhook_status or Recognition.WebhookStatus.PENDING
+
+
 class RecognitionSerializer(serializers.ModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     objects = DetectedObjectSerializer(many=True, read_only=True, source="detected_objects")
     url = serializers.SerializerMethodField()
+    webhook = serializers.SerializerMethodField(help_text="delivery of the result to `webhook_url`; null without one")
 
     class Meta:
         model = Recognition
         fields = ["id", "url", "status", "gallery", "image_width", "image_height", "params", "objects", "failure_code",
-                  "failure_reason", "model_key", "index_version", "timings_ms", "created_at", "finished_at"]
+                  "failure_reason", "model_key", "index_version", "timings_ms", "created_at", "finished_at", "webhook"]
         read_only_fields = fields
 
     @extend_schema_field(serializers.CharField())
     def get_url(self, recognition: Recognition) -> str:
         return f"/api/v1/recognitions/{recognition.public_id}/"
+
+    @extend_schema_field(WebhookDeliverySerializer(allow_null=True))
+    def get_webhook(self, recognition: Recognition) -> dict | None:
+        return WebhookDeliverySerializer(recognition).data if recognition.webhook_url else None
 
 
 class FeedbackSerializer(serializers.Serializer):

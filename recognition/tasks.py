@@ -1,14 +1,32 @@
-"""Inference tasks: thin wrappers over recognition.services, on the `inference` queue."""
+"""Recognition tasks: thin wrappers over recognition.services (inference) and recognition.webhooks (callbacks).
+
+Defined here because Celery autodiscovers only `tasks.py`: a task elsewhere is "unregistered" in the worker."""
 from celery import shared_task
 
+from recognition import webhooks
 from recognition.services import recognition_run
+
+# Six tries over about 2.5 minutes (5, 10, 20, 40, 80 s apart): rides out a receiver's restart, not a long outage.
+WEBHOOK_MAX_RETRIES = 5
+WEBHOOK_BACKOFF_SECONDS = 5
 
 
 @shared_task(name="recognition.run_recognition", acks_late=True)
 def run_recognition(recognition_id: int) -> str:
     recognition = recognition_run(recognition_id=recognition_id)
-    if recognition.webhook_url:
-        from recognition.webhooks import webhook_deliver
-
-        webhook_deliver.apply_async(args=[recognition.pk], queue="default")
+    if recognition.status != recognition.Status.QUEUED and webhooks.webhook_mark_pending(recognition_id=recognition.pk):
+        try:
+            webhook_deliver.apply_async(args=[recognition.pk], queue="default")
+        except Exception as error:  # the broker is gone: say so on the row instead of leaving it pending forever
+            webhooks.webhook_record_failure(recognition_id=recognition.pk, reason=f"could not be queued: {error}")
+            raise
     return recognition.status
+
+
+@shared_task(name="recognition.webhook_deliver", bind=True, acks_late=True, max_retries=WEBHOOK_MAX_RETRIES)
+def webhook_deliver(self, recognition_id: int) -> str:
+    outcome = webhooks.webhook_attempt(recognition_id=recognition_id,
+                                       last_attempt=self.request.retries >= WEBHOOK_MAX_RETRIES)
+    if outcome.retry:
+        raise self.retry(countdown=WEBHOOK_BACKOFF_SECONDS * 2 ** self.request.retries)
+    return outcome.status

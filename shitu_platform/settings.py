@@ -103,6 +103,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI / Redoc as pinned static files: the docs work offline
     "axes",
     "shitu_platform",
     "shitu_platform.tenancy",
@@ -268,6 +269,14 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Product recognition (PP-ShiTuV2) for retailers: galleries, recognition, fine-tuning.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "GET_LIB_DOC_EXCLUDES": "shitu_platform.openapi.lib_doc_excludes",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "shitu_platform.openapi.postprocess_errors_and_descriptions",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "shitu_platform.tenancy.models.Role",
         "ApiKeyRoleEnum": [("admin", "Admin"), ("member", "Member"), ("viewer", "Viewer")],
