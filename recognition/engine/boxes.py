@@ -1,4 +1,4 @@
-"""Box geometry for the pipeline: IoU, greedy NMS, clipping and integer crops."""
+"""Box geometry for the pipeline: IoU, greedy NMS, same-label containment, clipping and integer crops."""
 
 from __future__ import annotations
 
@@ -61,6 +61,42 @@ def nms(boxes: Sequence[BoxLike] | np.ndarray, scores: Sequence[float] | np.ndar
     return kept
 
 
+def inside_fraction(inner: BoxLike, outer: BoxLike) -> float:
+    """Share of `inner`'s area that lies within `outer` (0 for an empty inner box)."""
+    ax0, ay0, ax1, ay1 = _corners(inner)
+    bx0, by0, bx1, by1 = _corners(outer)
+    area = max(0.0, ax1 - ax0) * max(0.0, ay1 - ay0)
+    if area <= 0:
+        return 0.0
+    inter = max(0.0, min(ax1, bx1) - max(ax0, bx0)) * max(0.0, min(ay1, by1) - max(ay0, by0))
+    return inter / area
+
+
+def suppress_contained(boxes: Sequence[BoxLike], labels: Sequence[str], min_inside: float = 0.8) -> list[int]:
+    """Indices (input order) of boxes kept after dropping any box lying >= `min_inside` within a bigger box of the same label.
+
+    A detector often returns a product and a part of it (the label panel, the cap); their IoU is small, so
+    NMS keeps both and the user sees one product twice. The bigger box is the whole object: it wins
+    regardless of score. Equal-area duplicates keep the first.
+    """
+    if len(boxes) != len(labels):
+        raise ValueError(f"suppress_contained got {len(boxes)} boxes but {len(labels)} labels")
+    corners = [_corners(box) for box in boxes]
+    areas = [max(0.0, x1 - x0) * max(0.0, y1 - y0) for x0, y0, x1, y1 in corners]
+    kept = []
+    for i, inner in enumerate(corners):
+        swallowed = any(
+            j != i
+            and labels[j] == labels[i]
+            and (areas[j] > areas[i] or (areas[j] == areas[i] and j < i))
+            and inside_fraction(inner, outer) >= min_inside
+            for j, outer in enumerate(corners)
+        )
+        if not swallowed:
+            kept.append(i)
+    return kept
+
+
 def clip_box(box: Box, width: int, height: int) -> Box:
     """Clamp a box into [0, width] x [0, height]; the result may be empty if the box lay outside."""
     xmin = min(max(box.xmin, 0.0), float(width))
@@ -98,4 +134,4 @@ def crop(image: np.ndarray, box: BoxLike) -> np.ndarray:
     return np.ascontiguousarray(image[y0:y1, x0:x1])
 
 
-__all__ = ["BoxLike", "iou", "nms", "clip_box", "whole_image_box", "crop_bounds", "crop"]
+__all__ = ["BoxLike", "iou", "nms", "inside_fraction", "suppress_contained", "clip_box", "whole_image_box", "crop_bounds", "crop"]

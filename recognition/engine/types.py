@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -38,11 +38,19 @@ class Box:
 
 @dataclass(frozen=True)
 class Match:
-    """One gallery hit: `score` is the inner product of L2-normalised vectors, i.e. cosine."""
+    """One gallery hit: `score` is the inner product of L2-normalised vectors, i.e. cosine.
+
+    `inliers` is the geometric verification's homography inlier count, None where the hit was not verified
+    (verification off, no stored local features, or skipped once a better candidate was decisive).
+    """
 
     item_id: int
     label: str
     score: float
+    inliers: Optional[int] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"item_id": self.item_id, "label": self.label, "score": self.score, "inliers": self.inliers}
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,10 @@ class RecognizedObject:
     def score(self) -> float:
         return self.matches[0].score
 
+    @property
+    def inliers(self) -> Optional[int]:
+        return self.matches[0].inliers
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form in the PaddleX spirit (bbox, label, score, det_score, top-k)."""
         return {
@@ -72,7 +84,8 @@ class RecognizedObject:
             "score": self.score,
             "det_score": self.box.score,
             "whole_image": self.box.whole_image,
-            "matches": [{"item_id": m.item_id, "label": m.label, "score": m.score} for m in self.matches],
+            "inliers": self.inliers,
+            "matches": [m.to_dict() for m in self.matches],
         }
 
 

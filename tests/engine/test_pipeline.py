@@ -293,3 +293,126 @@ def test_pipeline_with_exported_paddle_extractor(paddle_extractor, rng) -> None:
     # Untrained, every feature is alike (cos ~0.995 between products), but the noisy scene crop is still
     # nearest to its own pattern's reference photos (cos ~0.999-1.0) for every seed we tried.
     assert set(_by_label(timed.objects)) == set(IN_SCENE)
+
+
+# --- geometric verification ------------------------------------------------------------
+
+
+class ConstantExtractor:
+    """A real Extractor that sees every crop alike, so cosine ranking is fixed by the index vectors alone."""
+
+    feature_dim = 4
+
+    def extract(self, crops):
+        features = np.zeros((len(crops), self.feature_dim), dtype=np.float32)
+        features[:, 0] = 1.0
+        return features
+
+
+@pytest.fixture(scope="module")
+def verifying_gallery():
+    """Id 1 "wrong" has the query's exact vector (cosine 1.0); id 2 "right" (cosine 0.8) is the photographed product."""
+    from recognition.engine.local_features import extract_local_features
+    from tests.engine.test_verify import scene_box, textured_image, warped_into_scene
+
+    reference = textured_image(1)
+    index = VectorIndex(ConstantExtractor.feature_dim, "Flat")
+    index.build(np.array([1, 2, 3], dtype=np.int64),
+                np.array([[1, 0, 0, 0], [0.8, 0.6, 0, 0], [0.6, 0, 0.8, 0]], dtype=np.float32))
+    labels = {1: "wrong", 2: "right", 3: "other"}
+    local = {1: extract_local_features(textured_image(2)), 2: extract_local_features(reference),
+             3: extract_local_features(textured_image(3))}
+    box = replace(scene_box(reference), score=0.9)
+    return index, labels, local, warped_into_scene(reference), box
+
+
+def _verifying(verifying_gallery, boxes, **options) -> RecognitionPipeline:
+    index, labels, local, _, _ = verifying_gallery
+    return RecognitionPipeline(GivenBoxDetector(boxes), ConstantExtractor(), index, labels, **{"local_features": local, **options})
+
+
+def test_verified_candidate_beats_higher_cosine_wrong_one(verifying_gallery) -> None:
+    index, labels, local, scene, box = verifying_gallery
+    params = PipelineParams(add_whole_image=False)
+    timed = _verifying(verifying_gallery, [box]).recognize_timed(scene, params)
+    (obj,) = timed.objects
+    assert obj.label == "right" and obj.matches[0].item_id == 2 and obj.score == pytest.approx(0.8)
+    assert obj.inliers is not None and obj.inliers >= params.min_inliers and timed.timings.verify_ms > 0
+    assert [m.label for m in obj.matches] == ["right", "wrong", "other"]
+    assert all(isinstance(m.inliers, int) and m.inliers < params.min_inliers for m in obj.matches[1:])
+    assert obj.to_dict()["inliers"] == obj.inliers and obj.to_dict()["matches"][1]["inliers"] == obj.matches[1].inliers
+    # Same photo, same gallery: cosine alone (verification off, or no local features) picks the look-alike.
+    for plain in (_verifying(verifying_gallery, [box]).recognize_timed(scene, replace(params, verify=False)),
+                  _verifying(verifying_gallery, [box], local_features=None).recognize_timed(scene, params)):
+        assert plain.objects[0].label == "wrong" and plain.objects[0].inliers is None and plain.timings.verify_ms == 0.0
+        assert plain.objects[0].to_dict()["matches"][0]["inliers"] is None
+    # A callable source is asked once, for the union of the boxes' candidates; results are deterministic.
+    asked = []
+
+    def lookup(ids):
+        asked.append(list(ids))
+        return {item: local[item] for item in ids}
+
+    again = _verifying(verifying_gallery, [box], local_features=lookup).recognize(scene, params)
+    assert asked == [[1, 2, 3]] and [o.to_dict() for o in again] == [obj.to_dict()]
+
+
+def test_verified_box_survives_low_cosine_and_top_k_cut(verifying_gallery) -> None:
+    _, _, _, scene, box = verifying_gallery
+    strict = PipelineParams(add_whole_image=False, score_threshold=0.9, top_k=1)
+    (obj,) = _verifying(verifying_gallery, [box]).recognize(scene, strict)
+    assert obj.label == "right" and len(obj.matches) == 1  # verified from rank 2, shown although cosine 0.8 < 0.9
+    assert _verifying(verifying_gallery, [box]).recognize(scene, replace(strict, min_inliers=10_000))[0].label == "wrong"
+    # Only the first verify_top_k candidates are verified.
+    (shallow,) = _verifying(verifying_gallery, [box]).recognize(scene, replace(strict, verify_top_k=1, top_k=3))
+    assert shallow.label == "wrong" and [m.inliers is None for m in shallow.matches] == [False, True, True]
+
+
+def test_search_depth_follows_verification(verifying_gallery) -> None:
+    index, labels, local, scene, box = verifying_gallery
+    depths = []
+
+    class CountingIndex(VectorIndex):
+        def search(self, queries, k):
+            depths.append(k)
+            return super().search(queries, k)
+
+    counted = CountingIndex.from_bytes(index.to_bytes())
+    params = PipelineParams(top_k=2, verify_top_k=7, add_whole_image=False)
+    RecognitionPipeline(GivenBoxDetector([box]), ConstantExtractor(), counted, labels, local_features=local).recognize(scene, params)
+    RecognitionPipeline(GivenBoxDetector([box]), ConstantExtractor(), counted, labels).recognize(scene, params)
+    RecognitionPipeline(GivenBoxDetector([box]), ConstantExtractor(), counted, labels, local_features=local).recognize(
+        scene, replace(params, verify=False))
+    assert depths == [7, 2, 2]
+    for bad in ({"verify_top_k": 0}, {"min_inliers": 3}, {"local_features": 0}):
+        with pytest.raises(ValueError):
+            PipelineParams(**bad)
+
+
+def test_containment_suppresses_a_part_of_the_same_product(verifying_gallery) -> None:
+    _, _, _, scene, box = verifying_gallery
+    part = Box(box.xmin, box.ymin, (box.xmin + box.xmax) / 2, (box.ymin + box.ymax) / 2, score=0.95)  # a quarter
+    assert iou(part, box) < 0.5
+    params = PipelineParams(add_whole_image=False, nms_iou=0.5)  # NMS alone keeps both
+    objects = _verifying(verifying_gallery, [part, box]).recognize(scene, params)
+    assert [(o.box, o.label) for o in objects] == [(box, "right")]
+    plain = _verifying(verifying_gallery, [part, box]).recognize(scene, replace(params, verify=False))
+    assert len(plain) == 2  # without verification the pipeline is exactly as before
+
+
+def test_whole_image_is_a_verified_fallback(verifying_gallery) -> None:
+    _, _, _, scene, box = verifying_gallery
+    # With a verified detection the whole image (cosine label "wrong") adds nothing and is dropped.
+    objects = _verifying(verifying_gallery, [box]).recognize(scene)
+    assert [(o.box.whole_image, o.label) for o in objects] == [(False, "right")]
+    # Without detections the whole image itself is verified.
+    (whole,) = _verifying(verifying_gallery, []).recognize(scene)
+    assert whole.box.whole_image and whole.label == "right" and whole.inliers >= PipelineParams().min_inliers
+
+
+def test_match_and_timings_stay_backward_compatible() -> None:
+    match = Match(3, "x", 0.9)
+    assert match.inliers is None and match.to_dict() == {"item_id": 3, "label": "x", "score": 0.9, "inliers": None}
+    from recognition.engine.pipeline import StageTimings
+
+    assert StageTimings(1.0, 2.0, 3.0, 6.0).verify_ms == 0.0

@@ -1,0 +1,178 @@
+"""Geometric verification of global-search candidates: RootSIFT matching plus a MAGSAC homography per candidate.
+
+A global embedding confuses look-alike products (same brand, another flavour); a planar homography between the
+query box and a reference photo with many inliers does not happen by chance, so the inlier count is a far more
+reliable ranking signal than cosine whenever it is large.
+
+Matching is vectorised per chunk of candidates: one distance computation of the box's descriptors against the
+union of the candidates' descriptors, then for every (query keypoint, candidate) the best and second-best
+reference keypoint *of that candidate*, so Lowe's ratio test is decided within one reference image (a
+neighbour from another image of the same product must not veto a good match).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+
+from .local_features import LocalFeatures
+
+MIN_MATCHES = 8  # fewer ratio-test survivors cannot support a meaningful homography
+
+
+@dataclass(frozen=True, eq=False)
+class Verification:
+    """One candidate's evidence: `matches` ratio-test survivors, `inliers` of them agreeing with `homography`.
+
+    `query_xy` / `reference_xy` are the inlier pairs, (inliers, 2) float32 in original pixels of the query
+    and reference images, for drawing evidence; `homography` maps reference pixels to query pixels.
+    """
+
+    inliers: int
+    matches: int
+    query_xy: np.ndarray
+    reference_xy: np.ndarray
+    homography: Optional[np.ndarray] = None
+
+
+def _unit_rows(descriptors: np.ndarray) -> np.ndarray:
+    """uint8 RootSIFT -> float32 unit rows (quantisation leaves norms within ~0.1% of 1; re-normalising makes cos exact)."""
+    values = descriptors.astype(np.float32)
+    values /= np.maximum(np.linalg.norm(values, axis=1, keepdims=True), 1e-6)
+    return values
+
+
+def _unverified(matches: int) -> Verification:
+    empty = np.zeros((0, 2), dtype=np.float32)
+    return Verification(0, matches, empty, empty, None)
+
+
+class GeometricVerifier:
+    """Counts homography inliers between a query (box) and each candidate, best-cosine candidates first.
+
+    Deterministic: OpenCV's RNG is re-seeded with `seed` before every homography, so a candidate's result
+    does not depend on the chunking, order, or what ran before on this thread.
+
+    Defaults from drink-dev leave-one-out (held-out products): ratio 0.75-0.85 and a 2.5-6 px tolerance (at
+    the detection resolution) gave the same recall; stopping once a candidate reaches 30 inliers (chunks of 10)
+    lost nothing against verifying all 50 and verified about a third as many candidates.
+    """
+
+    def __init__(
+        self,
+        *,
+        ratio: float = 0.8,
+        min_matches: int = MIN_MATCHES,
+        reprojection_px: float = 4.0,
+        max_iters: int = 1000,
+        confidence: float = 0.999,
+        seed: int = 0,
+        decisive_inliers: Optional[int] = 30,
+        chunk_size: int = 10,
+    ) -> None:
+        if not 0.0 < ratio <= 1.0:
+            raise ValueError(f"ratio must be within (0, 1], got {ratio}")
+        if min_matches < 4:
+            raise ValueError(f"a homography needs at least 4 matches, got min_matches={min_matches}")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.ratio = float(ratio)
+        self.min_matches = int(min_matches)
+        self.reprojection_px = float(reprojection_px)
+        self.max_iters = int(max_iters)
+        self.confidence = float(confidence)
+        self.seed = int(seed)
+        self.decisive_inliers = decisive_inliers
+        self.chunk_size = int(chunk_size)
+
+    def verify(
+        self,
+        query: LocalFeatures,
+        candidates: Sequence[Optional[LocalFeatures]],
+        *,
+        min_matches: Optional[int] = None,
+        early_stop: bool = True,
+    ) -> list[Optional[Verification]]:
+        """One result per candidate (given best first); None where a candidate has no features or was skipped.
+
+        With `early_stop`, candidates are verified in chunks of `chunk_size` and the rest are skipped once one
+        reaches `decisive_inliers`: a homography that strong is not overturned by lower-cosine candidates, and
+        skipping them keeps the cost near K=chunk_size for the common, easy photo.
+        `min_matches` raises the floor below which no homography is tried (a caller that ignores inlier counts
+        under some threshold can pass it to save MAGSAC calls).
+        """
+        floor = max(self.min_matches, int(min_matches or 0))
+        results: list[Optional[Verification]] = [None] * len(candidates)
+        usable = [i for i, features in enumerate(candidates) if features is not None and len(features) >= 2]
+        if len(query) < floor or not usable:
+            for i in usable:
+                results[i] = _unverified(0)
+            return results
+        query_desc = _unit_rows(query.descriptors)
+        step = self.chunk_size if early_stop else len(usable)
+        for start in range(0, len(usable), step):
+            chunk = usable[start : start + step]
+            matched = self._match(query_desc, [candidates[i] for i in chunk])  # type: ignore[misc]
+            for position, (query_idx, ref_idx) in zip(chunk, matched):
+                results[position] = self._fit(query, candidates[position], query_idx, ref_idx, floor)  # type: ignore[arg-type]
+            best = max(result.inliers for result in results if result is not None)
+            if early_stop and self.decisive_inliers is not None and best >= self.decisive_inliers:
+                break
+        return results
+
+    def _match(self, query_desc: np.ndarray, references: Sequence[LocalFeatures]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Ratio-test survivors per reference as (query indices, reference indices), one-to-one on the reference side."""
+        width = max(len(ref) for ref in references)
+        # Pad every reference to `width` zero rows: RootSIFT is non-negative, so a zero row (similarity 0) is
+        # never nearer than a real descriptor and cannot steal a best match.
+        union = np.zeros((len(references), width, query_desc.shape[1]), dtype=np.float32)
+        for row, ref in enumerate(references):
+            union[row, : len(ref)] = ref.descriptors
+        union /= np.maximum(np.sqrt(np.einsum("ijk,ijk->ij", union, union)), 1e-6)[..., None]
+        # One product against the union: cosine similarities laid out (n_query, n_refs, width), contiguous.
+        sims = (query_desc @ union.reshape(-1, union.shape[2]).T).reshape(len(query_desc), len(references), width)
+        best = np.argmax(sims, axis=2)
+        best_sim = np.take_along_axis(sims, best[..., None], axis=2)[..., 0]
+        np.put_along_axis(sims, best[..., None], -np.inf, axis=2)
+        second_sim = sims.max(axis=2)
+        # Unit vectors: d^2 = 2 - 2 cos, and d1 < ratio * d2  <=>  d1^2 < ratio^2 * d2^2.
+        passed = (1.0 - best_sim) < (self.ratio**2) * (1.0 - second_sim)
+        query_idx, ref_row = np.nonzero(passed)
+        ref_idx = best[query_idx, ref_row]
+        closeness = best_sim[query_idx, ref_row]
+        # One-to-one: where several query keypoints pick the same reference keypoint, keep the closest.
+        order = np.lexsort((-closeness, ref_idx, ref_row))
+        query_idx, ref_row, ref_idx = query_idx[order], ref_row[order], ref_idx[order]
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = (ref_row[1:] != ref_row[:-1]) | (ref_idx[1:] != ref_idx[:-1])
+        query_idx, ref_row, ref_idx = query_idx[first], ref_row[first], ref_idx[first]
+        bounds = np.searchsorted(ref_row, np.arange(len(references) + 1))
+        return [(query_idx[a:b], ref_idx[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def _fit(self, query: LocalFeatures, reference: LocalFeatures, query_idx: np.ndarray, ref_idx: np.ndarray, floor: int) -> Verification:
+        if len(query_idx) < floor:
+            return _unverified(len(query_idx))
+        query_xy = query.keypoints[query_idx].astype(np.float32)
+        ref_xy = reference.keypoints[ref_idx].astype(np.float32)
+        # Fit at the detection resolutions, where the pixel tolerance means what it says.
+        cv2.setRNGSeed(self.seed)
+        homography, mask = cv2.findHomography(
+            ref_xy * reference.scale,
+            query_xy * query.scale,
+            cv2.USAC_MAGSAC,
+            self.reprojection_px,
+            maxIters=self.max_iters,
+            confidence=self.confidence,
+        )
+        if homography is None or mask is None:
+            return _unverified(len(query_idx))
+        keep = mask.ravel().astype(bool)
+        # Back to original pixels on both sides: H_orig = S_q^-1 H S_r.
+        to_original = np.diag([1.0 / query.scale, 1.0 / query.scale, 1.0]) @ homography @ np.diag([reference.scale, reference.scale, 1.0])
+        return Verification(int(keep.sum()), len(query_idx), query_xy[keep], ref_xy[keep], to_original)
+
+
+__all__ = ["GeometricVerifier", "MIN_MATCHES", "Verification"]
