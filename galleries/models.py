@@ -56,6 +56,9 @@ class ReferenceImage(TenantOwnedModel):
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)
     bbox = models.JSONField(null=True, blank=True, help_text="[xmin, ymin, xmax, ymax] of the product, if known")
+    local_features_key = models.CharField(max_length=920, blank=True,
+                                          help_text="object holding the RootSIFT features of the embedded crop "
+                                                    "(geometric verification); empty until computed")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     failure_reason = models.TextField(blank=True)
     import_job = models.ForeignKey("ImportJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

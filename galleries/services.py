@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
+from galleries.local_features import images_without_local_features, local_features_store
 from galleries.models import Gallery, ImportJob, Product, ReferenceImage
 from recognition.engine.boxes import crop
 from recognition.engine.imageio import load_image, sniff_format
@@ -184,10 +185,36 @@ def reference_images_embed_with(*, images: list[ReferenceImage], extractor) -> t
         crops.append(pixels if box is None else crop(pixels, box))
         boxes.append(box)
         ok_images.append(reference_image)
+        if not reference_image.local_features_key:  # model-independent: once per image, not per extractor
+            local_features_store(image=reference_image, crop=crops[-1])
     if ok_images:
         vectors = extractor.model.extract(crops)
         _store_embeddings(ok_images, vectors, boxes, extractor.key)
     return len(ok_images), failed
+
+
+def reference_local_features_backfill(*, batch_size: int = 64, progress=None) -> int:
+    """Compute the missing local features of every ready reference image (all tenants; worker/admin code)."""
+    from shitu_platform.tenancy.scoping import dangerously_unscoped
+
+    done = 0
+    pending = images_without_local_features(dangerously_unscoped(ReferenceImage))
+    batch = list(pending[:batch_size])
+    while batch:
+        for image in batch:
+            try:
+                pixels = load_image(object_store().get(image.object_key), max_pixels=settings.SHITU_MAX_IMAGE_PIXELS,
+                                    max_bytes=settings.SHITU_MAX_IMAGE_BYTES)
+            except Exception:  # noqa: BLE001 - an unreadable image is skipped; it keeps serving unverified
+                continue
+            box = next((e.box for e in image.embeddings.all()[:1] if e.box), None) or image.bbox
+            local_features_store(image=image, crop=pixels if box is None else crop(pixels, box))
+            done += 1
+            if progress is not None:
+                progress(done)
+        last = batch[-1].pk
+        batch = list(pending.filter(pk__gt=last)[:batch_size])
+    return done
 
 
 def _store_embeddings(images: list[ReferenceImage], vectors, boxes, model_key: str) -> None:

@@ -42,11 +42,13 @@ class RecognitionRequestSerializer(serializers.Serializer):
 class DetectedObjectSerializer(serializers.ModelSerializer):
     label = serializers.SerializerMethodField()
     display_name = serializers.SerializerMethodField()
+    inliers = serializers.SerializerMethodField(help_text="geometric-verification inliers of the best match "
+                                                          "(>= min_inliers: verified); null when not verified")
 
     class Meta:
         model = DetectedObject
-        fields = ["bbox", "whole_image", "det_score", "product", "label", "display_name", "score", "margin",
-                  "reference_image", "matches"]
+        fields = ["bbox", "whole_image", "det_score", "product", "label", "display_name", "score", "inliers",
+                  "margin", "reference_image", "matches"]
 
     @extend_schema_field(serializers.CharField())
     def get_label(self, obj: DetectedObject) -> str:
@@ -55,6 +57,10 @@ class DetectedObjectSerializer(serializers.ModelSerializer):
     @extend_schema_field(serializers.CharField())
     def get_display_name(self, obj: DetectedObject) -> str:
         return obj.matches[0].get("display_name", "") if obj.matches else ""
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_inliers(self, obj: DetectedObject) -> int | None:
+        return obj.matches[0].get("inliers") if obj.matches else None
 
 
 class WebhookDeliverySerializer(serializers.ModelSerializer):

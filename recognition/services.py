@@ -64,6 +64,7 @@ def recognition_wait(recognition: Recognition, async_result: Any, *, timeout: fl
 def recognition_run(*, recognition_id: int) -> Recognition:
     """The worker side: decode, detect, extract, search the gallery cache, keep the objects. Idempotent."""
     from galleries.indexing import gallery_searcher
+    from galleries.local_features import local_features_for_embeddings
     from recognition.model_registry import active_detector, extractor_for_gallery
 
     recognition = Recognition.objects.select_related("gallery", "tenant").get(pk=recognition_id)
@@ -80,15 +81,17 @@ def recognition_run(*, recognition_id: int) -> Recognition:
         pipeline = RecognitionPipeline(
             detector.model if detector is not None else GivenBoxDetector([]), extractor.model, searcher,
             labels=lambda ids: _labels_for(recognition.tenant, ids),
+            local_features=lambda ids: local_features_for_embeddings(tenant=recognition.tenant, embedding_ids=ids),
         )
-        timed = pipeline.recognize_timed(pixels, PipelineParams(**recognition.params))
+        params = PipelineParams(**recognition.params)
+        timed = pipeline.recognize_timed(pixels, params)
     except EngineError as error:
         return _fail(recognition, error.code, str(error))
     queued_at = float(recognition.timings_ms.get("queued_at", started))
     timings = {**asdict(timed.timings), "queue_ms": round((started - queued_at) * 1000, 1),
                "search_source": searcher.last.source if searcher.last else "none"}
     with transaction.atomic():
-        _store_objects(recognition, timed.objects)
+        _store_objects(recognition, timed.objects, min_inliers=params.min_inliers)
         low_margin_reviews_open(recognition=recognition)
         Recognition.objects.filter(pk=recognition.pk).update(
             status=Recognition.Status.DONE, model_key=extractor.key, index_version=searcher.version,
@@ -103,7 +106,7 @@ def _labels_for(tenant: Tenant, embedding_ids: Any) -> dict[int, str]:
     return dict(rows)
 
 
-def _store_objects(recognition: Recognition, objects: list[RecognizedObject]) -> None:
+def _store_objects(recognition: Recognition, objects: list[RecognizedObject], *, min_inliers: int) -> None:
     embedding_ids = {m.item_id for obj in objects for m in obj.matches}
     info = {
         row["pk"]: row
@@ -113,12 +116,15 @@ def _store_objects(recognition: Recognition, objects: list[RecognizedObject]) ->
                 "reference_image__product__display_name")
     }
     for rank, obj in enumerate(objects):
-        matches = [_match_json(m.item_id, m.score, info.get(m.item_id)) for m in obj.matches]
+        matches = [_match_json(m.item_id, m.score, info.get(m.item_id), m.inliers) for m in obj.matches]
         matches = [m for m in matches if m is not None]
         if not matches:
             continue
         best = matches[0]
-        rival = next((m["score"] for m in matches[1:] if m["product_id"] != best["product_id"]), None)
+        rival_match = next((m for m in matches[1:] if m["product_id"] != best["product_id"]), None)
+        rival = rival_match["score"] if rival_match is not None else None
+        if (best["inliers"] or 0) >= min_inliers and (rival_match is None or (rival_match["inliers"] or 0) < min_inliers):
+            rival = None  # geometry decided between the two: no thin cosine margin to review
         DetectedObject(
             tenant=recognition.tenant, recognition=recognition, rank=rank, bbox=[round(v, 1) for v in obj.box.as_list()],
             whole_image=obj.box.whole_image, det_score=round(obj.box.score, 4), product_id=best["product_id"],
@@ -127,13 +133,13 @@ def _store_objects(recognition: Recognition, objects: list[RecognizedObject]) ->
         ).save()
 
 
-def _match_json(embedding_id: int, score: float, row: dict | None) -> dict | None:
+def _match_json(embedding_id: int, score: float, row: dict | None, inliers: int | None = None) -> dict | None:
     if row is None:  # deleted between search and now: never answer with a removed image
         return None
     return {
         "product_id": row["reference_image__product_id"], "label": row["reference_image__product__label"],
         "display_name": row["reference_image__product__display_name"], "score": round(float(score), 4),
-        "reference_image_id": row["reference_image_id"],
+        "reference_image_id": row["reference_image_id"], "inliers": inliers,
     }
 
 

@@ -52,7 +52,7 @@ SCORE_BANDS = {  # key: (label, low inclusive, high exclusive)
     "ge90": ("0.90 and up", 0.9, 1.01),
 }
 TIMING_NAMES = [("queue_ms", "queue"), ("detect_ms", "detect"), ("extract_ms", "extract"), ("search_ms", "search"),
-                ("total_ms", "worker total")]
+                ("verify_ms", "verify"), ("total_ms", "worker total")]
 _ANY_ID = uuid.UUID(int=0)
 
 
@@ -153,6 +153,7 @@ class MatchView:
     product_id: int | None
     reference_image_id: int | None
     thumb_url: str | None
+    inliers: int | None = None
 
 
 @dataclass
@@ -210,7 +211,8 @@ def object_views(recognition: Recognition, detected_objects: list[DetectedObject
             matches=[
                 MatchView(label=m.get("label", ""), display_name=m.get("display_name", ""), score=float(m.get("score", 0)),
                           product_id=m.get("product_id"), reference_image_id=m.get("reference_image_id"),
-                          thumb_url=reference_thumb_url(m["reference_image_id"]) if m.get("reference_image_id") else None)
+                          thumb_url=reference_thumb_url(m["reference_image_id"]) if m.get("reference_image_id") else None,
+                          inliers=m.get("inliers"))
                 for m in detected.matches or []
             ],
             review=_review_of(detected),

@@ -34,6 +34,7 @@ def orphan_objects_sweep() -> int:
     from recognition.models import Recognition
 
     referenced = set(ReferenceImage.objects.values_list("object_key", flat=True))
+    referenced |= set(ReferenceImage.objects.exclude(local_features_key="").values_list("local_features_key", flat=True))
     referenced |= set(Recognition.objects.values_list("image_key", flat=True))
     cutoff = timezone.now() - ORPHAN_GRACE
     removed = 0

@@ -182,3 +182,4 @@ def fresh_cache(redis_url: str) -> None:
     from django.core.cache import cache
 
     cache.clear()
+

@@ -2,25 +2,17 @@
 background re-embed of a gallery is complete, and no request fails on the way."""
 from __future__ import annotations
 
-import io
-import time
-
 import pytest
-from PIL import Image
 
-from shitu_platform.demo_data import demo_gallery_photos, demo_query_photos
+from shitu_platform.demo_data import demo_query_photos
+
+from tests.support.demo import import_demo_gallery, upload_file
 
 pytestmark = pytest.mark.slow
 
 
-def _file(data: bytes, name: str = "photo.png"):
-    handle = io.BytesIO(data)
-    handle.name = name
-    return handle
-
-
 def _recognise(client, gallery: int, photo) -> dict:
-    answer = client.post("/api/v1/recognitions/", {"image": _file(photo.data), "gallery": gallery},
+    answer = client.post("/api/v1/recognitions/", {"image": upload_file(photo.data), "gallery": gallery},
                          format="multipart")
     assert answer.status_code == 200, answer.content
     body = answer.json()
@@ -34,18 +26,7 @@ def test_new_default_is_backfilled_without_a_failed_request(tenant_a, celery_wor
 
     old = celery_workers.start("old-default", {"SHITU_EXTRACTOR": "colour-histogram"})
     client = tenant_a.key_client("admin")
-    gallery = client.post("/api/v1/galleries/", {"name": "Switch"}, format="json").json()["id"]
-    products: dict[str, int] = {}
-    for photo in demo_gallery_photos():
-        if photo.label not in products:
-            products[photo.label] = client.post("/api/v1/products/", {"gallery": gallery, "label": photo.label},
-                                                format="json").json()["id"]
-        client.post(f"/api/v1/products/{products[photo.label]}/images/", {"image": [_file(photo.data)]},
-                    format="multipart")
-    deadline = time.monotonic() + 120
-    while ReferenceImage.objects.filter(status="pending").exists():
-        assert time.monotonic() < deadline, "reference images were not embedded"
-        time.sleep(0.3)
+    gallery = import_demo_gallery(client, "Switch", timeout=120)
     ready = ReferenceImage.objects.filter(status="ready").count()
     query = demo_query_photos()[0]
     assert _recognise(client, gallery, query)["model_key"] == "colour-histogram@1"

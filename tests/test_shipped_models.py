@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +14,11 @@ from PIL import Image
 from recognition.engine.imageio import load_image
 from recognition.engine.inference import PaddleDetector, PaddleExtractor
 from recognition.engine.models import installed_models
-from shitu_platform.demo_data import demo_gallery_photos, demo_query_photos
+from shitu_platform.demo_data import demo_query_photos
 from training.engine.network_files import HEAD_ARCHITECTURE, TRAIN_CONFIG_NAME, TRAIN_WEIGHTS_NAME
 from training.engine.pretrained import SOURCES
+
+from tests.support.demo import demo_products_found, import_demo_gallery, upload_file
 
 REPO = Path(__file__).resolve().parents[1]
 DRINK_DEV = REPO.parent / "shared" / "data" / "drink-dev" / "gallery"
@@ -83,12 +84,7 @@ def test_shipped_detector_frames_the_product_of_each_demo_photo(detector):
 
 
 def test_shipped_extractor_tells_the_demo_products_apart(extractor):
-    gallery = demo_gallery_photos()
-    queries = demo_query_photos()
-    gallery_features = extractor.extract([load_image(p.data) for p in gallery])
-    query_features = extractor.extract([load_image(p.data) for p in queries])
-    best = (query_features @ gallery_features.T).argmax(axis=1)
-    right = sum(gallery[index].label == query.label for index, query in zip(best, queries))
+    right = demo_products_found(extractor)
     assert right >= 10, right
 
 
@@ -103,12 +99,6 @@ def _two_products_photo() -> tuple[bytes, set[str]]:
     return buffer.getvalue(), {left.label, right.label}
 
 
-def _file(data: bytes, name: str = "photo.jpg") -> io.BytesIO:
-    handle = io.BytesIO(data)
-    handle.name = name
-    return handle
-
-
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_api_recognises_two_products_in_one_photo_with_the_shipped_models(tenant_a, celery_workers):
@@ -116,21 +106,11 @@ def test_api_recognises_two_products_in_one_photo_with_the_shipped_models(tenant
 
     celery_workers.start("shipped", {"SHITU_EXTRACTOR": "", "SHITU_DETECTOR": ""})  # the platform defaults
     client = tenant_a.key_client("admin")
-    gallery = client.post("/api/v1/galleries/", {"name": "Demo shelf"}, format="json").json()["id"]
-    products: dict[str, int] = {}
-    for photo in demo_gallery_photos():
-        if photo.label not in products:
-            products[photo.label] = client.post("/api/v1/products/", {"gallery": gallery, "label": photo.label},
-                                                format="json").json()["id"]
-        client.post(f"/api/v1/products/{products[photo.label]}/images/", {"image": [_file(photo.data)]}, format="multipart")
-    deadline = time.monotonic() + 180
-    while ReferenceImage.objects.filter(status="pending").exists():
-        assert time.monotonic() < deadline, "reference images were not embedded"
-        time.sleep(0.3)
+    gallery = import_demo_gallery(client)
     assert not ReferenceImage.objects.filter(status="failed").exists()
 
     data, expected = _two_products_photo()
-    answer = client.post("/api/v1/recognitions/", {"image": _file(data), "gallery": gallery, "score_threshold": 0.3},
+    answer = client.post("/api/v1/recognitions/", {"image": upload_file(data), "gallery": gallery, "score_threshold": 0.3},
                          format="multipart").json()
     assert answer["status"] == "done", answer
     from_boxes = [o for o in answer["objects"] if not o["whole_image"]]

@@ -6,13 +6,14 @@ import json
 import numpy as np
 import pytest
 
-from recognition.engine.imageio import load_image
 from recognition.engine.inference import PaddleExtractor
-from shitu_platform.demo_data import demo_gallery_photos, demo_query_photos
+from shitu_platform.demo_data import demo_gallery_photos
 from training.engine.dataset import ImageDataset, Sample
 from training.engine.head_training import (HeadTrainConfig, cache_features, export_head_model, load_head_model,
                                            train_head, view_image)
 from training.engine.network_files import HEAD_ARCHITECTURE, TRAIN_CONFIG_NAME
+
+from tests.support.demo import demo_products_found
 
 pytestmark = pytest.mark.slow
 
@@ -72,11 +73,5 @@ def test_exported_model_serves_and_rebuilds_for_further_training(gallery, traine
 def test_head_tells_the_demo_products_apart(trained, tmp_path):
     result, _ = trained
     export_head_model(result, tmp_path / "model", class_names=[])
-    extractor = PaddleExtractor.from_dir(tmp_path / "model", threads=2)
-    gallery = [p for p in demo_gallery_photos(views_per_product=2)]
-    queries = demo_query_photos()
-    g = extractor.extract([load_image(p.data) for p in gallery])
-    q = extractor.extract([load_image(p.data) for p in queries])
-    best = (q @ g.T).argmax(axis=1)
-    right = sum(gallery[i].label == query.label for i, query in zip(best, queries))
+    right = demo_products_found(PaddleExtractor.from_dir(tmp_path / "model", threads=2), views_per_product=2)
     assert right >= 10, right

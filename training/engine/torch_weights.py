@@ -79,7 +79,7 @@ class _StateDictUnpickler(pickle.Unpickler):
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
             raise pickle.UnpicklingError(f"unexpected persistent id {pid!r:.80}")
-        storage_type, key, _location, numel = pid[1], str(pid[2]), pid[3], int(pid[4])
+        storage_type, key, numel = pid[1], str(pid[2]), int(pid[4])  # pid[3] is the device
         if not isinstance(storage_type, _StorageType):
             raise pickle.UnpicklingError("a storage must name a storage class")
         return self._storages.setdefault(key, _StorageRef(key, storage_type.dtype, numel))

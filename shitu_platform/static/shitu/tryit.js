@@ -146,8 +146,10 @@
         ? el("img", { src: fill(urls.thumb, { pk: match.reference_image_id }), alt: "", width: 64, height: 64, loading: "lazy" })
         : el("span", { class: "rec-thumb-empty" }),
       el("span", { class: "rec-match-label", title: match.label, text: match.label }),
-      el("span", { class: "rec-match-score", text: fixed(match.score) })));
+      el("span", { class: "rec-match-score", text: fixed(match.score) }),
+      match.inliers ? el("span", { class: "rec-match-inliers small muted", title: "keypoints that agree geometrically", text: `${match.inliers} inliers` }) : null));
     const figures = [
+      object.inliers ? `verified: ${object.inliers} matching keypoints` : "not verified geometrically",
       object.margin !== null && object.margin !== undefined ? `margin ${fixed(object.margin)}` : null,
       object.whole_image ? "whole-photo candidate" : `detector ${fixed(object.det_score, 2)}`,
     ].filter(Boolean).join(" · ");
@@ -167,7 +169,7 @@
   }
 
   function timingChips(timings, roundTripMs) {
-    const names = [["queue_ms", "queue"], ["detect_ms", "detect"], ["extract_ms", "extract"], ["search_ms", "search"], ["total_ms", "worker total"]];
+    const names = [["queue_ms", "queue"], ["detect_ms", "detect"], ["extract_ms", "extract"], ["search_ms", "search"], ["verify_ms", "verify"], ["total_ms", "worker total"]];
     const chips = names.filter(([key]) => typeof timings[key] === "number")
       .map(([key, name]) => el("span", { class: "rec-chip" }, el("span", { text: name }), ` ${Math.round(timings[key])} ms`));
     chips.push(el("span", { class: "rec-chip total" }, el("span", { text: "round trip" }), ` ${Math.round(roundTripMs)} ms`));
