@@ -122,3 +122,19 @@ class ImportJob(TenantOwnedModel):
     @property
     def progress(self) -> float:
         return 1.0 if self.status == self.Status.DONE else (self.next_row / self.total_rows if self.total_rows else 0.0)
+
+
+class GalleryCalibration(TenantOwnedModel):
+    """How far to trust a gallery's answers with one extractor: a logistic fit of "the label is right" on the
+    gallery's own leave-one-out, and the threshold under which an answer is "no match". Refitted when the gallery
+    has grown or shrunk by a tenth since (``galleries.calibration``)."""
+
+    gallery = models.ForeignKey(Gallery, on_delete=models.CASCADE, related_name="calibrations")
+    model_key = models.CharField(max_length=120)
+    calibration = models.JSONField(help_text="recognition.engine.calibration.Calibration.to_dict()")
+    images = models.PositiveIntegerField(help_text="ready reference images when it was fitted")
+    fitted_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["gallery", "model_key"], name="calibration_one_per_gallery_model")]
+

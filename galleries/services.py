@@ -258,9 +258,12 @@ def gallery_index_refresh(*, gallery: Gallery, model_key: str | None = None) -> 
     from galleries.pgvector_search import ensure_pgvector_index
     from recognition.model_registry import extractor_for
 
+    from galleries.calibration import calibration_refit_later
+
     key = model_key or extractor_for(gallery.tenant).key
     persist(gallery, gallery_index_cache.get(gallery, key))
     ensure_pgvector_index(gallery, key)  # the cold-cache fallback stays fast on large galleries (no-op when small)
+    calibration_refit_later(gallery=gallery, model_key=key)
 
 
 def gallery_delete(*, gallery: Gallery) -> None:

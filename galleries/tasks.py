@@ -47,6 +47,24 @@ def backfill_default_model() -> dict:
         cache.delete("galleries:backfill-default-model")
 
 
+@shared_task(name="galleries.refit_calibration", acks_late=True)
+def refit_calibration(gallery_id: int, model_key: str) -> dict:
+    """Fit the gallery's confidence calibration (worker code: the gallery row is re-read with its tenant)."""
+    from django.core.cache import cache
+
+    from galleries.calibration import gallery_calibration_refit
+    from galleries.models import Gallery
+
+    try:
+        gallery = Gallery.objects.select_related("tenant").filter(pk=gallery_id).first()
+        if gallery is None:
+            return {"skipped": "the gallery is gone"}
+        calibration = gallery_calibration_refit(gallery=gallery, model_key=model_key)
+        return {"threshold": calibration.threshold, "samples": calibration.samples} if calibration else {"fitted": False}
+    finally:
+        cache.delete(f"galleries:calibration:{gallery_id}:{model_key}")
+
+
 @shared_task(name="galleries.prune_pgvector_indexes")
 def prune_pgvector_indexes() -> int:
     from galleries.pgvector_search import prune_pgvector_indexes as prune

@@ -58,7 +58,9 @@ class DetectedObject(TenantOwnedModel):
     reference_image = models.ForeignKey(ReferenceImage, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     score = models.FloatField()
     margin = models.FloatField(null=True, blank=True, help_text="best score minus the best score of another product")
-    matches = models.JSONField(default=list, help_text="top-k: product_id, label, display_name, score, reference_image_id")
+    confidence = models.FloatField(null=True, blank=True,
+                                   help_text="calibrated probability that the label is right (the gallery's own fit)")
+    matches = models.JSONField(default=list, help_text="top-k: product_id, label, display_name, score, reference_image_id, inliers")
 
     class Meta:
         ordering = ["recognition_id", "rank"]

@@ -22,6 +22,10 @@ class RecognitionRequestSerializer(serializers.Serializer):
     score_threshold = serializers.FloatField(min_value=0, max_value=1, default=0.5)
     max_det_results = serializers.IntegerField(min_value=0, max_value=50, default=5)
     nms_iou = serializers.FloatField(min_value=0, max_value=1, default=0.05)
+    min_confidence = serializers.FloatField(
+        min_value=0, max_value=1, required=False, allow_null=True, default=None,
+        help_text="answer objects whose calibrated confidence is at least this; default: the gallery's own "
+                  "threshold (fitted for 98 % precision); 0: never answer \"no match\"")
     add_whole_image = serializers.BooleanField(default=True)
     run_async = serializers.BooleanField(default=False, help_text="true: answer 202 at once with a URL to poll")
     webhook_url = serializers.URLField(required=False, allow_blank=True, max_length=200,
@@ -47,8 +51,8 @@ class DetectedObjectSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = DetectedObject
-        fields = ["bbox", "whole_image", "det_score", "product", "label", "display_name", "score", "inliers",
-                  "margin", "reference_image", "matches"]
+        fields = ["bbox", "whole_image", "det_score", "product", "label", "display_name", "score", "confidence",
+                  "inliers", "margin", "reference_image", "matches"]
 
     @extend_schema_field(serializers.CharField())
     def get_label(self, obj: DetectedObject) -> str:
@@ -86,16 +90,23 @@ class RecognitionSerializer(serializers.ModelSerializer):
     objects = DetectedObjectSerializer(many=True, read_only=True, source="detected_objects")
     url = serializers.SerializerMethodField()
     webhook = serializers.SerializerMethodField(help_text="delivery of the result to `webhook_url`; null without one")
+    no_match = serializers.SerializerMethodField(
+        help_text="true when the recognition is done and no object reached the gallery's calibrated confidence: "
+                  "the product is not in the gallery (or not recognisable in this photo)")
 
     class Meta:
         model = Recognition
-        fields = ["id", "url", "status", "gallery", "image_width", "image_height", "params", "objects", "failure_code",
+        fields = ["id", "url", "status", "gallery", "image_width", "image_height", "params", "no_match", "objects", "failure_code",
                   "failure_reason", "model_key", "index_version", "timings_ms", "created_at", "finished_at", "webhook"]
         read_only_fields = fields
 
     @extend_schema_field(serializers.CharField())
     def get_url(self, recognition: Recognition) -> str:
         return f"/api/v1/recognitions/{recognition.public_id}/"
+
+    @extend_schema_field(serializers.BooleanField())
+    def get_no_match(self, recognition: Recognition) -> bool:
+        return recognition.status == Recognition.Status.DONE and not recognition.detected_objects.all()
 
     @extend_schema_field(WebhookDeliverySerializer(allow_null=True))
     def get_webhook(self, recognition: Recognition) -> dict | None:

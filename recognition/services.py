@@ -64,6 +64,7 @@ def recognition_wait(recognition: Recognition, async_result: Any, *, timeout: fl
 def recognition_run(*, recognition_id: int) -> Recognition:
     """The worker side: decode, detect, extract, search the gallery cache, keep the objects. Idempotent."""
     from galleries.indexing import gallery_searcher
+    from galleries.calibration import gallery_calibration
     from galleries.local_features import local_features_for_embeddings
     from recognition.model_registry import active_detector, extractor_for_gallery
 
@@ -82,6 +83,7 @@ def recognition_run(*, recognition_id: int) -> Recognition:
             detector.model if detector is not None else GivenBoxDetector([]), extractor.model, searcher,
             labels=lambda ids: _labels_for(recognition.tenant, ids),
             local_features=lambda ids: local_features_for_embeddings(tenant=recognition.tenant, embedding_ids=ids),
+            calibration=gallery_calibration(gallery=recognition.gallery, model_key=extractor.key),
         )
         params = PipelineParams(**recognition.params)
         timed = pipeline.recognize_timed(pixels, params)
@@ -130,6 +132,7 @@ def _store_objects(recognition: Recognition, objects: list[RecognizedObject], *,
             whole_image=obj.box.whole_image, det_score=round(obj.box.score, 4), product_id=best["product_id"],
             reference_image_id=best["reference_image_id"], score=best["score"],
             margin=None if rival is None else round(best["score"] - rival, 4), matches=matches,
+            confidence=None if obj.confidence is None else round(float(obj.confidence), 4),
         ).save()
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.db.models import Count, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, Value
+from django.db.models import Count, F, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404
@@ -399,7 +399,9 @@ class ReviewQueueView(TenantScopedDashboardMixin, _ForgivingPaginationMixin, Lis
         queryset = queryset.filter(status=MatchReview.Status.OPEN).select_related(
             "gallery", "suggested_product", "detected_object__recognition", "detected_object__product",
         ).annotate(object_position=Coalesce(Subquery(earlier, output_field=IntegerField()), Value(0)))
-        return self.filter_form.filter(queryset).order_by("-created_at", "-pk")
+        # least confident first: where a person's look changes the most answers
+        return self.filter_form.filter(queryset).order_by(
+            F("detected_object__confidence").asc(nulls_last=True), "-created_at", "-pk")
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)

@@ -42,9 +42,10 @@ def test_new_default_is_backfilled_without_a_failed_request(tenant_a, celery_wor
     assert len(new_keys) == 1
     new_key = new_keys.pop()
     assert Embedding.objects.filter(model_key=new_key).count() == ready
-    right = 0
+    right = answered = 0
     for photo in demo_query_photos():
         after = _recognise(client, gallery, photo)
         assert after["model_key"] == new_key
+        answered += bool(after["objects"])
         right += bool(after["objects"]) and after["objects"][0]["matches"][0]["label"] == photo.label
-    assert right >= 10, right
+    assert right >= 9 and right == answered, (right, answered)  # calibrated: unsure shots say "no match"

@@ -110,8 +110,14 @@ def test_api_recognises_two_products_in_one_photo_with_the_shipped_models(tenant
     assert not ReferenceImage.objects.filter(status="failed").exists()
 
     data, expected = _two_products_photo()
-    answer = client.post("/api/v1/recognitions/", {"image": upload_file(data), "gallery": gallery, "score_threshold": 0.3},
-                         format="multipart").json()
+    # the gallery's calibration is unsure of the off-centre second product (no match by default); a caller who
+    # accepts lower confidence gets both
+    default = client.post("/api/v1/recognitions/", {"image": upload_file(data), "gallery": gallery},
+                          format="multipart").json()
+    assert default["status"] == "done" and default["objects"], default
+    assert all(o["confidence"] >= 0.5 for o in default["objects"]), default["objects"]
+    answer = client.post("/api/v1/recognitions/", {"image": upload_file(data), "gallery": gallery, "score_threshold": 0.3,
+                                                   "min_confidence": 0.05}, format="multipart").json()
     assert answer["status"] == "done", answer
     from_boxes = [o for o in answer["objects"] if not o["whole_image"]]
     assert {o["matches"][0]["label"] for o in from_boxes} >= expected, answer["objects"]

@@ -4,13 +4,21 @@ Verification (optional, needs stored reference local features) re-ranks each box
 by RootSIFT homography inliers: a candidate with >= `min_inliers` is "verified" and ranks ahead of every
 unverified one, by inliers then cosine. Without a local-feature source, or with `verify=False`, the pipeline
 behaves exactly as plain PP-ShiTu.
+
+Calibration (optional, see calibration.py) gives every object a `confidence` (probability that its label is
+right); objects under the calibration's threshold are "no match": they leave the answer for
+`TimedRecognition.rejected`, marked `no_match`, and compete only among themselves in NMS, so an unconfident
+box never hides a confident one. The calibrated decision then *replaces* `score_threshold`: the calibration
+was fitted on best matches at every cosine, and a cosine cut-off on top of it would be a second, uncalibrated
+rule (on drink-dev it dropped right answers at cosine 0.39-0.49 with 9-14 inliers). Without a calibration
+nothing changes.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Callable, Mapping, Optional, Sequence, Union
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -20,6 +28,9 @@ from .local_features import DEFAULT_LONG_SIDE, MAX_SIDE, LocalFeatures, extract_
 from .search import VectorIndex
 from .types import Box, Detector, Extractor, Match, RecognizedObject
 from .verify import GeometricVerifier, Verification
+
+if TYPE_CHECKING:  # calibration.py builds on this module
+    from .calibration import Calibration
 
 LabelSource = Union[Mapping[int, str], Callable[[Sequence[int]], Mapping[int, str]]]
 # Reference local features by vector id (the same ids the index returns); missing ids are simply not verified.
@@ -37,8 +48,10 @@ class PipelineParams:
     det_threshold: float = 0.2
     add_whole_image: bool = True
     top_k: int = 5
-    score_threshold: float = 0.5
+    score_threshold: float = 0.5  # not applied when the pipeline has a calibration (its threshold decides)
     nms_iou: float = 0.05
+    # Calibrated "no match": None uses the calibration's own threshold; a caller may ask for more (or fewer) answers.
+    min_confidence: Optional[float] = None
     # Geometric verification (active only when the pipeline has reference local features).
     verify: bool = True
     verify_top_k: int = 50
@@ -76,8 +89,16 @@ class StageTimings:
 
 @dataclass(frozen=True)
 class TimedRecognition:
+    """The answer (`objects`), timings, and the calibrated "no match" candidates (`rejected`, best first)."""
+
     objects: list[RecognizedObject]
     timings: StageTimings
+    rejected: list[RecognizedObject] = field(default_factory=list)
+
+    @property
+    def no_match(self) -> bool:
+        """True when the photo's answer is "no match": no object was recognised (or none confidently enough)."""
+        return not self.objects
 
 
 class GivenBoxDetector:
@@ -133,6 +154,8 @@ class RecognitionPipeline:
 
     `local_features` (optional) gives reference RootSIFT features by vector id; with it and `params.verify`,
     each box's global candidates are geometrically verified with `verifier` (default GeometricVerifier()).
+    `calibration` (optional) adds `confidence` to each object and answers "no match" under its threshold
+    (instead of `params.score_threshold`).
     """
 
     def __init__(
@@ -144,6 +167,7 @@ class RecognitionPipeline:
         params: Optional[PipelineParams] = None,
         local_features: Optional[LocalFeatureSource] = None,
         verifier: Optional[GeometricVerifier] = None,
+        calibration: Optional["Calibration"] = None,
     ) -> None:
         if int(extractor.feature_dim) != index.dim:
             raise DimensionMismatch(
@@ -157,9 +181,11 @@ class RecognitionPipeline:
         self.params = params or PipelineParams()
         self.local_features = local_features
         self.verifier = verifier or GeometricVerifier()
+        self.calibration = calibration
 
     def recognize(self, image: np.ndarray, params: Optional[PipelineParams] = None) -> list[RecognizedObject]:
-        """Recognised objects, best first; boxes whose best match is under `score_threshold` (and unverified) are dropped."""
+        """Recognised objects, best first; boxes whose best match is under `score_threshold` (and unverified), or under
+        the calibration's threshold, are dropped."""
         return self.recognize_timed(image, params).objects
 
     def recognize_timed(self, image: np.ndarray, params: Optional[PipelineParams] = None) -> TimedRecognition:
@@ -181,36 +207,63 @@ class RecognitionPipeline:
             )
         after_extract = time.perf_counter()
         verifying = params.verify and self.local_features is not None and max(image.shape[:2]) <= MAX_SIDE
-        # Verification re-ranks deeper than what is shown, so the search fetches enough candidates for both.
-        scores, ids = self.index.search(features, max(params.top_k, params.verify_top_k) if verifying else params.top_k)
+        # Verification re-ranks deeper than what is shown, so the search fetches enough candidates for both;
+        # a calibration's margin to the best rival label looks as deep, with or without verification.
+        deep = verifying or self.calibration is not None
+        scores, ids = self.index.search(features, max(params.top_k, params.verify_top_k) if deep else params.top_k)
         after_search = time.perf_counter()
         if not verifying:
-            objects = self._decide(candidates, scores, ids, params)
-            return TimedRecognition(objects, _timings(start, after_detect, after_extract, after_search, time.perf_counter()))
+            objects, rejected = self._decide(candidates, scores, ids, params)
+            done = time.perf_counter()
+            return TimedRecognition(objects, _timings(start, after_detect, after_extract, after_search, done), rejected)
 
         names = self._labels_for(ids)
         rows = [_labelled_row(row_scores, row_ids, names) for row_scores, row_ids in zip(scores, ids)]
         before_verify = time.perf_counter()
         verified = self._verify(image, candidates, rows, params)
         after_verify = time.perf_counter()
-        objects = self._decide_verified(candidates, rows, verified, names, params)
+        objects, rejected = self._decide_verified(candidates, rows, verified, names, params)
         done = time.perf_counter()
-        return TimedRecognition(objects, _timings(start, after_detect, after_extract, after_search, done, after_verify - before_verify))
+        timings = _timings(start, after_detect, after_extract, after_search, done, after_verify - before_verify)
+        return TimedRecognition(objects, timings, rejected)
 
-    def _decide(self, candidates: list[Box], scores: np.ndarray, ids: np.ndarray, params: PipelineParams) -> list[RecognizedObject]:
+    def _calibrated(self, obj: RecognizedObject, row: Sequence[Match], params: PipelineParams) -> RecognizedObject:
+        """`obj` with its confidence (and `no_match` under the threshold); `row` is every labelled search hit.
+
+        Where the calibration `trust_verified` (its gallery's leave-one-out never verified a wrong product), a
+        geometrically verified best match is answered whatever its confidence: a small gallery's fit can lean on
+        cosine alone (its look-alikes all score high) and would call a verified but off-angle shot a stranger.
+        Where the gallery holds look-alike families whose shared logos verify, the confidence decides: an
+        unknown flavour of a known brand verifies against its sibling (5 % of drink-dev's unknown photos).
+        A caller's `params.min_confidence` replaces the calibration's threshold (0 answers every object)."""
+        if self.calibration is None:
+            return obj
+        confidence = self.calibration.confidence_for(obj.matches[0], [(m.label, m.score) for m in row])
+        if params.min_confidence is not None:
+            return replace(obj, confidence=confidence, no_match=confidence < params.min_confidence)
+        verified = self.calibration.trust_verified and is_verified(obj.matches[0], params.min_inliers)
+        return replace(obj, confidence=confidence, no_match=not (verified or self.calibration.accepts(confidence)))
+
+    def _decide(
+        self, candidates: list[Box], scores: np.ndarray, ids: np.ndarray, params: PipelineParams
+    ) -> tuple[list[RecognizedObject], list[RecognizedObject]]:
         names = self._labels_for(ids)
-        objects = []
+        decided = []
         for box, row_scores, row_ids in zip(candidates, scores, ids):
             # Ids without a label are stale index entries (deleted products): never show them.
-            matches = tuple(
+            row = [
                 Match(item_id=int(item), label=names[int(item)], score=float(score))
                 for score, item in zip(row_scores, row_ids)
                 if item >= 0 and int(item) in names
-            )
-            if matches and matches[0].score >= params.score_threshold:
-                objects.append(RecognizedObject(box=box, matches=matches))
-        kept = nms([obj.box for obj in objects], [obj.score for obj in objects], params.nms_iou)
-        return sorted((objects[i] for i in kept), key=lambda obj: -obj.score)
+            ]
+            if row and (self.calibration is not None or row[0].score >= params.score_threshold):
+                decided.append(self._calibrated(RecognizedObject(box=box, matches=tuple(row[: params.top_k])), row, params))
+
+        def suppressed(objects: list[RecognizedObject]) -> list[RecognizedObject]:
+            kept = nms([obj.box for obj in objects], [obj.score for obj in objects], params.nms_iou)
+            return sorted((objects[i] for i in kept), key=lambda obj: -obj.score)
+
+        return suppressed([o for o in decided if not o.no_match]), suppressed([o for o in decided if o.no_match])
 
     def _verify(
         self, image: np.ndarray, candidates: list[Box], rows: list[list[tuple[int, float]]], params: PipelineParams
@@ -255,8 +308,8 @@ class RecognitionPipeline:
         verified: list[dict[int, Verification]],
         names: Mapping[int, str],
         params: PipelineParams,
-    ) -> list[RecognizedObject]:
-        objects = []
+    ) -> tuple[list[RecognizedObject], list[RecognizedObject]]:
+        decided = []
         for box, row, found in zip(candidates, rows, verified):
             matches = [
                 Match(item_id=item, label=names[item], score=score, inliers=found[item].inliers if item in found else None)
@@ -264,9 +317,16 @@ class RecognitionPipeline:
             ]
             ranked = tuple(rerank(matches, params.min_inliers)[: params.top_k])
             # Geometric evidence outweighs a low cosine (occlusion, odd angle): verified boxes skip the score threshold.
-            if ranked and (is_verified(ranked[0], params.min_inliers) or ranked[0].score >= params.score_threshold):
-                objects.append(RecognizedObject(box=box, matches=ranked))
-        objects.sort(key=lambda obj: rank_key(obj.matches[0], params.min_inliers))
+            if ranked and (self.calibration is not None or is_verified(ranked[0], params.min_inliers)
+                           or ranked[0].score >= params.score_threshold):
+                decided.append(self._calibrated(RecognizedObject(box=box, matches=ranked), matches, params))
+        accepted = self._suppress_verified([o for o in decided if not o.no_match], params)
+        return accepted, self._suppress_verified([o for o in decided if o.no_match], params)
+
+    @staticmethod
+    def _suppress_verified(objects: list[RecognizedObject], params: PipelineParams) -> list[RecognizedObject]:
+        """Verified-order NMS, same-label containment and the whole-image fallback rule, best first."""
+        objects = sorted(objects, key=lambda obj: rank_key(obj.matches[0], params.min_inliers))
         detections = [obj for obj in objects if not obj.box.whole_image]
         # NMS on the verified order (scores are just descending ranks), then same-label containment.
         kept = nms([obj.box for obj in detections], [-rank for rank in range(len(detections))], params.nms_iou)

@@ -55,10 +55,18 @@ class Match:
 
 @dataclass(frozen=True)
 class RecognizedObject:
-    """A box plus its top-k gallery matches, best first; never empty so `label`/`score` always exist."""
+    """A box plus its top-k gallery matches, best first; never empty so `label`/`score` always exist.
+
+    `confidence` is the calibrated probability that `label` is right (None when the pipeline has no
+    calibration). `no_match` marks an object whose confidence is under the calibration's threshold: its
+    matches are only the nearest candidates, the answer for this box is "no match" (the pipeline keeps such
+    objects out of its answer, in `TimedRecognition.rejected`).
+    """
 
     box: Box
     matches: tuple[Match, ...]
+    confidence: Optional[float] = None
+    no_match: bool = False
 
     def __post_init__(self) -> None:
         if not self.matches:
@@ -77,7 +85,8 @@ class RecognizedObject:
         return self.matches[0].inliers
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form in the PaddleX spirit (bbox, label, score, det_score, top-k)."""
+        """JSON-ready form in the PaddleX spirit (bbox, label, score, det_score, top-k), plus `confidence` and
+        `no_match` (True: `label` is only the nearest candidate, not an answer)."""
         return {
             "bbox": self.box.as_list(),
             "label": self.label,
@@ -85,6 +94,8 @@ class RecognizedObject:
             "det_score": self.box.score,
             "whole_image": self.box.whole_image,
             "inliers": self.inliers,
+            "confidence": self.confidence,
+            "no_match": self.no_match,
             "matches": [m.to_dict() for m in self.matches],
         }
 

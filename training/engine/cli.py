@@ -3,6 +3,7 @@
     train      --config run.yaml --data train/labels.txt --out runs/r1 [--eval dev/labels.txt]
     train-head --config lite0.yaml --data dev/labels.txt --split training/splits/drink-dev.json --out models/extractor/NAME
     eval       --model DIR|colour-histogram --gallery DIR [--labels FILE] [--mode split] [--json]
+               [--pipeline [--detector DIR|none] [--unknown FILE] [--scenes TSV]]
     export     --run runs/r1 --out models/extractor/NAME [--colour-weight 0.5] [--name NAME] [--version V]
     train-det  --config det.yaml --data composites/boxes.jsonl --out runs/d1 [--eval held-out/boxes.jsonl]
     eval-det   --model DIR [--boxes held-out/boxes.jsonl] [--photos dev/labels.txt] [--json]
@@ -21,6 +22,8 @@ from .dataset import ImageDataset
 from .evaluate import MODES, evaluate_extractor, format_report_table
 
 BASELINES = ("colour-histogram",)
+NO_DETECTOR = "none"
+SHIPPED_DETECTORS = Path(__file__).resolve().parents[2] / "models" / "detector"
 
 
 def build_extractor(model: str, *, threads: int = 2, batch_size: int = 16) -> Any:
@@ -42,14 +45,40 @@ def split_products(split: str | Path, part: str) -> set[str]:
     return {str(name) for name in data[part]}
 
 
+def build_detector(detector: str | None, *, threads: int = 2) -> tuple[Any, str]:
+    """(detector, its name): a folder, ``none`` (whole image only), or by default the repository's shipped
+    detector (the last folder under models/detector, as the platform serves it without SHITU_DETECTOR)."""
+    from recognition.engine.pipeline import GivenBoxDetector
+
+    if detector == NO_DETECTOR:
+        return GivenBoxDetector([]), NO_DETECTOR
+    if detector is None:
+        shipped = sorted(p for p in SHIPPED_DETECTORS.iterdir() if p.is_dir()) if SHIPPED_DETECTORS.is_dir() else []
+        if not shipped:
+            raise ValueError(f"no shipped detector under {SHIPPED_DETECTORS}; pass --detector DIR or --detector none")
+        detector = str(shipped[-1])
+    from recognition.engine.inference import PaddleDetector
+
+    return PaddleDetector.from_dir(detector, threads=threads), str(detector)
+
+
 def run_eval(model: str, gallery: str | Path, labels: str | Path | None = None, *,
              mode: str = "leave_one_out", threads: int = 2, batch_size: int = 32, seed: int = 0,
              query_fraction: float = 0.5, show_progress: bool = True,
              split: str | Path | None = None, part: str = "held_out",
-             queries: str | Path | None = None) -> dict[str, Any]:
+             queries: str | Path | None = None, pipeline: bool = False, detector: str | None = None,
+             unknown: str | Path | None = None, scenes: str | Path | None = None) -> dict[str, Any]:
     """Score ``model`` on a label-file gallery (only ``part`` of a product ``split`` when given): leave-one-out
     or a split of it, or the photos of a second label file (``queries``) against it. The report also names
-    the model and data."""
+    the model and data.
+
+    With ``pipeline`` the whole recognition is scored instead (training.engine.pipeline_eval.evaluate_pipeline):
+    ``detector`` (see build_detector), photos of products absent from the gallery (``unknown``: a label file
+    whose paths are relative to ``gallery``, like ``labels``) and multi-product ``scenes`` (a TSV)."""
+    if not pipeline and (unknown is not None or scenes is not None or detector is not None):
+        raise ValueError("--unknown, --scenes and --detector need --pipeline")
+    if pipeline and mode.replace("-", "_") != "leave_one_out":
+        raise ValueError("--pipeline scores leave-one-out or --queries, not --mode split")
     labels_path = Path(labels) if labels else Path(gallery) / "labels.txt"
     dataset = ImageDataset.from_label_file(labels_path, image_root=gallery)
     if split is not None:
@@ -59,6 +88,13 @@ def run_eval(model: str, gallery: str | Path, labels: str | Path | None = None, 
             raise ValueError(f"no photo of {labels_path} belongs to the {part} part of {split}")
         dataset = ImageDataset(samples)
     extractor = build_extractor(model, threads=threads, batch_size=batch_size)
+    if pipeline:
+        return {"model": model, "gallery": str(gallery), "labels": str(labels_path),
+                **({"split": str(split), "part": part} if split is not None else {}),
+                **_pipeline_report(extractor, dataset, Path(gallery), threads=threads, detector=detector,
+                                   queries=Path(queries) if queries is not None else None,
+                                   unknown=Path(unknown) if unknown is not None else None,
+                                   scenes=Path(scenes) if scenes is not None else None, show_progress=show_progress)}
     if queries is not None:
         return {"model": model, "gallery": str(gallery), "labels": str(labels_path),
                 **({"split": str(split), "part": part} if split is not None else {}),
@@ -84,17 +120,53 @@ def run_eval(model: str, gallery: str | Path, labels: str | Path | None = None, 
             **({"split": str(split), "part": part} if split is not None else {}), **report}
 
 
-def _query_file_report(extractor: Any, gallery: ImageDataset, gallery_root: Path, queries: Path, *,
-                       batch_size: int, show_progress: bool) -> dict[str, Any]:
-    """Photos of ``queries`` searched in ``gallery``; a ``sources.tsv`` beside the query file (query path, then
-    the gallery photo it was made from, relative to ``gallery_root``) leaves that photo out of its ranking."""
+def _pipeline_report(extractor: Any, gallery: ImageDataset, gallery_root: Path, *, threads: int,
+                     detector: str | None, queries: Path | None, unknown: Path | None, scenes: Path | None,
+                     show_progress: bool) -> dict[str, Any]:
+    """The whole pipeline (detector, verification, calibrated "no match") on the gallery, with a bar per stage."""
     import time
 
+    from .pipeline_eval import evaluate_pipeline, read_scenes
+
+    started = time.perf_counter()
+    found_detector, detector_name = build_detector(detector, threads=threads)
+    query_set = ImageDataset.from_label_file(queries) if queries is not None else None
+    sources = _query_sources(gallery, gallery_root, queries, query_set) if query_set is not None else None
+    unknown_set = ImageDataset.from_label_file(unknown, image_root=gallery_root) if unknown is not None else None
+    scene_list = read_scenes(scenes) if scenes is not None else None
+    bars: dict[str, Any] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if not show_progress:
+            return
+        from tqdm import tqdm
+
+        bar = bars.get(stage)
+        if bar is None:
+            for other in bars.values():
+                other.close()
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit="img", file=sys.stderr, leave=False)
+        bar.update(done - bar.n)
+
+    try:
+        report = evaluate_pipeline(found_detector, extractor, gallery, queries=query_set, query_sources=sources,
+                                   unknown=unknown_set, scenes=scene_list, progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    return {**report, "detector": detector_name,
+            **({"queries_file": str(queries), "sources_left_out": int(sum(s >= 0 for s in sources))}
+               if queries is not None and sources is not None else {}),
+            **({"unknown_file": str(unknown)} if unknown is not None else {}),
+            **({"scenes_file": str(scenes)} if scenes is not None else {}),
+            "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _query_sources(gallery: ImageDataset, gallery_root: Path, queries: Path, query_set: ImageDataset) -> Any:
+    """Per query, the gallery position of the photo it was made from (``sources.tsv`` beside the query file:
+    query path, then the source photo relative to ``gallery_root``), -1 where none."""
     import numpy as np
 
-    from .evaluate import extract_features, retrieval_metrics
-
-    query_set = ImageDataset.from_label_file(queries)
     exclude = np.full(len(query_set), -1, dtype=np.int64)
     sources_path = queries.parent / "sources.tsv"
     if sources_path.is_file():
@@ -106,6 +178,19 @@ def _query_file_report(extractor: Any, gallery: ImageDataset, gallery_root: Path
                 q = query_index.get((queries.parent / query_rel).resolve())
                 if q is not None:
                     exclude[q] = gallery_index.get((gallery_root / source_rel).resolve(), -1)
+    return exclude
+
+
+def _query_file_report(extractor: Any, gallery: ImageDataset, gallery_root: Path, queries: Path, *,
+                       batch_size: int, show_progress: bool) -> dict[str, Any]:
+    """Photos of ``queries`` searched in ``gallery``; a ``sources.tsv`` beside the query file (query path, then
+    the gallery photo it was made from, relative to ``gallery_root``) leaves that photo out of its ranking."""
+    import time
+
+    from .evaluate import extract_features, retrieval_metrics
+
+    query_set = ImageDataset.from_label_file(queries)
+    exclude = _query_sources(gallery, gallery_root, queries, query_set)
     started = time.perf_counter()
     bar = None
     if show_progress:
@@ -135,7 +220,29 @@ def _query_file_report(extractor: Any, gallery: ImageDataset, gallery_root: Path
 def render_eval(report: dict[str, Any], *, as_json: bool = False) -> str:
     if as_json:
         return json.dumps(report, ensure_ascii=False, indent=2)
+    if report.get("mode") == "pipeline":
+        return _render_pipeline(report)
     return format_report_table([(Path(report["model"]).name or report["model"], report)])
+
+
+def _render_pipeline(report: dict[str, Any]) -> str:
+    def share(key: str) -> str:
+        value = report.get(key)
+        return "-" if value is None else f"{value:.3f}"
+
+    lines = [f"pipeline: model {Path(report['model']).name or report['model']}, detector "
+             f"{Path(report['detector']).name or report['detector']}; gallery {report['images']} photos, "
+             f"{report['identities']} products; calibration from the {report['calibration_source']} "
+             f"(threshold {report['calibration']['threshold']:.3f})",
+             f"known queries {report['queries']}: recall@1 {share('recall@1')}, recall@5 {share('recall@5')}, "
+             f"answered {share('known_coverage')}, right when answered {share('known_precision')}"]
+    if report.get("unknown_photos"):
+        lines.append(f"unknown products: {report['unknown_photos']} photos, answered 'no match' {share('unknown_rejected')}")
+    if report.get("scenes_total"):
+        lines.append(f"scenes: {report['scenes_right']} of {report['scenes_total']} with every product recognised")
+    if report.get("ms_p50") is not None:
+        lines.append(f"per photo ms p50 / p95: {report['ms_p50']:.0f} / {report['ms_p95']:.0f}")
+    return "\n".join(lines)
 
 
 def _progress_bar(desc: str) -> tuple[Any, Any]:
@@ -295,7 +402,8 @@ def _export(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     report = run_eval(args.model, args.gallery, args.labels, mode=args.mode, threads=args.threads,
                       batch_size=args.batch_size, seed=args.seed, query_fraction=args.query_fraction,
-                      show_progress=not args.no_progress, split=args.split, part=args.part, queries=args.queries)
+                      show_progress=not args.no_progress, split=args.split, part=args.part, queries=args.queries,
+                      pipeline=args.pipeline, detector=args.detector, unknown=args.unknown, scenes=args.scenes)
     print(render_eval(report, as_json=args.json))
     return 0
 
@@ -315,6 +423,14 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                                           "a sources.tsv beside it leaves each query's source photo out")
     parser.add_argument("--split", help="product split JSON (e.g. training/splits/drink-dev.json): score one part only")
     parser.add_argument("--part", default="held_out", choices=("held_out", "train"), help="with --split")
+    parser.add_argument("--pipeline", action="store_true",
+                        help="score the whole recognition (detector, verification, calibrated 'no match') on photos")
+    parser.add_argument("--detector", help=f"with --pipeline: detector folder or '{NO_DETECTOR}' "
+                                           "(default: the shipped detector)")
+    parser.add_argument("--unknown", help="with --pipeline: label file (paths relative to GALLERY) of products "
+                                          "absent from the gallery; reports the share answered 'no match'")
+    parser.add_argument("--scenes", help="with --pipeline: TSV 'photo<TAB>label;label' ('|' between alternatives, "
+                                         "photos relative to the TSV); reports photos with every product recognised")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

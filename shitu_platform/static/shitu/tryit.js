@@ -149,6 +149,7 @@
       el("span", { class: "rec-match-score", text: fixed(match.score) }),
       match.inliers ? el("span", { class: "rec-match-inliers small muted", title: "keypoints that agree geometrically", text: `${match.inliers} inliers` }) : null));
     const figures = [
+      typeof object.confidence === "number" ? `confidence ${fixed(object.confidence, 2)}` : null,
       object.inliers ? `verified: ${object.inliers} matching keypoints` : "not verified geometrically",
       object.margin !== null && object.margin !== undefined ? `margin ${fixed(object.margin)}` : null,
       object.whole_image ? "whole-photo candidate" : `detector ${fixed(object.det_score, 2)}`,
@@ -278,7 +279,7 @@
       const threshold = recognition.params && recognition.params.score_threshold;
       $("[data-testid=result-title]", result).textContent = count
         ? `${count} object${count === 1 ? "" : "s"} in ${file.name || "the photo"}`
-        : `Nothing in ${file.name || "the photo"} scored above the threshold (${threshold})`;
+        : `No match in ${file.name || "the photo"}: nothing reached the gallery's confidence or the score threshold (${threshold})`;
       $("[data-testid=timings]", result).replaceChildren(...timingChips(recognition.timings_ms || {}, roundTrip));
       $("[data-testid=open-recognition]", result).href = fill(urls.detail, { id: recognition.id });
       result.dataset.feedbackUrl = `${recognition.url}feedback/`;
@@ -286,7 +287,7 @@
       $(".rec-stage-wrap", result).replaceChildren(drawStage(recognition));
       const cards = recognition.objects.map((object, index) => objectCard(recognition, object, index));
       $("[data-testid=objects]", result).replaceChildren(...(cards.length ? cards
-        : [el("p", { class: "card muted rec-nothing", text: "Lower the score threshold to see weaker matches, or add reference photos of this product to the gallery." })]));
+        : [el("p", { class: "card muted rec-nothing", text: "The product is probably not in this gallery. Add reference photos of it, or lower the score threshold to see weaker matches." })]));
       result.hidden = false;
     }
   }

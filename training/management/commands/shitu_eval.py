@@ -19,7 +19,8 @@ def served_default_extractor() -> str:
 
 
 class Command(BaseCommand):
-    help = "Recall@1/@5 and mAP of an extractor on a label-file gallery (leave-one-out or split)."
+    help = ("Recall@1/@5 and mAP of an extractor on a label-file gallery (leave-one-out or split); with --pipeline "
+            "the whole recognition (detector, verification, calibrated 'no match', unknown products, scenes).")
     requires_system_checks: list = []
 
     def add_arguments(self, parser):
@@ -37,7 +38,9 @@ class Command(BaseCommand):
                               batch_size=options["batch_size"], seed=options["seed"],
                               query_fraction=options["query_fraction"],
                               show_progress=not options["no_progress"],
-                              split=options["split"], part=options["part"], queries=options["queries"])
+                              split=options["split"], part=options["part"], queries=options["queries"],
+                              pipeline=options["pipeline"], detector=options["detector"],
+                              unknown=options["unknown"], scenes=options["scenes"])
         except (OSError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(render_eval(report, as_json=options["json"]))
