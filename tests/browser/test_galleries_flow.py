@@ -109,7 +109,9 @@ def test_create_import_and_upload(page, live_server, tenant_a, celery_worker, sc
         "() => document.querySelectorAll('[data-testid=image-card][data-status=ready]').length === 3", timeout=60_000
     )
     wait_for_images(page, "[data-testid=image-card] img")
-    assert "3 ready" in page.inner_text("[data-testid=coverage]")
+    # the coverage line follows the same poll as the cards; give it that one poll to catch up
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=coverage]').innerText.includes('3 ready')", timeout=10_000)
     screenshot("galleries-05-uploaded")
 
     # A second zip with a broken photo and a missing file: the good row lands, the bad rows are listed with codes.
