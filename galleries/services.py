@@ -198,7 +198,8 @@ def reference_local_features_backfill(*, batch_size: int = 64, progress=None) ->
     from shitu_platform.tenancy.scoping import dangerously_unscoped
 
     done = 0
-    pending = images_without_local_features(dangerously_unscoped(ReferenceImage))
+    # each image's crop is the box its vector came from: fetch the embeddings with the batch, not one query each
+    pending = images_without_local_features(dangerously_unscoped(ReferenceImage)).prefetch_related("embeddings")
     batch = list(pending[:batch_size])
     while batch:
         for image in batch:
@@ -207,7 +208,8 @@ def reference_local_features_backfill(*, batch_size: int = 64, progress=None) ->
                                     max_bytes=settings.SHITU_MAX_IMAGE_BYTES)
             except Exception:  # noqa: BLE001 - an unreadable image is skipped; it keeps serving unverified
                 continue
-            box = next((e.box for e in image.embeddings.all()[:1] if e.box), None) or image.bbox
+            first = next(iter(image.embeddings.all()), None)
+            box = (first.box if first is not None else None) or image.bbox
             local_features_store(image=image, crop=pixels if box is None else crop(pixels, box))
             done += 1
             if progress is not None:

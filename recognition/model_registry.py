@@ -107,7 +107,8 @@ def _covering_previous_default(gallery: object, default_key: str) -> LoadedModel
             if key == BASELINE_EXTRACTOR_KEY or _choose("extractor", key) is not None:
                 chosen = key
                 break
-    _coverage_memo.clear() if len(_coverage_memo) > 10_000 else None
+    if len(_coverage_memo) > 10_000:  # one entry per (gallery, index version): forget old versions now and then
+        _coverage_memo.clear()
     _coverage_memo[memo_key] = chosen
     return extractor_by_key(chosen) if chosen else None
 

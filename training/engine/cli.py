@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -100,22 +101,9 @@ def run_eval(model: str, gallery: str | Path, labels: str | Path | None = None, 
                 **({"split": str(split), "part": part} if split is not None else {}),
                 **_query_file_report(extractor, dataset, Path(gallery), Path(queries), batch_size=batch_size,
                                      show_progress=show_progress)}
-    bar = None
-    if show_progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(dataset), desc="extract", unit="img", file=sys.stderr, leave=False)
-
-    def on_batch(done: int, total: int) -> None:
-        if bar is not None:
-            bar.update(done - bar.n)
-
-    try:
+    with _extract_bar(len(dataset), show=show_progress) as advance:
         report = evaluate_extractor(extractor, dataset, mode=mode, batch_size=batch_size, seed=seed,
-                                    query_fraction=query_fraction, progress=on_batch)
-    finally:
-        if bar is not None:
-            bar.close()
+                                    query_fraction=query_fraction, progress=lambda done, _total: advance(done))
     return {"model": model, "gallery": str(gallery), "labels": str(labels_path),
             **({"split": str(split), "part": part} if split is not None else {}), **report}
 
@@ -192,24 +180,11 @@ def _query_file_report(extractor: Any, gallery: ImageDataset, gallery_root: Path
     query_set = ImageDataset.from_label_file(queries)
     exclude = _query_sources(gallery, gallery_root, queries, query_set)
     started = time.perf_counter()
-    bar = None
-    if show_progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(gallery) + len(query_set), desc="extract", unit="img", file=sys.stderr, leave=False)
-    offset = [0]
-
-    def on_batch(count: int, total: int) -> None:
-        if bar is not None:
-            bar.update(offset[0] + count - bar.n)
-
-    try:
-        gallery_feats = extract_features(extractor, gallery, batch_size=batch_size, progress=on_batch)
-        offset[0] = len(gallery)
-        query_feats = extract_features(extractor, query_set, batch_size=batch_size, progress=on_batch)
-    finally:
-        if bar is not None:
-            bar.close()
+    with _extract_bar(len(gallery) + len(query_set), show=show_progress) as advance:
+        gallery_feats = extract_features(extractor, gallery, batch_size=batch_size,
+                                         progress=lambda done, _total: advance(done))
+        query_feats = extract_features(extractor, query_set, batch_size=batch_size,
+                                       progress=lambda done, _total: advance(len(gallery) + done))
     metrics = retrieval_metrics(query_feats, query_set.label_names, gallery_feats, gallery.label_names,
                                 exclude_self=False, exclude_items=exclude)
     return {"mode": "queries", "queries_file": str(queries), "images": len(gallery),
@@ -243,6 +218,26 @@ def _render_pipeline(report: dict[str, Any]) -> str:
     if report.get("ms_p50") is not None:
         lines.append(f"per photo ms p50 / p95: {report['ms_p50']:.0f} / {report['ms_p95']:.0f}")
     return "\n".join(lines)
+
+
+@contextmanager
+def _extract_bar(total: int, *, show: bool) -> Iterator[Callable[[int], None]]:
+    """An "extract" tqdm bar on stderr (nothing when not ``show``) and ``advance(images_done)`` to move it."""
+    bar = None
+    if show:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc="extract", unit="img", file=sys.stderr, leave=False)
+
+    def advance(done: int) -> None:
+        if bar is not None:
+            bar.update(done - bar.n)
+
+    try:
+        yield advance
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _progress_bar(desc: str) -> tuple[Any, Any]:

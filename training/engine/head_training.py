@@ -32,7 +32,6 @@ from recognition.engine.nets.efficientnet_lite import EfficientNetLite, Efficien
 from recognition.engine.preprocess import Normalize, resize
 
 from .dataset import ImageDataset
-from .evaluate import leave_one_out, retrieval_metrics
 from .losses import CrossEntropyLabelSmooth, TripletAngularMarginLoss
 from .network_files import HEAD_ARCHITECTURE, TRAIN_CONFIG_NAME, TRAIN_WEIGHTS_NAME
 from .pretrained import pretrained_backbone, source
@@ -92,20 +91,18 @@ class HeadTrainConfig:
 
 def build_network(network: dict[str, Any], *, num_classes: int | None = None) -> RecognitionModel:
     """ImageNet backbone + GeM + embedding + BNNeck (+ FC head when ``num_classes``)."""
-    lite = pretrained_backbone(network["backbone"])
-    shitu = EfficientNetLiteShiTu(lite.block_specs, feature_dim=int(network["feature_dim"]),
+    shitu = EfficientNetLiteShiTu(pretrained_backbone(network["backbone"]), feature_dim=int(network["feature_dim"]),
                                   gem_p=float(network.get("gem_p", 3.0)))
-    shitu.features = lite
     head = FC(int(network["feature_dim"]), num_classes) if num_classes else None
     return RecognitionModel(shitu, BNNeck(int(network["feature_dim"])), head)
 
 
-def trainable_prefixes(network: dict[str, Any]) -> tuple[str, ...]:
-    """State-dict prefixes that training changes; the rest is the pinned ImageNet checkpoint."""
+def trainable_prefixes(model: RecognitionModel, network: dict[str, Any]) -> tuple[str, ...]:
+    """State-dict prefixes of ``model`` that training changes; the rest is the pinned ImageNet checkpoint."""
     prefixes = ["backbone.embedding.", "neck."]
     start = network.get("train_from")
     if start is not None:
-        count = len(pretrained_backbone(network["backbone"]).blocks)
+        count = len(model.backbone.features.blocks)
         prefixes += [f"backbone.features.blocks.{i}." for i in range(int(start), count)]
         prefixes.append("backbone.features.head.")
     return tuple(prefixes)
@@ -247,7 +244,7 @@ class _Top(nn.Layer):
         return features, logits
 
 
-def _set_train_mode(model: RecognitionModel, train_from: int | None) -> None:
+def _set_train_mode(model: RecognitionModel) -> None:
     """BatchNorm statistics of the backbone stay ImageNet's; the embedding's BNNeck learns."""
     model.eval()
     model.neck.train()
@@ -256,7 +253,7 @@ def _set_train_mode(model: RecognitionModel, train_from: int | None) -> None:
 
 
 def _trainable_parameters(model: RecognitionModel, network: dict[str, Any]) -> list:
-    prefixes = trainable_prefixes(network) + ("head.",)
+    prefixes = trainable_prefixes(model, network) + ("head.",)
     params = []
     for name, param in model.named_parameters():
         keep = name.startswith(prefixes)
@@ -308,7 +305,7 @@ def train_head(dataset: ImageDataset, config: HeadTrainConfig, *, cache_dir: str
     log: list[dict[str, Any]] = []
     step = 0
     for epoch in range(config.epochs):
-        _set_train_mode(model, config.train_from)
+        _set_train_mode(model)
         for batch in sampler.epoch_batches(epoch):
             if cancel is not None and cancel():
                 raise InterruptedError("cancelled while training")
@@ -352,15 +349,6 @@ def embed_plain(model: RecognitionModel, features: np.ndarray, config: HeadTrain
     return feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
 
 
-def score_leave_one_out(feats: np.ndarray, labels: Sequence[Any]) -> dict[str, Any]:
-    return leave_one_out(feats, labels)
-
-
-def score_split(gallery: np.ndarray, gallery_labels: Sequence[Any], queries: np.ndarray,
-                query_labels: Sequence[Any]) -> dict[str, Any]:
-    return retrieval_metrics(queries, query_labels, gallery, gallery_labels, exclude_self=False)
-
-
 # --- export ------------------------------------------------------------------------------------
 
 
@@ -384,7 +372,7 @@ def export_head_model(result: HeadTrainResult, out_dir: str | Path, *, class_nam
             **(extra or {})}
     manifest = export_inference_model(extractor, partial, kind="extractor", input_size=config.image_size,
                                       name=config.model_name, version=config.model_version, extra=info)
-    prefixes = trainable_prefixes(network)
+    prefixes = trainable_prefixes(model, network)
     state = {k: v.astype("float16") for k, v in model.state_dict().items()
              if k.startswith(prefixes) and v.dtype == paddle.float32}
     paddle.save(state, str(partial / TRAIN_WEIGHTS_NAME))
@@ -424,5 +412,4 @@ def _sha(path: Path) -> str:
 
 
 __all__ = ["ARCHITECTURE", "HeadTrainConfig", "HeadTrainResult", "build_network", "cache_features",
-           "embed_plain", "export_head_model", "load_head_model", "score_leave_one_out", "score_split",
-           "train_head", "trainable_prefixes", "view_image"]
+           "embed_plain", "export_head_model", "load_head_model", "train_head", "trainable_prefixes", "view_image"]

@@ -156,9 +156,9 @@ class EfficientNetLite(nn.Layer):
 class EfficientNetLiteShiTu(nn.Layer):
     """Lite backbone + GeM + a linear embedding: the ``[N, feature_dim]`` the BNNeck takes."""
 
-    def __init__(self, blocks: Sequence[LiteBlock], *, feature_dim: int = 512, gem_p: float = 3.0):
+    def __init__(self, features: EfficientNetLite, *, feature_dim: int = 512, gem_p: float = 3.0):
         super().__init__()
-        self.features = EfficientNetLite(blocks)
+        self.features = features
         self.pool = GeM(gem_p)
         self.embedding = nn.Linear(self.features.out_channels, feature_dim)
         self.feature_dim = feature_dim
