@@ -19,7 +19,7 @@ from recognition.engine.boxes import crop  # noqa: E402
 from recognition.engine.imageio import load_image  # noqa: E402
 from recognition.engine.inference import PaddleDetector, PaddleExtractor  # noqa: E402
 from recognition.engine.local_features import extract_local_features  # noqa: E402
-from recognition.engine.pipeline import main_object_box  # noqa: E402
+from recognition.engine.main_object import main_object_box  # noqa: E402
 
 
 def run(paths: list[Path], extractor, detector, batch: int = 16) -> dict[str, float]:

@@ -14,6 +14,11 @@ class Gallery(TenantOwnedModel):
     description = models.TextField(blank=True)
     # Bumped by every change to the gallery's searchable vectors; caches carry the version they were built from.
     index_version = models.PositiveBigIntegerField(default=0)
+    # Off by default: on drink-dev, whole reference photos retrieve as well as their detected main objects
+    # (eval-crops, README) and ingest skips the detector. A reference's own bbox is always used.
+    detect_references = models.BooleanField(
+        default=False, help_text="crop each new reference photo without a box to its main object (detector); "
+                                 "otherwise the whole photo is embedded")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -9,6 +9,7 @@ from training.engine.evaluate import extract_features, leave_one_out
 from training.engine.pipeline_eval import pipeline_recall
 
 PRODUCT_COLOURS = [(220, 30, 30), (30, 180, 60), (40, 60, 220), (240, 200, 20)]
+PRODUCT_SIDE = 34  # 7 % of the 128 px photo: big enough to be a main object (main_object.MainObjectRule.min_area)
 BACKGROUND_COLOURS = np.array([(90, 90, 90), (200, 200, 200), (120, 60, 20), (20, 100, 110), (160, 120, 200)])
 
 
@@ -20,10 +21,10 @@ def _photos(seed: int = 0):
         for _ in range(3):
             palette = BACKGROUND_COLOURS[rng.choice(len(BACKGROUND_COLOURS), 2, replace=False)]
             image = palette[rng.integers(0, 2, (16, 16))].repeat(8, axis=0).repeat(8, axis=1).astype(np.uint8)
-            x, y = (int(v) for v in rng.integers(0, 100, 2))
-            image[y:y + 28, x:x + 28] = colour
+            x, y = (int(v) for v in rng.integers(0, 128 - PRODUCT_SIDE, 2))
+            image[y:y + PRODUCT_SIDE, x:x + PRODUCT_SIDE] = colour
             pairs.append((image, f"product {product}"))
-            boxes.append(Box(x, y, x + 28, y + 28, score=0.9))
+            boxes.append(Box(x, y, x + PRODUCT_SIDE, y + PRODUCT_SIDE, score=0.9))
     return ImageDataset.from_pairs(pairs), boxes
 
 

@@ -7,6 +7,7 @@
     export     --run runs/r1 --out models/extractor/NAME [--colour-weight 0.5] [--name NAME] [--version V]
     train-det  --config det.yaml --data composites/boxes.jsonl --out runs/d1 [--eval held-out/boxes.jsonl]
     eval-det   --model DIR [--boxes held-out/boxes.jsonl] [--photos dev/labels.txt] [--json]
+    eval-crops --model DIR --gallery DIR [--split FILE] [--queries FILE ...] [--detector DIR] [--json]
 """
 
 from __future__ import annotations
@@ -68,16 +69,18 @@ def run_eval(model: str, gallery: str | Path, labels: str | Path | None = None, 
              query_fraction: float = 0.5, show_progress: bool = True,
              split: str | Path | None = None, part: str = "held_out",
              queries: str | Path | None = None, pipeline: bool = False, detector: str | None = None,
-             unknown: str | Path | None = None, scenes: str | Path | None = None) -> dict[str, Any]:
+             unknown: str | Path | None = None, scenes: str | Path | None = None,
+             gallery_detection: bool = False) -> dict[str, Any]:
     """Score ``model`` on a label-file gallery (only ``part`` of a product ``split`` when given): leave-one-out
     or a split of it, or the photos of a second label file (``queries``) against it. The report also names
     the model and data.
 
     With ``pipeline`` the whole recognition is scored instead (training.engine.pipeline_eval.evaluate_pipeline):
     ``detector`` (see build_detector), photos of products absent from the gallery (``unknown``: a label file
-    whose paths are relative to ``gallery``, like ``labels``) and multi-product ``scenes`` (a TSV)."""
-    if not pipeline and (unknown is not None or scenes is not None or detector is not None):
-        raise ValueError("--unknown, --scenes and --detector need --pipeline")
+    whose paths are relative to ``gallery``, like ``labels``) and multi-product ``scenes`` (a TSV); the
+    gallery is embedded from whole photos, or from their main objects with ``gallery_detection``."""
+    if not pipeline and (unknown is not None or scenes is not None or detector is not None or gallery_detection):
+        raise ValueError("--unknown, --scenes, --detector and --gallery-detection need --pipeline")
     if pipeline and mode.replace("-", "_") != "leave_one_out":
         raise ValueError("--pipeline scores leave-one-out or --queries, not --mode split")
     labels_path = Path(labels) if labels else Path(gallery) / "labels.txt"
@@ -95,7 +98,8 @@ def run_eval(model: str, gallery: str | Path, labels: str | Path | None = None, 
                 **_pipeline_report(extractor, dataset, Path(gallery), threads=threads, detector=detector,
                                    queries=Path(queries) if queries is not None else None,
                                    unknown=Path(unknown) if unknown is not None else None,
-                                   scenes=Path(scenes) if scenes is not None else None, show_progress=show_progress)}
+                                   scenes=Path(scenes) if scenes is not None else None,
+                                   gallery_detection=gallery_detection, show_progress=show_progress)}
     if queries is not None:
         return {"model": model, "gallery": str(gallery), "labels": str(labels_path),
                 **({"split": str(split), "part": part} if split is not None else {}),
@@ -110,7 +114,7 @@ def run_eval(model: str, gallery: str | Path, labels: str | Path | None = None, 
 
 def _pipeline_report(extractor: Any, gallery: ImageDataset, gallery_root: Path, *, threads: int,
                      detector: str | None, queries: Path | None, unknown: Path | None, scenes: Path | None,
-                     show_progress: bool) -> dict[str, Any]:
+                     gallery_detection: bool, show_progress: bool) -> dict[str, Any]:
     """The whole pipeline (detector, verification, calibrated "no match") on the gallery, with a bar per stage."""
     import time
 
@@ -138,11 +142,12 @@ def _pipeline_report(extractor: Any, gallery: ImageDataset, gallery_root: Path, 
 
     try:
         report = evaluate_pipeline(found_detector, extractor, gallery, queries=query_set, query_sources=sources,
-                                   unknown=unknown_set, scenes=scene_list, progress=progress)
+                                   unknown=unknown_set, scenes=scene_list, gallery_detection=gallery_detection,
+                                   progress=progress)
     finally:
         for bar in bars.values():
             bar.close()
-    return {**report, "detector": detector_name,
+    return {**report, "detector": detector_name, "gallery_detection": gallery_detection,
             **({"queries_file": str(queries), "sources_left_out": int(sum(s >= 0 for s in sources))}
                if queries is not None and sources is not None else {}),
             **({"unknown_file": str(unknown)} if unknown is not None else {}),
@@ -329,7 +334,7 @@ def run_eval_det(model: str, *, boxes: str | None = None, photos: str | None = N
     from recognition.engine.inference import PaddleDetector
 
     from .det_data import DetectionDataset
-    from .det_eval import evaluate_detector
+    from .det_eval import evaluate_detector, evaluate_targets
 
     detector = PaddleDetector.from_dir(model, threads=threads)
 
@@ -344,6 +349,9 @@ def run_eval_det(model: str, *, boxes: str | None = None, photos: str | None = N
         dataset = DetectionDataset.from_jsonl(boxes)
         samples = [dataset.load(i) for i in range(len(dataset))]
         report["composites"] = evaluate_detector(rows, samples)
+        targets = [(image, truth, sample.target) for (image, truth), sample in zip(samples, dataset.samples)]
+        if any(target >= 0 for _, _, target in targets):  # shelf scenes mark what the camera points at
+            report["composites"].update(evaluate_targets(rows, targets))
     if photos:
         dataset = ImageDataset.from_label_file(photos)
         found = any_box = 0
@@ -373,6 +381,9 @@ def _eval_det(args: argparse.Namespace) -> int:
         c = report["composites"]
         print(f"held-out composites: {c['images']} images, {c['boxes']} boxes, mAP@0.5 {c['mAP@0.5']:.3f}, "
               f"recall (top {c['max_results']}, score >= {c['score_threshold']}) {c['recall']:.3f}")
+        if "target_found" in c:
+            print(f"targets: {c['scenes']} scenes, target among the kept boxes {c['target_found']:.3f}, "
+                  f"main object is the target {c['main_object_is_target']:.3f}")
     if "photos" in report:
         p = report["photos"]
         print(f"photos: {p['images']} images, main product found (kept box >= {p['min_area']:.0%} of the frame) "
@@ -382,6 +393,57 @@ def _eval_det(args: argparse.Namespace) -> int:
         print(f"pipeline recall@1 (leave-one-out, extractor {p['extractor']}): with the detector {p['recall@1']:.3f}, "
               f"whole image only {p['recall@1_whole_image']:.3f}; answer from a detected box "
               f"{p['answer_from_a_detected_box']:.1%}")
+    return 0
+
+
+def run_eval_crops(model: str, gallery: str | Path, labels: str | Path | None = None, *, split: str | Path | None = None,
+                   part: str = "held_out", queries: Sequence[str | Path] = (), detector: str | None = None,
+                   gallery_crops: str = "whole_image", threads: int = 2, show_progress: bool = True) -> dict[str, Any]:
+    """recall@1 of the main-object crop, the detector's best box, the whole photo and the centre crop
+    (training.engine.crop_eval), leave-one-out on the gallery's photos and for each ``queries`` file (its
+    ``sources.tsv`` leaves each query's source photo out)."""
+    from .crop_eval import crop_retrieval
+
+    labels_path = Path(labels) if labels else Path(gallery) / "labels.txt"
+    dataset = ImageDataset.from_label_file(labels_path, image_root=gallery)
+    if split is not None:
+        keep = split_products(split, part)
+        dataset = ImageDataset([s for s in dataset.samples if s.label in keep])
+        if not len(dataset):
+            raise ValueError(f"no photo of {labels_path} belongs to the {part} part of {split}")
+    found_detector, detector_name = build_detector(detector, threads=threads)
+    query_sets = []
+    for path in queries:
+        query_set = ImageDataset.from_label_file(path)
+        query_sets.append((Path(path).parent.name or str(path), query_set,
+                           _query_sources(dataset, Path(gallery), Path(path), query_set)))
+    bars: dict[str, Any] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if show_progress:
+            from tqdm import tqdm
+
+            bar = bars.setdefault(stage, tqdm(total=total, desc=f"detect {stage}", unit="img", file=sys.stderr,
+                                              leave=False))
+            bar.update(done - bar.n)
+
+    try:
+        report = crop_retrieval(found_detector, build_extractor(model, threads=threads), dataset,
+                                query_sets=query_sets, gallery_crops=gallery_crops, progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    return {"model": model, "detector": detector_name, "gallery": str(gallery),
+            **({"split": str(split), "part": part} if split is not None else {}), **report}
+
+
+def _eval_crops(args: argparse.Namespace) -> int:
+    from .crop_eval import render_crop_report
+
+    report = run_eval_crops(args.model, args.gallery, args.labels, split=args.split, part=args.part,
+                            queries=args.queries or (), detector=args.detector, gallery_crops=args.gallery_crops,
+                            threads=args.threads, show_progress=not args.no_progress)
+    print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else render_crop_report(report))
     return 0
 
 
@@ -398,7 +460,8 @@ def _eval(args: argparse.Namespace) -> int:
     report = run_eval(args.model, args.gallery, args.labels, mode=args.mode, threads=args.threads,
                       batch_size=args.batch_size, seed=args.seed, query_fraction=args.query_fraction,
                       show_progress=not args.no_progress, split=args.split, part=args.part, queries=args.queries,
-                      pipeline=args.pipeline, detector=args.detector, unknown=args.unknown, scenes=args.scenes)
+                      pipeline=args.pipeline, detector=args.detector, unknown=args.unknown, scenes=args.scenes,
+                      gallery_detection=args.gallery_detection)
     print(render_eval(report, as_json=args.json))
     return 0
 
@@ -426,6 +489,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                                           "absent from the gallery; reports the share answered 'no match'")
     parser.add_argument("--scenes", help="with --pipeline: TSV 'photo<TAB>label;label' ('|' between alternatives, "
                                          "photos relative to the TSV); reports photos with every product recognised")
+    parser.add_argument("--gallery-detection", action="store_true",
+                        help="with --pipeline: embed gallery photos from their main objects (a gallery's "
+                             "detect_references), instead of whole (the default)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -477,8 +543,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                      f"(folder or {BASELINES[0]}) with and without the detector")
     det_eval_parser.add_argument("--threads", type=int, default=2)
     det_eval_parser.add_argument("--json", action="store_true")
+    crops_parser = commands.add_parser("eval-crops", help="recall@1 of the main-object crop vs the whole photo and "
+                                                          "the centre crop")
+    crops_parser.add_argument("--model", required=True, help="extractor folder")
+    crops_parser.add_argument("--gallery", required=True, help="folder the label file's paths are relative to")
+    crops_parser.add_argument("--labels", help="label file (default: GALLERY/labels.txt)")
+    crops_parser.add_argument("--split", help="product split JSON: only --part's products")
+    crops_parser.add_argument("--part", default="held_out", choices=("held_out", "train"))
+    crops_parser.add_argument("--queries", action="append", help="a label file of query photos (repeatable); a "
+                                                                 "sources.tsv beside it leaves each source photo out")
+    crops_parser.add_argument("--detector", help=f"detector folder or '{NO_DETECTOR}' (default: the shipped one)")
+    crops_parser.add_argument("--gallery-crops", default="whole_image", choices=("whole_image", "main_object"),
+                              help="how gallery photos are embedded (a gallery's detect_references)")
+    crops_parser.add_argument("--threads", type=int, default=2)
+    crops_parser.add_argument("--no-progress", action="store_true")
+    crops_parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    handlers = {"train": _train, "train-head": _train_head, "eval": _eval, "export": _export, "train-det": _train_det, "eval-det": _eval_det}
+    handlers = {"train": _train, "train-head": _train_head, "eval": _eval, "export": _export, "train-det": _train_det,
+                "eval-det": _eval_det, "eval-crops": _eval_crops}
     return handlers[args.command](args)
 
 

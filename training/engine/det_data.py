@@ -24,6 +24,7 @@ MIN_KEPT_AREA = 0.4   # a box cut by a crop stays a box while this fraction of i
 class DetectionSample:
     path: str
     boxes: np.ndarray      # [G, 4] x1, y1, x2, y2 in image pixels
+    target: int = -1       # position in boxes of what the camera points at (shelf scenes), -1 when unmarked
 
 
 class DetectionDataset:
@@ -41,7 +42,7 @@ class DetectionDataset:
                 continue
             record = json.loads(line)
             boxes = np.asarray(record.get("boxes") or [], np.float32).reshape(-1, 4)
-            samples.append(DetectionSample(str(path.parent / record["file"]), boxes))
+            samples.append(DetectionSample(str(path.parent / record["file"]), boxes, int(record.get("target", -1))))
         if not samples:
             raise ValueError(f"{path} lists no images")
         return cls(samples)

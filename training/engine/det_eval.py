@@ -12,6 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from recognition.engine.main_object import choose_main_object
+from recognition.engine.types import Box
+
 from .det_assign import pairwise_iou
 
 Detect = Callable[[np.ndarray], np.ndarray]   # image -> [K, 5] rows (score, x1, y1, x2, y2), best first
@@ -75,4 +78,27 @@ def evaluate_detector(detect: Detect, samples: Sequence[tuple[np.ndarray, np.nda
             "iou_threshold": iou_threshold, "score_threshold": score_threshold, "max_results": max_results}
 
 
-__all__ = ["average_precision", "evaluate_detector", "match_detections"]
+def evaluate_targets(detect: Detect, samples: Sequence[tuple[np.ndarray, np.ndarray, int]], *,
+                     iou_threshold: float = 0.5, score_threshold: float = 0.2, max_results: int = 5) -> dict[str, Any]:
+    """On scenes with a marked target (``(image, boxes, target)``): the share whose target is among the kept
+    boxes, and the share whose main object (recognition.engine.main_object) is the target."""
+    found = main = scenes = 0
+    for image, boxes, target in samples:
+        if target < 0:
+            continue
+        scenes += 1
+        rows = detect(image)
+        rows = rows[np.argsort(-rows[:, 0], kind="stable")] if len(rows) else rows.reshape(0, 5)
+        kept = rows[:max_results]
+        kept = kept[kept[:, 0] >= score_threshold]
+        truth = boxes[target:target + 1]
+        found += any(match_detections(row[None], truth, iou_threshold)[0] for row in kept)
+        chosen = choose_main_object([Box(*map(float, row[1:5]), score=float(row[0])) for row in rows],
+                                    image.shape[1], image.shape[0])
+        if chosen is not None:
+            main += match_detections(np.array([[1.0, *chosen.as_list()]], np.float32), truth, iou_threshold)[0]
+    return {"scenes": scenes, "target_found": found / scenes if scenes else float("nan"),
+            "main_object_is_target": main / scenes if scenes else float("nan")}
+
+
+__all__ = ["average_precision", "evaluate_detector", "evaluate_targets", "match_detections"]

@@ -24,7 +24,8 @@ import numpy as np
 from recognition.engine.boxes import crop
 from recognition.engine.calibration import DEFAULT_CALIBRATION, Calibration, calibrate_gallery
 from recognition.engine.local_features import LocalFeatures, LocalFeaturesError, extract_local_features
-from recognition.engine.pipeline import GivenBoxDetector, PipelineParams, RecognitionPipeline, main_object_box, rank_key
+from recognition.engine.main_object import main_object_box
+from recognition.engine.pipeline import GivenBoxDetector, PipelineParams, RecognitionPipeline, rank_key
 from recognition.engine.search import VectorIndex
 from recognition.engine.types import RecognizedObject
 
@@ -38,8 +39,8 @@ def pipeline_recall(detector: Any, extractor: Any, dataset: LoadableDataset, *,
                     progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Recall@1 of the pipeline's top object, with ``detector`` and with the whole image only.
 
-    As on the platform, a gallery photo is embedded from its main object (the detector's best box) when
-    there is a detector, from the whole photo when there is none.
+    Gallery photos are embedded from their main object (main_object.py) when there is a detector, as a
+    gallery with ``detect_references`` does, from the whole photo when there is none.
     """
     images = [dataset.load(position) for position in range(len(dataset))]
     names = list(dataset.label_names)
@@ -134,8 +135,10 @@ class References:
 
 
 def build_references(detector: Any, extractor: Any, dataset: LoadableDataset, *, params: PipelineParams,
-                     batch_size: int = 16, progress: StageProgress | None = None) -> References:
-    """Embed every gallery photo from its main object (the detector's best box, else the whole photo)."""
+                     gallery_detection: bool = False, batch_size: int = 16,
+                     progress: StageProgress | None = None) -> References:
+    """Embed every gallery photo as the platform does: whole, or (``gallery_detection``, a gallery's
+    ``detect_references``) from its main object."""
     vectors, local, batch = [], [], []
 
     def flush() -> None:
@@ -145,7 +148,7 @@ def build_references(detector: Any, extractor: Any, dataset: LoadableDataset, *,
 
     for position in range(len(dataset)):
         image = dataset.load(position)
-        box = main_object_box(detector, image, det_threshold=params.det_threshold)
+        box = main_object_box(detector, image) if gallery_detection else None
         main = crop(image, box) if box is not None else image
         batch.append(main)
         try:
@@ -194,7 +197,8 @@ def evaluate_pipeline(detector: Any, extractor: Any, gallery: LoadableDataset, *
                       queries: LoadableDataset | None = None, query_sources: Sequence[int] | None = None,
                       unknown: LoadableDataset | None = None, scenes: Sequence[Scene] | None = None,
                       params: PipelineParams | None = None, calibration: Calibration | None = None,
-                      batch_size: int = 16, progress: StageProgress | None = None) -> dict[str, Any]:
+                      gallery_detection: bool = False, batch_size: int = 16,
+                      progress: StageProgress | None = None) -> dict[str, Any]:
     """Score the calibrated, verified pipeline; JSON-ready.
 
     Known queries are the gallery itself, leave-one-out (a product's only photo has nothing to find and is
@@ -207,7 +211,8 @@ def evaluate_pipeline(detector: Any, extractor: Any, gallery: LoadableDataset, *
     returns top-k matches, not a full ranking) and is reported as None.
     """
     params = params or PipelineParams()
-    refs = build_references(detector, extractor, gallery, params=params, batch_size=batch_size, progress=progress)
+    refs = build_references(detector, extractor, gallery, params=params, gallery_detection=gallery_detection,
+                            batch_size=batch_size, progress=progress)
     source = "given"
     if calibration is None:
         calibration = calibrate_gallery(

@@ -1,0 +1,57 @@
+"""The main-object rule: what the camera points at, or the whole image when no box is credible."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recognition.engine.main_object import (MainObjectRule, area_share, centrality, choose_main_object,
+                                            main_object_box, main_score)
+from recognition.engine.pipeline import GivenBoxDetector
+from recognition.engine.types import Box
+
+W, H = 1000, 800
+
+
+def test_prefers_a_large_central_box_to_a_small_confident_one_at_the_edge() -> None:
+    edge = Box(0, 0, 120, 120, score=0.98)  # 1.8 % of the frame, in a corner
+    central = Box(300, 200, 700, 600, score=0.45)  # 20 %, centred
+    assert choose_main_object([edge, central], W, H) == central
+    assert choose_main_object([central, edge], W, H) == central
+    assert main_score(central, W, H) > main_score(edge, W, H)
+
+
+def test_falls_back_to_the_whole_image_without_a_big_confident_box() -> None:
+    small = Box(450, 350, 520, 420, score=0.99)  # under min_area
+    unsure = Box(200, 100, 800, 700, score=0.1)  # under det_threshold
+    assert choose_main_object([small, unsure], W, H) is None
+    assert choose_main_object([], W, H) is None
+
+
+def test_a_box_over_most_of_the_frame_means_the_whole_image() -> None:
+    almost_all = Box(10, 10, 990, 790, score=0.9)
+    assert area_share(almost_all, W, H) > MainObjectRule().whole_area
+    assert choose_main_object([almost_all], W, H) is None
+    assert choose_main_object([almost_all], W, H, MainObjectRule(whole_area=1.0)) == almost_all
+
+
+def test_whole_image_candidates_never_compete() -> None:
+    whole = Box(0, 0, W, H, score=1.0, whole_image=True)
+    box = Box(300, 200, 700, 600, score=0.5)
+    assert choose_main_object([whole, box], W, H) == box
+    assert choose_main_object([whole], W, H) is None
+
+
+def test_geometry_helpers() -> None:
+    assert centrality(Box(400, 300, 600, 500), W, H) == pytest.approx(1.0)
+    assert centrality(Box(0, 0, 2, 2), W, H) == pytest.approx(0.0, abs=0.01)
+    assert area_share(Box(-100, -100, 500, 400), W, H) == pytest.approx(500 * 400 / (W * H))
+    with pytest.raises(ValueError):
+        MainObjectRule(min_area=0.7, whole_area=0.6)
+
+
+def test_main_object_box_runs_the_detector() -> None:
+    image = np.zeros((H, W, 3), np.uint8)
+    central = Box(300, 200, 700, 600, score=0.45)
+    assert main_object_box(GivenBoxDetector([Box(0, 0, 50, 50, score=0.9), central]), image) == central
+    assert main_object_box(GivenBoxDetector([]), image) is None
