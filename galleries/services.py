@@ -109,8 +109,8 @@ class EmbedOutcome:
 def reference_images_embed(*, reference_image_ids: list[int]) -> EmbedOutcome:
     """Embed pending images with their tenant's extractor, one extractor call per batch; safe to run twice.
 
-    Per image: the given bbox, else the detector's best box, else the whole image. An image that cannot be
-    read or decoded is marked failed with the reason; the others still succeed.
+    Per image: the given bbox, else (in a gallery that detects references) its main object, else the whole
+    image. An image that cannot be read or decoded is marked failed with the reason; the others still succeed.
     """
     from recognition.model_registry import extractor_for, extractor_for_gallery
 
@@ -151,7 +151,7 @@ def default_model_backfill(*, batch_size: int | None = None, progress=None) -> d
             continue  # the tenant has its own model: a promotion re-embeds for it
         missing = (ReferenceImage.objects.for_tenant(gallery.tenant)
                    .filter(gallery=gallery, status=ReferenceImage.Status.READY)
-                   .exclude(embeddings__model_key=default.key).order_by("pk"))
+                   .exclude(embeddings__model_key=default.key).select_related("gallery").order_by("pk"))
         touched = False
         batch = list(missing[:size])
         while batch:
@@ -171,7 +171,8 @@ def reference_images_embed_with(*, images: list[ReferenceImage], extractor) -> t
     """Write `extractor`'s vectors for these images (new rows for a new model, so the old ones keep serving)."""
     from recognition.model_registry import active_detector
 
-    detector = active_detector()
+    # the detector only loads (and runs) for galleries that crop references to their main object
+    detector = active_detector() if any(i.bbox is None and i.gallery.detect_references for i in images) else None
     crops, boxes, ok_images, failed = [], [], [], 0
     for reference_image in images:
         try:
@@ -181,7 +182,7 @@ def reference_images_embed_with(*, images: list[ReferenceImage], extractor) -> t
             _mark_failed(reference_image, f"{getattr(error, 'code', type(error).__name__)}: {error}")
             failed += 1
             continue
-        box = reference_image.bbox or _main_object_box(detector, pixels)
+        box = reference_image.bbox or (_main_object_box(detector, pixels) if reference_image.gallery.detect_references else None)
         crops.append(pixels if box is None else crop(pixels, box))
         boxes.append(box)
         ok_images.append(reference_image)
@@ -240,8 +241,8 @@ def _mark_failed(reference_image: ReferenceImage, reason: str) -> None:
 
 
 def _main_object_box(detector, pixels) -> list[float] | None:
-    """The detector's best box (the product fills most of a reference photo), or None for the whole image."""
-    from recognition.engine.pipeline import main_object_box
+    """The photo's main object (recognition/engine/main_object.py), or None for the whole image."""
+    from recognition.engine.main_object import main_object_box
 
     best = main_object_box(detector.model, pixels) if detector is not None else None
     return [best.xmin, best.ymin, best.xmax, best.ymax] if best is not None else None

@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -16,9 +16,12 @@ from PIL import Image
 from galleries.models import Product
 from recognition import reviews
 from recognition.engine.boxes import crop
+from recognition.engine.errors import EngineError
 from recognition.engine.imageio import load_image
+from recognition.evidence import stored_evidence_jpeg
 from recognition.models import DetectedObject, MatchReview, Recognition
 from shitu_platform.object_store import object_store
+from shitu_platform.storage.base import ObjectStoreError
 from shitu_platform.tenancy.scoping import dangerously_unscoped, staff_visible
 
 
@@ -63,13 +66,13 @@ class RelabelForm(forms.ModelForm):
 @admin.register(MatchReview)
 class MatchReviewAdmin(admin.ModelAdmin):
     form = RelabelForm
-    list_display = ["id", "crop_thumb", "query_thumb", "predicted", "reference_thumb", "runner_up", "score", "reason",
-                    "verdict", "status", "gallery", "created_at"]
+    list_display = ["id", "crop_thumb", "query_thumb", "predicted", "reference_thumb", "evidence_thumb", "runner_up", "score",
+                    "reason", "verdict", "status", "gallery", "created_at"]
     list_filter = ["status", "reason", "verdict", ScoreBandFilter, ("gallery", admin.RelatedOnlyFieldListFilter), "created_at"]
     date_hierarchy = "created_at"
-    list_select_related = ["detected_object__recognition", "detected_object__product", "gallery"]
-    readonly_fields = ["crop_thumb", "query_thumb", "predicted", "reference_thumb", "runner_up", "score", "reason", "verdict",
-                       "suggested_product", "flagged_by", "status", "resolved_product", "reviewed_by", "reviewed_at"]
+    list_select_related = ["detected_object__recognition", "detected_object__product", "detected_object__reference_image", "gallery"]
+    readonly_fields = ["crop_thumb", "query_thumb", "predicted", "reference_thumb", "evidence_picture", "runner_up", "score", "reason",
+                       "verdict", "suggested_product", "flagged_by", "status", "resolved_product", "reviewed_by", "reviewed_at"]
     actions = ["confirm_selected", "mark_unknown_selected", "relabel_to_suggested"]
     list_per_page = 50
 
@@ -86,15 +89,28 @@ class MatchReviewAdmin(admin.ModelAdmin):
     def picture(self, request: HttpRequest, review_id: int, kind: str) -> HttpResponse:
         review = get_object_or_404(self.get_queryset(request), pk=review_id)
         detected = review.detected_object
+        if kind == "evidence":
+            if not self._has_evidence(review):
+                raise Http404("This object was not verified geometrically.")
+            try:
+                return HttpResponse(stored_evidence_jpeg(detected, detected.reference_image), content_type="image/jpeg")
+            except (EngineError, ObjectStoreError, OSError, ValueError) as error:
+                raise Http404(f"The matched keypoints cannot be drawn: {error}") from error
         if kind == "reference" and detected.reference_image is not None:
             data, box = object_store().get(detected.reference_image.object_key), detected.reference_image.bbox
         else:
             data, box = object_store().get(detected.recognition.image_key), (detected.bbox if kind == "crop" else None)
         return HttpResponse(jpeg_thumbnail(data, box), content_type="image/jpeg")
 
-    def _img(self, review: MatchReview, kind: str) -> str:
+    def _img(self, review: MatchReview, kind: str, style: str = "max-height:96px;max-width:120px") -> str:
         url = reverse("admin:review-picture", args=[review.pk, kind])
-        return format_html('<img src="{}" style="max-height:96px;max-width:120px;border-radius:4px" alt="{}">', url, kind)
+        return format_html('<img src="{}" style="{};border-radius:4px" alt="{}">', url, style, kind)
+
+    @staticmethod
+    def _has_evidence(review: MatchReview) -> bool:
+        """Matched keypoints to draw: the object was verified and its best match's reference image still exists."""
+        detected = review.detected_object
+        return bool(detected.evidence) and detected.reference_image is not None
 
     @admin.display(description="crop")
     def crop_thumb(self, review: MatchReview) -> str:
@@ -107,6 +123,19 @@ class MatchReviewAdmin(admin.ModelAdmin):
     @admin.display(description="its reference")
     def reference_thumb(self, review: MatchReview) -> str:
         return self._img(review, "reference") if review.detected_object.reference_image_id else "-"
+
+    @admin.display(description="matched keypoints")
+    def evidence_thumb(self, review: MatchReview) -> str:
+        return self._img(review, "evidence", "max-height:96px;max-width:240px") if self._has_evidence(review) else "not verified"
+
+    @admin.display(description="matched keypoints")
+    def evidence_picture(self, review: MatchReview) -> str:
+        """The crop beside its reference image with a line per matched keypoint, large enough to follow the lines."""
+        if not self._has_evidence(review):
+            return "not verified geometrically"
+        inliers = review.detected_object.evidence.get("inliers")
+        return format_html('{}<div class="help">{} keypoints agree between the photo (left) and the reference image (right)</div>',
+                           self._img(review, "evidence", "max-width:720px;width:100%"), inliers)
 
     @admin.display(description="predicted")
     def predicted(self, review: MatchReview) -> str:

@@ -61,6 +61,9 @@ class DetectedObject(TenantOwnedModel):
     confidence = models.FloatField(null=True, blank=True,
                                    help_text="calibrated probability that the label is right (the gallery's own fit)")
     matches = models.JSONField(default=list, help_text="top-k: product_id, label, display_name, score, reference_image_id, inliers")
+    evidence = models.JSONField(null=True, blank=True,
+                                help_text="the best match's homography inlier pairs, for drawing (see recognition.evidence); "
+                                          "null when not verified geometrically")
 
     class Meta:
         ordering = ["recognition_id", "rank"]

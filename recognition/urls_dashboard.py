@@ -9,6 +9,7 @@ urlpatterns = [
     path("<uuid:public_id>/", views.RecognitionDetailView.as_view(), name="recognition"),
     path("<uuid:public_id>/image/", views.RecognitionImageView.as_view(), name="recognition-image"),
     path("<uuid:public_id>/objects/<int:position>/crop/", views.ObjectCropView.as_view(), name="recognition-crop"),
+    path("<uuid:public_id>/objects/<int:position>/evidence/", views.ObjectEvidenceView.as_view(), name="recognition-evidence"),
     path("reference-images/<int:pk>/thumb/", views.ReferenceImageThumbView.as_view(), name="recognition-reference-thumb"),
     path("review/", views.ReviewQueueView.as_view(), name="review-queue"),
     path("review/confirm/", views.ReviewBulkConfirmView.as_view(), name="review-bulk-confirm"),

@@ -1,8 +1,9 @@
 """Dashboard pages for recognition: try a photo, past recognitions, and the admins' review queue.
 
 The Try-it page posts straight to the REST API (session auth + CSRF) and draws the answer in the browser;
-these views render pages, serve pictures (query photos, object crops, reference thumbnails) and resolve
-reviews through `recognition.reviews`. Every row comes through the tenant-scoped mixin or `scoped()`.
+these views render pages, serve pictures (query photos, object crops, reference thumbnails, matched-keypoint
+evidence) and resolve reviews through `recognition.reviews`. Every row comes through the tenant-scoped mixin
+or `scoped()`.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.db.models import Count, F, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views import View
@@ -30,8 +31,9 @@ from galleries.models import Gallery, Product, ReferenceImage
 from recognition import reviews
 from recognition.admin import jpeg_thumbnail
 from recognition.engine.errors import EngineError
+from recognition.evidence import stored_evidence_jpeg
 from recognition.models import DetectedObject, MatchReview, Recognition
-from shitu_platform.errors import PlatformError
+from shitu_platform.errors import PlatformError, error_body
 from shitu_platform.object_store import object_store
 from shitu_platform.storage.base import ObjectStoreError
 from shitu_platform.tenancy.models import Role
@@ -111,22 +113,58 @@ class RecognitionImageView(TenantScopedDashboardMixin, SingleObjectMixin, View):
         )
 
 
+def _object_at(objects: QuerySet, public_id: uuid.UUID, position: int) -> DetectedObject:
+    """The object at `position` in the recognition's `objects`, the same index the feedback API takes (stored
+    ranks can skip a number when an object lost all its matches); 404 when there is none in `objects`."""
+    ranked = objects.filter(recognition__public_id=public_id).select_related("recognition").order_by("rank")
+    detected = next(iter(ranked[position:position + 1]), None)
+    if detected is None:
+        raise Http404("No such object.")
+    return detected
+
+
 class ObjectCropView(TenantScopedDashboardMixin, View):
-    """The crop of one detected object. `position` is the object's index in the recognition's `objects`, the
-    same index the feedback API takes (stored ranks can skip a number when an object lost all its matches)."""
+    """The crop of one detected object, by its position in the recognition (see `_object_at`)."""
 
     scoped_model = DetectedObject
     http_method_names = ["get", "head"]
 
     def get(self, request: HttpRequest, public_id: uuid.UUID, position: int) -> HttpResponse:
-        objects = self.get_queryset().filter(recognition__public_id=public_id).select_related("recognition").order_by("rank")
-        detected = next(iter(objects[position:position + 1]), None)
-        if detected is None:
-            raise Http404("No such object.")
+        detected = _object_at(self.get_queryset(), public_id, position)
         return _picture_response(
             _jpeg_or_none(key=detected.recognition.image_key, box=detected.bbox, max_side=CROP_SIDE,
                           what=f"object {position} of recognition {public_id}")
         )
+
+
+def _evidence_or_none(detected: DetectedObject, reference_image: ReferenceImage, *, what: str) -> bytes | None:
+    """The object's matched-keypoint picture, or None when a stored picture (or the record) cannot be read."""
+    try:
+        return stored_evidence_jpeg(detected, reference_image)
+    except (EngineError, ObjectStoreError, OSError, ValueError) as error:
+        logger.info("no evidence picture for %s: %s", what, error)
+    except Exception:  # noqa: BLE001 - a picture must never turn into a server error page
+        logger.exception("unexpected failure drawing evidence for %s", what)
+    return None
+
+
+class ObjectEvidenceView(TenantScopedDashboardMixin, View):
+    """Why an object was matched: its crop beside the best match's reference image, a line per matched keypoint.
+
+    An object of this tenant without geometric evidence (not verified, or its reference image deleted since)
+    answers 404 `no_evidence`; another tenant's object is the plain 404 of any missing object."""
+
+    scoped_model = DetectedObject
+    http_method_names = ["get", "head"]
+
+    def get(self, request: HttpRequest, public_id: uuid.UUID, position: int) -> HttpResponse:
+        detected = _object_at(self.get_queryset(), public_id, position)
+        reference_image = (scoped(ReferenceImage, self.tenant).filter(pk=detected.reference_image_id).first()
+                           if detected.evidence and detected.reference_image_id else None)
+        if reference_image is None:
+            return JsonResponse(error_body("no_evidence", "This object was not verified geometrically: "
+                                                          "there are no matched keypoints to draw."), status=404)
+        return _picture_response(_evidence_or_none(detected, reference_image, what=f"object {position} of recognition {public_id}"))
 
 
 class ReferenceImageThumbView(TenantScopedDashboardMixin, SingleObjectMixin, View):
@@ -161,13 +199,24 @@ class ObjectView:
     """One detected object as the pages draw it: box position in percent of the photo, colour, matches."""
 
     position: int
+    public_id: uuid.UUID  # of the recognition: with `position`, names the object's pictures
     detected: DetectedObject
     colour: str
     box_style: str
     tag_inside: bool
-    crop_url: str
     matches: list[MatchView] = field(default_factory=list)
     review: MatchReview | None = None
+
+    @property
+    def crop_url(self) -> str:
+        return crop_url(self.public_id, self.position)
+
+    @property
+    def evidence_url(self) -> str | None:
+        """The matched-keypoint picture, where the object has geometric evidence to draw."""
+        if not (self.detected.evidence and self.detected.reference_image_id):
+            return None
+        return reverse("dashboard:recognition-evidence", args=[self.public_id, self.position])
 
     @property
     def best(self) -> MatchView | None:
@@ -206,8 +255,8 @@ def object_views(recognition: Recognition, detected_objects: list[DetectedObject
     for position, detected in enumerate(sorted(detected_objects, key=lambda d: d.rank)):
         style, tag_inside = box_style(detected.bbox, recognition.image_width, recognition.image_height)
         views.append(ObjectView(
-            position=position, detected=detected, colour=f"obj-c{position % BOX_COLOURS}", box_style=style,
-            tag_inside=tag_inside or detected.whole_image, crop_url=crop_url(recognition.public_id, position),
+            position=position, public_id=recognition.public_id, detected=detected, colour=f"obj-c{position % BOX_COLOURS}",
+            box_style=style, tag_inside=tag_inside or detected.whole_image,
             matches=[
                 MatchView(label=m.get("label", ""), display_name=m.get("display_name", ""), score=float(m.get("score", 0)),
                           product_id=m.get("product_id"), reference_image_id=m.get("reference_image_id"),
@@ -235,6 +284,8 @@ def _url_patterns() -> dict[str, str]:
         "detail": reverse("dashboard:recognition", args=[_ANY_ID]).replace(str(_ANY_ID), "{id}"),
         "image": reverse("dashboard:recognition-image", args=[_ANY_ID]).replace(str(_ANY_ID), "{id}"),
         "crop": reverse("dashboard:recognition-crop", args=[_ANY_ID, 0]).replace(str(_ANY_ID), "{id}").replace("/0/crop/", "/{index}/crop/"),
+        "evidence": reverse("dashboard:recognition-evidence", args=[_ANY_ID, 0]).replace(str(_ANY_ID), "{id}")
+                    .replace("/0/evidence/", "/{index}/evidence/"),
         "thumb": reverse("dashboard:recognition-reference-thumb", args=[0]).replace("/0/", "/{pk}/"),
     }
 
@@ -414,7 +465,7 @@ class ReviewQueueView(TenantScopedDashboardMixin, _ForgivingPaginationMixin, Lis
             detected = review.detected_object
             recognition = detected.recognition
             view = object_views(recognition, [detected])[0]
-            view.position, view.crop_url = review.object_position, crop_url(recognition.public_id, review.object_position)
+            view.position = review.object_position
             candidates = {m.product_id for m in view.matches}
             if review.suggested_product_id:
                 candidates.add(review.suggested_product_id)

@@ -25,6 +25,7 @@ import numpy as np
 from .boxes import clip_box, crop, iou, nms, suppress_contained, whole_image_box
 from .errors import DimensionMismatch
 from .local_features import DEFAULT_LONG_SIDE, MAX_SIDE, LocalFeatures, extract_local_features
+from .main_object import choose_main_object, main_score
 from .search import VectorIndex
 from .types import Box, Detector, Extractor, Match, RecognizedObject
 from .verify import GeometricVerifier, Verification
@@ -111,12 +112,6 @@ class GivenBoxDetector:
         return list(self._boxes)
 
 
-def main_object_box(detector: Detector, image: np.ndarray, *, det_threshold: float = 0.2) -> Optional[Box]:
-    """The detector's best box at or above ``det_threshold`` (a reference photo's product), or None for the whole image."""
-    boxes = [box for box in detector.detect(image) if box.score >= det_threshold]
-    return max(boxes, key=lambda box: box.score) if boxes else None
-
-
 def select_candidates(detected: Sequence[Box], image: np.ndarray, params: PipelineParams) -> list[Box]:
     """Top `max_det_results` detections by score, minus those under `det_threshold`, clipped, plus the whole image."""
     height, width = image.shape[:2]
@@ -147,6 +142,23 @@ def rank_key(match: Match, min_inliers: int) -> tuple[bool, int, float]:
 def rerank(matches: Sequence[Match], min_inliers: int) -> list[Match]:
     """Matches by `rank_key`; stable, so with nothing verified the cosine order is kept exactly."""
     return sorted(matches, key=lambda match: rank_key(match, min_inliers))
+
+
+def main_first(objects: Sequence[RecognizedObject], width: int, height: int, min_inliers: int) -> list[RecognizedObject]:
+    """The answer's order: verified objects by inliers (ties: the more likely photographed box first, see
+    main_object.py), then the unverified with their main object first (the whole image when no box is a
+    credible main object) and the rest by cosine."""
+    unverified_boxes = [obj.box for obj in objects if not obj.box.whole_image and not is_verified(obj.matches[0], min_inliers)]
+    main = choose_main_object(unverified_boxes, width, height)
+
+    def key(obj: RecognizedObject) -> tuple[int, float, float]:
+        best = obj.matches[0]
+        if is_verified(best, min_inliers):
+            return (0, -float(best.inliers or 0), -main_score(obj.box, width, height))
+        is_main = obj.box.whole_image if main is None else obj.box == main
+        return (1, 0.0 if is_main else 1.0, -best.score)
+
+    return sorted(objects, key=key)
 
 
 class RecognitionPipeline:
@@ -213,7 +225,7 @@ class RecognitionPipeline:
         scores, ids = self.index.search(features, max(params.top_k, params.verify_top_k) if deep else params.top_k)
         after_search = time.perf_counter()
         if not verifying:
-            objects, rejected = self._decide(candidates, scores, ids, params)
+            objects, rejected = self._decide(candidates, scores, ids, params, image.shape[1], image.shape[0])
             done = time.perf_counter()
             return TimedRecognition(objects, _timings(start, after_detect, after_extract, after_search, done), rejected)
 
@@ -223,6 +235,7 @@ class RecognitionPipeline:
         verified = self._verify(image, candidates, rows, params)
         after_verify = time.perf_counter()
         objects, rejected = self._decide_verified(candidates, rows, verified, names, params)
+        objects = main_first(objects, image.shape[1], image.shape[0], params.min_inliers)
         done = time.perf_counter()
         timings = _timings(start, after_detect, after_extract, after_search, done, after_verify - before_verify)
         return TimedRecognition(objects, timings, rejected)
@@ -245,7 +258,7 @@ class RecognitionPipeline:
         return replace(obj, confidence=confidence, no_match=not (verified or self.calibration.accepts(confidence)))
 
     def _decide(
-        self, candidates: list[Box], scores: np.ndarray, ids: np.ndarray, params: PipelineParams
+        self, candidates: list[Box], scores: np.ndarray, ids: np.ndarray, params: PipelineParams, width: int, height: int
     ) -> tuple[list[RecognizedObject], list[RecognizedObject]]:
         names = self._labels_for(ids)
         decided = []
@@ -261,7 +274,7 @@ class RecognitionPipeline:
 
         def suppressed(objects: list[RecognizedObject]) -> list[RecognizedObject]:
             kept = nms([obj.box for obj in objects], [obj.score for obj in objects], params.nms_iou)
-            return sorted((objects[i] for i in kept), key=lambda obj: -obj.score)
+            return main_first([objects[i] for i in kept], width, height, params.min_inliers)
 
         return suppressed([o for o in decided if not o.no_match]), suppressed([o for o in decided if o.no_match])
 
@@ -319,7 +332,9 @@ class RecognitionPipeline:
             # Geometric evidence outweighs a low cosine (occlusion, odd angle): verified boxes skip the score threshold.
             if ranked and (self.calibration is not None or is_verified(ranked[0], params.min_inliers)
                            or ranked[0].score >= params.score_threshold):
-                decided.append(self._calibrated(RecognizedObject(box=box, matches=ranked), matches, params))
+                best = found.get(ranked[0].item_id)
+                evidence = best.evidence(ranked[0].item_id) if best is not None else None  # the lines a person sees
+                decided.append(self._calibrated(RecognizedObject(box=box, matches=ranked, evidence=evidence), matches, params))
         accepted = self._suppress_verified([o for o in decided if not o.no_match], params)
         return accepted, self._suppress_verified([o for o in decided if o.no_match], params)
 
@@ -393,6 +408,7 @@ __all__ = [
     "StageTimings",
     "TimedRecognition",
     "is_verified",
+    "main_first",
     "rank_key",
     "rerank",
     "select_candidates",

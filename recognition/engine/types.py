@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -53,6 +53,25 @@ class Match:
         return {"item_id": self.item_id, "label": self.label, "score": self.score, "inliers": self.inliers}
 
 
+@dataclass(frozen=True, eq=False)
+class Evidence:
+    """The best match's homography inlier pairs, kept so a person can see why it was matched (lines between them).
+
+    `query_xy` is (n, 2) float32 in original pixels of the query photo; `reference_xy` is (n, 2) float32 in
+    pixels of the reference crop the match's local features came from, whose (width, height) is `reference_size`.
+    `item_id` is the vector id of the match they belong to.
+    """
+
+    item_id: int
+    query_xy: np.ndarray
+    reference_xy: np.ndarray
+    reference_size: tuple[int, int]
+
+    @property
+    def inliers(self) -> int:
+        return len(self.query_xy)
+
+
 @dataclass(frozen=True)
 class RecognizedObject:
     """A box plus its top-k gallery matches, best first; never empty so `label`/`score` always exist.
@@ -60,13 +79,15 @@ class RecognizedObject:
     `confidence` is the calibrated probability that `label` is right (None when the pipeline has no
     calibration). `no_match` marks an object whose confidence is under the calibration's threshold: its
     matches are only the nearest candidates, the answer for this box is "no match" (the pipeline keeps such
-    objects out of its answer, in `TimedRecognition.rejected`).
+    objects out of its answer, in `TimedRecognition.rejected`). `evidence` holds the best match's inlier pairs
+    where verification fitted a homography for it (None otherwise); it takes no part in equality.
     """
 
     box: Box
     matches: tuple[Match, ...]
     confidence: Optional[float] = None
     no_match: bool = False
+    evidence: Optional[Evidence] = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.matches:
@@ -116,4 +137,4 @@ class Extractor(Protocol):
     def extract(self, crops: Sequence[np.ndarray]) -> np.ndarray: ...
 
 
-__all__ = ["Box", "Match", "RecognizedObject", "Detector", "Extractor"]
+__all__ = ["Box", "Evidence", "Match", "RecognizedObject", "Detector", "Extractor"]

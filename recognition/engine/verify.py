@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from .local_features import LocalFeatures
+from .types import Evidence
 
 MIN_MATCHES = 8  # fewer ratio-test survivors cannot support a meaningful homography
 
@@ -28,7 +29,8 @@ class Verification:
     """One candidate's evidence: `matches` ratio-test survivors, `inliers` of them agreeing with `homography`.
 
     `query_xy` / `reference_xy` are the inlier pairs, (inliers, 2) float32 in original pixels of the query
-    and reference images, for drawing evidence; `homography` maps reference pixels to query pixels.
+    and reference images, for drawing evidence; `homography` maps reference pixels to query pixels;
+    `reference_size` is the reference image's (width, height), None where no homography was fitted.
     """
 
     inliers: int
@@ -36,6 +38,13 @@ class Verification:
     query_xy: np.ndarray
     reference_xy: np.ndarray
     homography: Optional[np.ndarray] = None
+    reference_size: Optional[tuple[int, int]] = None
+
+    def evidence(self, item_id: int) -> Optional[Evidence]:
+        """The inlier pairs as the pipeline hands them on for candidate `item_id`; None without a homography."""
+        if self.homography is None or self.reference_size is None:
+            return None
+        return Evidence(item_id, self.query_xy, self.reference_xy, self.reference_size)
 
 
 def _unit_rows(descriptors: np.ndarray) -> np.ndarray:
@@ -172,7 +181,7 @@ class GeometricVerifier:
         keep = mask.ravel().astype(bool)
         # Back to original pixels on both sides: H_orig = S_q^-1 H S_r.
         to_original = np.diag([1.0 / query.scale, 1.0 / query.scale, 1.0]) @ homography @ np.diag([reference.scale, reference.scale, 1.0])
-        return Verification(int(keep.sum()), len(query_idx), query_xy[keep], ref_xy[keep], to_original)
+        return Verification(int(keep.sum()), len(query_idx), query_xy[keep], ref_xy[keep], to_original, reference.image_size)
 
 
 __all__ = ["GeometricVerifier", "MIN_MATCHES", "Verification"]

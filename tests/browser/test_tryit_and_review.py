@@ -3,10 +3,12 @@ import io
 import time
 
 import pytest
+from PIL import Image
 
 from galleries.models import ReferenceImage
-from recognition.models import MatchReview
-from tests.support.images import product_photo, truncated_jpeg
+from recognition.models import DetectedObject, MatchReview
+from tests.engine.test_verify import textured_image, warped_into_scene
+from tests.support.images import encoded, product_photo, truncated_jpeg
 from tests.support.browser import log_in, wait_for_images
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -14,6 +16,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 COLOURS = {"Red Cola": (210, 30, 30), "Green Tea": (40, 170, 60), "Blue Water": (30, 70, 200)}
 RED_PHOTO = product_photo((222, 40, 36), size=(300, 400))
 ORANGE_PHOTO = product_photo((235, 120, 25), size=(300, 400))
+# A printed packet: busy artwork whose keypoints verify a photo of it taken at an angle on another backdrop.
+CRISPS_ARTWORK = textured_image(1)
+CRISPS_PHOTO = encoded(Image.fromarray(warped_into_scene(CRISPS_ARTWORK)), "JPEG", quality=92)
 
 
 def _file(data: bytes) -> io.BytesIO:
@@ -23,19 +28,32 @@ def _file(data: bytes) -> io.BytesIO:
 
 
 def _gallery_of_colour_products(world) -> None:
-    """Three products with two photos each (embedded by the worker) and an "Orange Juice" with none yet."""
+    """Three products with two photos each and a printed packet with one (embedded by the worker), and an
+    "Orange Juice" with none yet."""
     client = world.key_client("member")
     gallery = client.post("/api/v1/galleries/", {"name": "Drinks aisle"}, format="json").json()["id"]
     for label, colour in COLOURS.items():
         product = client.post("/api/v1/products/", {"gallery": gallery, "label": label}, format="json").json()["id"]
         for size in [(120, 160), (140, 150)]:
             client.post(f"/api/v1/products/{product}/images/", {"image": [_file(product_photo(colour, size))]}, format="multipart")
+    crisps = client.post("/api/v1/products/", {"gallery": gallery, "label": "Printed Crisps"}, format="json").json()["id"]
+    client.post(f"/api/v1/products/{crisps}/images/", {"image": [_file(encoded(Image.fromarray(CRISPS_ARTWORK), "JPEG", quality=92))]},
+                format="multipart")
     client.post("/api/v1/products/", {"gallery": gallery, "label": "Orange Juice"}, format="json")
     deadline = time.monotonic() + 90
     while ReferenceImage.objects.filter(status="pending").exists():
         assert time.monotonic() < deadline, "reference images were not embedded"
         time.sleep(0.2)
-    assert ReferenceImage.objects.filter(status="ready").count() == 6
+    assert ReferenceImage.objects.filter(status="ready").count() == 7
+
+
+def _wait_for_evidence(page, card) -> None:
+    """The card's matched-keypoint picture has loaded and is wider than tall (the crop beside its reference)."""
+    evidence = card.locator("[data-testid=evidence] img")
+    evidence.wait_for()
+    page.wait_for_function("image => image.complete && image.naturalWidth > 0", arg=evidence.element_handle())
+    width, height = evidence.evaluate("image => [image.naturalWidth, image.naturalHeight]")
+    assert width > 1.5 * height, (width, height)
 
 
 def _try(page, name: str, data: bytes, score_threshold: str = "0.5"):
@@ -76,6 +94,17 @@ def test_try_flag_relabel_and_try_again(page, live_server, tenant_a, celery_work
 
     page.click("[data-testid=object-card] >> nth=0 >> button[data-verdict=correct]")
     page.wait_for_selector("[data-testid=feedback-status] >> text=confirmed as Red Cola")
+    assert page.locator("[data-testid=evidence]").count() == 0  # a plain colour block has no keypoints to match
+
+    # A printed packet photographed at an angle: verified by its keypoints, drawn as lines to its reference image.
+    _try(page, "crisps.jpg", CRISPS_PHOTO)
+    card = page.locator("[data-testid=object-card]").first
+    assert card.locator("[data-testid=object-label]").inner_text() == "Printed Crisps"
+    _wait_for_evidence(page, card)
+    assert "keypoints of the photo (left) agree with the reference image of Printed Crisps" in card.inner_text()
+    assert "verified:" in card.locator(".rec-figures").inner_text()
+    card.scroll_into_view_if_needed()
+    screenshot("tryit-08-matched-keypoints")
 
     # An orange carton is not in the gallery yet: the best match is some other product. Say which is right.
     _try(page, "orange-carton.jpg", ORANGE_PHOTO, score_threshold="0")
@@ -122,7 +151,7 @@ def test_try_flag_relabel_and_try_again(page, live_server, tenant_a, celery_work
 
     # Every try is listed; the detail page draws the stored answer.
     page.goto(f"{live_server.url}/dashboard/recognition/")
-    assert page.locator("[data-testid=recognition-row]").count() == 3  # the truncated file was refused before storing
+    assert page.locator("[data-testid=recognition-row]").count() == 4  # the truncated file was refused before storing
     wait_for_images(page, "[data-testid=recognition-table] img")
     screenshot("recognitions-01-list")
     page.click("[data-testid=recognition-row] >> nth=0 >> a >> nth=1")
@@ -130,6 +159,34 @@ def test_try_flag_relabel_and_try_again(page, live_server, tenant_a, celery_work
     assert page.inner_text("[data-testid=object-label] >> nth=0") == "Orange Juice"
     wait_for_images(page, "[data-testid=result] img")
     screenshot("recognitions-02-detail")
+
+    # The printed packet's page draws the same matched keypoints from the stored recognition.
+    page.goto(f"{live_server.url}/dashboard/recognition/")
+    page.click("[data-testid=recognition-row] >> nth=2 >> a >> nth=1")
+    page.wait_for_selector("[data-testid=stage]")
+    card = page.locator("[data-testid=object-card]").first
+    assert card.locator("[data-testid=object-label]").inner_text() == "Printed Crisps"
+    _wait_for_evidence(page, card)
+    page.evaluate("window.scrollTo(0, 0)")
+    screenshot("recognitions-04-matched-keypoints")
+
+    # Platform staff reviewing that object in the Django admin see the same picture.
+    from django.contrib.auth import get_user_model
+
+    verified = DetectedObject.objects.get(evidence__isnull=False)
+    review = MatchReview(tenant=verified.tenant, detected_object=verified, gallery=verified.recognition.gallery,
+                         reason=MatchReview.Reason.LOW_MARGIN)
+    review.save()
+    get_user_model().objects.create_superuser("staff", password=tenant_a.password)
+    page.goto(f"{live_server.url}/dashboard/")
+    page.click("text=Log out")
+    log_in(page, live_server.url, "staff", tenant_a.password, wait=False)
+    page.goto(f"{live_server.url}/admin/recognition/matchreview/{review.pk}/change/")
+    evidence = page.locator("img[alt=evidence]")
+    evidence.wait_for()
+    page.wait_for_function("image => image.complete && image.naturalWidth > 0", arg=evidence.element_handle())
+    assert "keypoints agree" in page.inner_text("body")
+    screenshot("admin-01-matched-keypoints")
 
 
 def _shelf_scene(world):

@@ -11,6 +11,7 @@ from PIL import Image
 from recognition.engine.baseline import ColourHistogramExtractor
 from recognition.engine.boxes import clip_box, crop, crop_bounds, iou, nms
 from recognition.engine.errors import DimensionMismatch
+from recognition.engine.main_object import choose_main_object
 from recognition.engine.pipeline import GivenBoxDetector, PipelineParams, RecognitionPipeline
 from recognition.engine.search import VectorIndex
 from recognition.engine.types import Box, Match, RecognizedObject
@@ -104,7 +105,10 @@ def test_each_object_is_recognised_at_its_box(gallery, rng) -> None:
         assert found[name].box == box
         assert 0.6 < found[name].score < 1.0 and found[name].box.score == 0.9
         assert found[name].matches[0].item_id in {i for i, label in gallery[2].items() if label == name}
-    assert [obj.score for obj in objects] == sorted((obj.score for obj in objects), reverse=True)
+    # unverified objects: the main object (main_object.py: confident, big, central) first, the rest by cosine
+    main = choose_main_object([obj.box for obj in objects], *_scene(rng).shape[1::-1])
+    assert main is not None and objects[0].box == main
+    assert [obj.score for obj in objects[1:]] == sorted((obj.score for obj in objects[1:]), reverse=True)
 
 
 def test_one_extract_and_one_search_call(gallery, rng) -> None:

@@ -138,6 +138,19 @@
       el("span", { class: "rec-feedback-status small", role: "status", "data-testid": "feedback-status" }));
   }
 
+  /** The matched keypoints the server draws for a geometrically verified best match; removed when there are none. */
+  function evidenceFigure(recognition, object, index) {
+    if (!object.inliers || !object.reference_image) return null;
+    const url = fill(urls.evidence, { id: recognition.id, index });
+    const image = el("img", { src: url, alt: `Matched keypoints between object ${index + 1} and the reference image of ${object.label}` });
+    const figure = el("figure", { class: "rec-evidence", "data-testid": "evidence" },
+      el("a", { href: url, target: "_blank", rel: "noopener", title: "Open the matched keypoints full size" }, image),
+      el("figcaption", { class: "small muted" }, `${object.inliers} keypoints of the photo (left) agree with the reference image of `,
+        el("strong", { text: object.label }), " (right)"));
+    image.addEventListener("error", () => figure.remove());
+    return figure;
+  }
+
   function objectCard(recognition, object, index) {
     const best = object.matches[0] || {};
     const matches = object.matches.map((match) => el("li", {
@@ -165,6 +178,7 @@
           el("img", { src: fill(urls.crop, { id: recognition.id, index }), alt: `Crop of object ${index + 1}`, width: 88, height: 88 }),
           el("figcaption", { text: object.whole_image ? "whole photo" : "detected" })),
         el("ol", { class: "rec-matches", "aria-label": "Nearest reference images" }, matches)),
+      evidenceFigure(recognition, object, index),
       el("footer", { class: "rec-object-foot" }, el("span", { class: "muted small rec-figures", text: figures })),
       feedbackControls());
   }
