@@ -518,7 +518,8 @@ def test_find_model_files_layouts(tmp_path):
 # --- preprocessing ----------------------------------------------------------------------
 
 _SOURCE = (np.arange(6 * 7 * 3).reshape(6, 7, 3) * 37 % 256).astype(np.uint8)
-# cv2.resize(_SOURCE, (w, h), interpolation=...)[:, :, 0] from OpenCV 5.0.0 (not a dependency).
+# cv2.resize(_SOURCE, (w, h), interpolation=...)[:, :, 0] recorded from OpenCV 5.0.0 (resize now calls the pinned
+# OpenCV for uint8 bilinear/bicubic; these pin its behaviour across upgrades, and the float path below checks the numpy one).
 _CV2_CHANNEL0 = {
     ("bilinear", (4, 3)): [[76, 79, 82], [89, 93, 96], [103, 106, 109], [116, 120, 123]],
     ("bicubic", (4, 3)): [[65, 79, 64], [79, 92, 77], [100, 107, 92], [136, 120, 105]],
@@ -549,6 +550,12 @@ _CV2_CHANNEL0 = {
 def test_resize_matches_opencv(method, size):
     ours = resize(_SOURCE, size, method)[:, :, 0].astype(int)
     assert np.abs(ours - np.array(_CV2_CHANNEL0[(method, size)])).max() <= 1  # rounding only
+
+
+@pytest.mark.parametrize("method,size", sorted(_CV2_CHANNEL0))
+def test_numpy_resize_path_matches_opencv(method, size):
+    ours = resize(_SOURCE.astype(np.float32), size, method)[:, :, 0].astype(int)  # not uint8: the numpy path
+    assert np.abs(ours - np.array(_CV2_CHANNEL0[(method, size)])).max() <= 1
 
 
 def test_detection_inputs_carry_scale_factor():
