@@ -406,12 +406,33 @@ def test_containment_suppresses_a_part_of_the_same_product(verifying_gallery) ->
 
 def test_whole_image_is_a_verified_fallback(verifying_gallery) -> None:
     _, _, _, scene, box = verifying_gallery
-    # With a verified detection the whole image (cosine label "wrong") adds nothing and is dropped.
+    # With a verified detection of the same product the whole image adds nothing and is dropped.
     objects = _verifying(verifying_gallery, [box]).recognize(scene)
     assert [(o.box.whole_image, o.label) for o in objects] == [(False, "right")]
     # Without detections the whole image itself is verified.
     (whole,) = _verifying(verifying_gallery, []).recognize(scene)
     assert whole.box.whole_image and whole.label == "right" and whole.inliers >= PipelineParams().min_inliers
+
+
+def test_whole_image_competes_when_the_detector_frames_only_a_neighbour(verifying_gallery) -> None:
+    """A shelf-like photo: the detector boxes a small neighbour ("other") and misses the big product ("right")."""
+    import cv2
+
+    from tests.engine.test_verify import textured_image
+
+    _, _, _, scene, _ = verifying_gallery
+    neighbour = cv2.resize(textured_image(3), (200, 150), interpolation=cv2.INTER_AREA)
+    shelf = np.full((360, 700, 3), 128, np.uint8)
+    shelf[:, :480] = scene
+    shelf[100:250, 490:690] = neighbour
+    neighbour_box = Box(490, 100, 690, 250, score=0.9)
+    objects = _verifying(verifying_gallery, [neighbour_box]).recognize(shelf)
+    assert [(o.box.whole_image, o.label) for o in objects] == [(True, "right"), (False, "other")]
+    assert objects[0].inliers > objects[1].inliers >= PipelineParams().min_inliers
+    # As a fallback only, the whole photo is not verified once the neighbour is: the big product is lost.
+    fallback = _verifying(verifying_gallery, [neighbour_box]).recognize(
+        shelf, PipelineParams(always_verify_whole_image=False))
+    assert [o.label for o in fallback] == ["other"]
 
 
 def test_match_and_timings_stay_backward_compatible() -> None:
