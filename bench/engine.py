@@ -42,7 +42,7 @@ def photo() -> bytes:
 def export_models(root: Path) -> tuple[Path, Path]:
     import paddle
 
-    from recognition.engine.models import export_inference_model
+    from recognition.engine.export import export_inference_model
     from recognition.engine.nets import build_recognition_model, picodet_mainbody
 
     paddle.seed(0)

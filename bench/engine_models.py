@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import paddle  # noqa: E402
 
 from recognition.engine.inference import PaddleDetector, PaddleExtractor  # noqa: E402
-from recognition.engine.models import export_inference_model  # noqa: E402
+from recognition.engine.export import export_inference_model  # noqa: E402
 from recognition.engine.nets import PicoDet, build_recognition_model  # noqa: E402
 
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from recognition.engine.imageio import load_image_file  # noqa: E402
 from recognition.engine.inference import PaddleExtractor  # noqa: E402
-from recognition.engine.models import find_model_files  # noqa: E402
+from recognition.engine.model_files import find_model_files  # noqa: E402
 
 DEFAULT_MODELS = ["models/extractor/shitu-rec-lite0-dd53",                 # new default, 224 px
                   "models/extractor/shitu-rec-synth-lcnetv2-x050-d1131"]   # previous default, 112 px

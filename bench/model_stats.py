@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import paddle  # noqa: E402
 
-from recognition.engine.models import export_inference_model  # noqa: E402
+from recognition.engine.export import export_inference_model  # noqa: E402
 from recognition.engine.nets import (  # noqa: E402
     PicoDet,
     RepDepthwiseSeparable,

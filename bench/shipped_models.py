@@ -26,7 +26,8 @@ sys.path.insert(0, str(REPO))
 import paddle  # noqa: E402
 
 from recognition.engine.inference import PaddleDetector, PaddleExtractor  # noqa: E402
-from recognition.engine.models import export_inference_model, installed_models  # noqa: E402
+from recognition.engine.export import export_inference_model  # noqa: E402
+from recognition.engine.manifest import installed_models  # noqa: E402
 from recognition.engine.nets import PicoDet, build_recognition_model  # noqa: E402
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from django.conf import settings
 
 from recognition.engine.baseline import ColourHistogramExtractor
-from recognition.engine.models import ModelManifest, installed_models
+from recognition.engine.manifest import ModelManifest, installed_models
 
 BASELINE_EXTRACTOR_KEY = "colour-histogram@1"
 BASELINE_EXTRACTOR_NAME = "colour-histogram"
@@ -158,12 +158,6 @@ def active_detector() -> LoadedModel | None:
         if "detector" not in _loaded:
             _loaded["detector"] = _load_detector()
         return _loaded["detector"]
-
-
-def reset_loaded_models() -> None:
-    """Forget loaded models (after an install or a promotion), so the next call loads the new ones."""
-    with _lock:
-        _loaded.clear()
 
 
 def default_extractor_dir() -> Path | None:

@@ -206,7 +206,7 @@ SHITU_IMPORT_BATCH_SIZE = env_int("SHITU_IMPORT_BATCH_SIZE", 16)  # images embed
 SHITU_MAX_IMPORT_UPLOAD_BYTES = env_int("SHITU_MAX_IMPORT_UPLOAD_BYTES", 512 * 1024 * 1024)  # the zip as sent
 SHITU_MAX_IMPORT_BYTES = env_int("SHITU_MAX_IMPORT_BYTES", 2 * 1024 * 1024 * 1024)  # unpacked size of one import zip
 
-# --- models (PP-ShiTuV2 inference models; see recognition/engine/models.py) ---
+# --- models (PP-ShiTuV2 inference models; see recognition/engine/manifest.py and install.py) ---
 MODELS_ROOT = Path(env_str("SHITU_MODELS_ROOT", str(VAR_DIR / "models")))
 ENGINE_THREADS = env_int("SHITU_ENGINE_THREADS", 2)
 SHITU_EXTRACTOR = env_str("SHITU_EXTRACTOR")  # name or name@version; empty: newest installed

@@ -13,7 +13,7 @@ from PIL import Image
 
 from recognition.engine.imageio import load_image
 from recognition.engine.inference import PaddleDetector, PaddleExtractor
-from recognition.engine.models import installed_models
+from recognition.engine.manifest import installed_models
 from shitu_platform.demo_data import demo_query_photos
 from training.engine.network_files import HEAD_ARCHITECTURE, TRAIN_CONFIG_NAME, TRAIN_WEIGHTS_NAME
 from training.engine.pretrained import SOURCES

@@ -1,6 +1,6 @@
 """ShiTu recognition engine: pure Python + numpy + paddle + faiss, no Django.
 
-Paddle-backed pieces (engine-B's `inference`/`models`) are imported lazily on first attribute access, so
+Paddle-backed pieces (engine-B's `inference`) are imported lazily on first attribute access, so
 `import recognition.engine` stays cheap and works where paddle or a model is absent.
 """
 

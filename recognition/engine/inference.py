@@ -20,8 +20,8 @@ import numpy as np
 
 from .boxes import nms
 from .errors import ModelFormatError, ModelNotFound
-from .models import (ModelFiles, ModelManifest, find_model_files, parse_infer_cfg,
-                     program_input_shapes, read_manifest)
+from .manifest import ModelManifest, read_manifest
+from .model_files import ModelFiles, find_model_files, parse_infer_cfg, program_input_shapes
 from .preprocess import DetectionInputs, DetectionPreprocess, RecognitionPreprocess
 from .types import Box
 

@@ -23,15 +23,10 @@ import pytest
 
 from recognition.engine.errors import ModelInstallError, ModelNotFound
 from recognition.engine.inference import PaddleDetector, PaddleExtractor
-from recognition.engine.models import (
-    export_inference_model,
-    find_model_files,
-    install_archive,
-    installed_models,
-    parse_infer_cfg,
-    program_input_shapes,
-    read_manifest,
-)
+from recognition.engine.export import export_inference_model
+from recognition.engine.install import install_archive
+from recognition.engine.manifest import installed_models, read_manifest
+from recognition.engine.model_files import find_model_files, parse_infer_cfg, program_input_shapes
 from recognition.engine.nets import PicoDet, build_recognition_model
 from recognition.engine.preprocess import DetectionPreprocess, RecognitionPreprocess, resize
 from recognition.engine.types import Box
@@ -209,6 +204,7 @@ def test_detector_matches_dygraph_decode_and_nms(detector_model, exported_detect
     np.testing.assert_allclose(_box_rows(boxes), expected[:, 1:], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_detector_host_nms_path_gives_same_boxes(detector_model, exported_detector, tmp_path):
     """A program that stops before NMS (boxes + scores) is finished on the host."""
     out, _ = exported_detector
@@ -241,7 +237,7 @@ _LEGACY_SCRIPT = textwrap.dedent('''
     import paddle.nn as nn
     import paddle.nn.functional as F
     from paddle.static import InputSpec
-    from recognition.engine.models import write_infer_cfg
+    from recognition.engine.model_files import write_infer_cfg
     from recognition.engine.nets.picodet import multiclass_nms
     from recognition.engine.preprocess import DetectionPreprocess, RecognitionPreprocess
 

@@ -273,7 +273,7 @@ def paddle_extractor(tmp_path_factory):
     """A randomly initialised PP-ShiTuV2 recogniser exported and loaded like any installed model (64 px inputs for speed)."""
     paddle = pytest.importorskip("paddle")
     inference = pytest.importorskip("recognition.engine.inference")
-    from recognition.engine.models import export_inference_model
+    from recognition.engine.export import export_inference_model
     from recognition.engine.nets import build_recognition_model
 
     paddle.seed(3)

@@ -13,9 +13,10 @@ from recognition.engine.inference import PaddleDetector
 from training.data_builder import composites, sources
 from training.engine.det_data import DetectionAugment, DetectionDataset, random_crop
 from training.engine.det_trainer import DetTrainConfig, build_detector, dygraph_detect, train_detector
-from training.engine.trainer import latest_checkpoint
+from training.engine.checkpoints import latest_checkpoint
 
-TINY = dict(backbone_scale=0.25, neck_channels=32, num_convs=1, image_size=128, train_sizes=(128,),
+# 96 px keeps the fixture run near 13 s on 2 cores (128 px took 45 s) and still learns: see the figures below.
+TINY = dict(backbone_scale=0.25, neck_channels=32, num_convs=1, image_size=96, train_sizes=(96,),
             batch_size=8, threads=2, write_plots=False, checkpoint_every_steps=5, warmup_steps=5)
 
 
@@ -92,30 +93,34 @@ def test_crop_and_flip_move_the_boxes_with_the_pixels():
 def trained(composite_set, tmp_path_factory):
     out = tmp_path_factory.mktemp("det-run")
     dataset = DetectionDataset.from_jsonl(composite_set / composites.BOXES_NAME)
-    config = DetTrainConfig(epochs=24, base_lr=0.2, out_dir=str(out), seed=0, eval_every_epochs=2, **TINY)
+    config = DetTrainConfig(epochs=16, base_lr=0.3, out_dir=str(out), seed=0, eval_every_epochs=4, **TINY)
     return config, dataset, train_detector(config, dataset, DetectionDataset(dataset.samples[:16]))
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_finds_the_products(trained):
     config, _dataset, result = trained
     records = [json.loads(line) for line in (Path(config.out_dir) / "train_log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in records if r.get("event") == "step"]
-    assert len(losses) == 24 * (48 // 8)
+    assert len(losses) == 16 * (48 // 8)
     assert np.mean(losses[-12:]) < 0.8 * np.mean(losses[:12])  # VFL is per positive, and positives grow as boxes improve
     evals = [r for r in records if r.get("event") == "eval"]
-    assert len(evals) == 12, evals
+    assert len(evals) == 4, evals
     first, last = evals[0], evals[-1]
     figures = [(round(e["mAP@0.5"], 3), round(e["recall"], 3)) for e in evals]
-    assert first["recall"] < 0.1, figures                # after 12 steps it finds next to nothing
+    # observed (mAP@0.5, recall) at steps 24/48/72/96, 2 threads: (0.039, 0.054) (0.015, 0.108) (0.045, 0.216)
+    # (0.102, 0.297); 1 thread: (0.017, 0.027) (0.023, 0.0) (0.106, 0.27) (0.093, 0.189)
+    assert first["recall"] < 0.1, figures                # after 24 steps it finds next to nothing
     assert last["recall"] > max(0.15, 3 * first["recall"]), figures
     assert last["mAP@0.5"] > 2 * first["mAP@0.5"], figures
     assert result["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_exported_detector_loads_like_an_official_archive_and_matches_dygraph(trained, composite_set):
     config, dataset, result = trained
     detector = PaddleDetector.from_dir(result["model_dir"], threads=1)
-    assert detector.input_size == (128, 128) and detector.labels == ("foreground",)
+    assert detector.input_size == (96, 96) and detector.labels == ("foreground",)
     model = build_detector(config)
     model.set_state_dict(paddle.load(str(latest_checkpoint(config.out_dir).path / "ema.pdparams")))
     model.eval()
@@ -127,22 +132,24 @@ def test_exported_detector_loads_like_an_official_archive_and_matches_dygraph(tr
     np.testing.assert_allclose(got[:3], reference[:3], atol=1e-3)
 
 
+@pytest.mark.slow
 def test_kill_and_resume_matches_an_uninterrupted_run(composite_set, tmp_path):
     dataset = DetectionDataset.from_jsonl(composite_set / composites.BOXES_NAME)
     settings = dict(epochs=4, base_lr=0.05, seed=2, eval_every_epochs=100, **TINY)
-    straight = DetTrainConfig(out_dir=str(tmp_path / "straight"), max_steps=12, **settings)
+    straight = DetTrainConfig(out_dir=str(tmp_path / "straight"), max_steps=8, **settings)
     train_detector(straight, dataset)
-    interrupted = DetTrainConfig(out_dir=str(tmp_path / "resumed"), max_steps=7, **settings)
-    train_detector(interrupted, dataset)  # stops at 7 as if killed after its checkpoint
-    resumed = DetTrainConfig(out_dir=str(tmp_path / "resumed"), max_steps=12, **settings)
+    interrupted = DetTrainConfig(out_dir=str(tmp_path / "resumed"), max_steps=6, **settings)
+    train_detector(interrupted, dataset)  # stops at 6 as if killed after its checkpoint (the periodic one was at 5)
+    resumed = DetTrainConfig(out_dir=str(tmp_path / "resumed"), max_steps=8, **settings)
     result = train_detector(resumed, dataset)
-    assert result["step"] == 12
+    assert result["step"] == 8
     first = paddle.load(str(latest_checkpoint(straight.out_dir).path / "ema.pdparams"))
     second = paddle.load(str(latest_checkpoint(resumed.out_dir).path / "ema.pdparams"))
     for key in first:
         np.testing.assert_allclose(np.asarray(first[key]), np.asarray(second[key]), atol=1e-5, err_msg=key)
 
 
+@pytest.mark.slow
 def test_resuming_with_other_settings_is_refused(composite_set, tmp_path):
     dataset = DetectionDataset.from_jsonl(composite_set / composites.BOXES_NAME)
     train_detector(DetTrainConfig(out_dir=str(tmp_path), epochs=2, max_steps=2, **TINY), dataset)

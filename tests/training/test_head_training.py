@@ -64,7 +64,7 @@ def test_exported_model_serves_and_rebuilds_for_further_training(gallery, traine
     served = extractor.extract(images)
     assert served.shape == (4, 512) and np.allclose(np.linalg.norm(served, axis=1), 1.0, atol=1e-4)
     rebuilt, _ = load_head_model(tmp_path / "model")
-    from training.engine.trainer import ModelExtractor
+    from training.engine.extractor_net import ModelExtractor
 
     again = ModelExtractor(rebuilt, 224).extract(images)
     assert np.abs(served - again).max() < 2e-2  # trained tensors stored in float16

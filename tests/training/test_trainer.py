@@ -15,8 +15,10 @@ import pytest
 from recognition.engine.inference import PaddleExtractor
 from training.engine.dataset import ImageDataset
 from training.engine.evaluate import evaluate_extractor, extract_features
-from training.engine.trainer import (FINAL_WEIGHTS_NAME, ModelExtractor, TrainConfig, build_model,
-                                     latest_checkpoint, load_initial_weights, read_log, train)
+from training.engine.checkpoints import latest_checkpoint
+from training.engine.extractor_net import FINAL_WEIGHTS_NAME, ModelExtractor, build_model, load_initial_weights
+from training.engine.runs import read_log
+from training.engine.trainer import TrainConfig, train
 
 SIZE = 64
 SMALL_NET = dict(image_size=SIZE, feature_dim=64, backbone_scale=0.25, backbone_depths=(1, 1, 1, 1),
@@ -66,6 +68,7 @@ def trained_run(tmp_path_factory):
     return config, result, untrained, eval_set, fractions
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_raises_recall(trained_run):
     config, result, untrained, _, fractions = trained_run
     assert result.status == "completed" and result.step == result.total_steps == 90
@@ -84,6 +87,7 @@ def test_training_lowers_the_loss_and_raises_recall(trained_run):
     assert (result.out_dir / "metrics.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_export_round_trip(trained_run):
     config, result, _, eval_set, _ = trained_run
     manifest = json.loads((result.model_dir / "manifest.json").read_text())
@@ -98,6 +102,7 @@ def test_export_round_trip(trained_run):
     assert np.abs(ours - theirs).max() < 1e-4  # fused (re-parameterised) program vs training graph
 
 
+@pytest.mark.slow
 def test_restart_after_completion_does_not_train_again(trained_run):
     config, result, _, _, _ = trained_run
     again = train(config, make_dataset(6, seed=0))
@@ -113,6 +118,7 @@ class Crash(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path):
     # 6 ids x 4 images, P=3 K=2 -> 4 steps per epoch, 8 steps; checkpoints at 3, 4 (epoch end), 6, 8
     data = make_dataset(4, seed=2)
@@ -157,6 +163,7 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path):
         train(TrainConfig(out_dir=other.out_dir, **{**base, "seed": 8}), data)
 
 
+@pytest.mark.slow
 def test_fine_tuning_start_points(trained_run, tmp_path):
     config, result, _, _, _ = trained_run
     # a new product set (4 classes): backbone + neck load, the 6-class head does not
@@ -197,6 +204,7 @@ def test_cli_train_from_a_label_file(tmp_path):
     assert json.loads((tmp_path / "out" / "result.json").read_text())["step"] == 2
 
 
+@pytest.mark.slow
 def test_export_run_fuses_the_colour_histogram_and_can_be_fine_tuned(trained_run, tmp_path):
     from training.engine.network_files import TRAIN_CONFIG_NAME, TRAIN_WEIGHTS_NAME
     from training.engine.trainer import export_run

@@ -1,8 +1,8 @@
 """Training and evaluation engine for the PP-ShiTuV2 feature extractor: pure Python + Paddle, no Django.
 
 Paddle-free pieces (`evaluate`, `sampler`, `schedule`, `augment`, `dataset`) import without paddle, so the
-evaluation command can score the colour-histogram baseline on a machine without it; `losses` and
-`trainer` import paddle.
+evaluation command can score the colour-histogram baseline on a machine without it; `losses`, `runs`,
+`checkpoints`, `extractor_net`, `trainer` and `det_trainer` import paddle.
 """
 
 from __future__ import annotations

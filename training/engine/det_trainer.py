@@ -1,6 +1,6 @@
 """Training loop for the PP-PicoDet mainbody detector: SimOTA + VFL/GIoU/DFL, EMA, resumable.
 
-Same run discipline as the extractor's trainer (its checkpoint, log and device helpers are reused):
+Same run discipline as the extractor's trainer (the shared ``checkpoints`` and ``runs`` modules):
 every random draw comes from ``(seed, step)``, checkpoints are atomic, a killed run restarted
 with the same command continues from its newest checkpoint, and the finished run exports the
 EMA weights to the official inference layout (``model/`` with ``infer_cfg.yml``).
@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import paddle
 
-from recognition.engine.models import ModelManifest, export_inference_model
+from recognition.engine.export import export_inference_model
+from recognition.engine.manifest import ModelManifest
 from recognition.engine.nets.picodet import PicoDet
 
 from .det_assign import simota_assign
@@ -28,8 +29,9 @@ from .det_data import DetectionAugment, DetectionDataset
 from .det_eval import evaluate_detector
 from .det_losses import distribution_focal_loss, giou_loss, varifocal_loss
 from .schedule import CosineWarmup
-from .trainer import (LOG_NAME, MODEL_DIR_NAME, RESULT_NAME, _derived_seed, _Log, _write_json_atomic,
-                      latest_checkpoint, load_checkpoint, read_log, save_checkpoint, select_device, to_jsonable)
+from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from .runs import (LOG_NAME, MODEL_DIR_NAME, RESULT_NAME, TrainLog, derived_seed, read_log, select_device, to_jsonable,
+                   write_json_atomic)
 
 EMA_NAME = "ema"
 LOSS_CURVES = (("loss", "total"), ("vfl", "varifocal"), ("giou", "GIoU"), ("dfl", "distribution focal"))
@@ -236,7 +238,7 @@ def train_detector(config: DetTrainConfig, train_set: DetectionDataset, eval_set
         finished = json.loads(result_path.read_text(encoding="utf-8"))
         if finished.get("step", 0) >= last_step:
             return finished
-    device = select_device(config)  # type: ignore[arg-type]  # duck-typed: device + threads
+    device = select_device(config)
     schedule = CosineWarmup(base_lr=config.base_lr, total_steps=total_steps, warmup_steps=config.warmup_steps,
                             warmup_start_lr=0.1 * config.base_lr)
     paddle.seed(config.seed)
@@ -257,7 +259,7 @@ def train_detector(config: DetTrainConfig, train_set: DetectionDataset, eval_set
     else:
         step = 0
     ema = ModelEMA(model, config.ema_decay, ema_state)
-    log = _Log(out_dir / LOG_NAME, keep_until_step=step if checkpoint is not None else None)
+    log = TrainLog(out_dir / LOG_NAME, keep_until_step=step if checkpoint is not None else None)
     evals = [r for r in read_log(log.path) if r.get("event") == "eval"] if checkpoint is not None else []
     log.write({"event": "resume" if checkpoint is not None else "start", "step": step, "device": device,
                "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "images": len(train_set)})
@@ -300,7 +302,7 @@ def train_detector(config: DetTrainConfig, train_set: DetectionDataset, eval_set
             t0 = time.perf_counter()
             images, boxes = _batch(train_set, indices, size, augment, config.seed, step)
             t1 = time.perf_counter()
-            paddle.seed(_derived_seed(config.seed, step, 0xD57))
+            paddle.seed(derived_seed(config.seed, step, 0xD57))
             lr = schedule(step)
             optimizer.set_lr(lr)
             losses = detection_loss(model(paddle.to_tensor(images)), boxes, centers=centers, strides=strides,
@@ -335,7 +337,7 @@ def train_detector(config: DetTrainConfig, train_set: DetectionDataset, eval_set
         from .plots import plot_training_log
 
         plot_training_log(out_dir / LOG_NAME, out_dir, curves=LOSS_CURVES, metrics=METRIC_CURVES)
-    _write_json_atomic(result_path, result)
+    write_json_atomic(result_path, result)
     report("done")
     return result
 

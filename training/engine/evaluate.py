@@ -1,7 +1,7 @@
 """Retrieval evaluation (recall@k, mAP) as in PaddleClas' retrieval eval, for any Extractor.
 
 Paddle-free on purpose: the same code scores the colour-histogram baseline, an exported
-model and the in-training model (through ``trainer.ModelExtractor``).
+model and the in-training model (through ``extractor_net.ModelExtractor``).
 """
 
 from __future__ import annotations

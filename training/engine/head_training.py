@@ -26,7 +26,9 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from recognition.engine.models import ModelManifest, export_inference_model, find_model_files
+from recognition.engine.export import export_inference_model
+from recognition.engine.manifest import ModelManifest
+from recognition.engine.model_files import find_model_files
 from recognition.engine.nets import BNNeck, FC, RecognitionModel
 from recognition.engine.nets.efficientnet_lite import EfficientNetLite, EfficientNetLiteShiTu
 from recognition.engine.preprocess import Normalize, resize

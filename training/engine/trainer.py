@@ -5,6 +5,9 @@ A run is a pure function of (config, data): every random draw is derived from
 ``(seed, step)`` (augmentation per sample, dropout per step) and the PK batches from
 ``(seed, epoch)``, so a run killed at any moment and restarted with the same command
 continues exactly where its last checkpoint left it.
+
+The network and its starting weights are in ``extractor_net``, checkpoints in ``checkpoints``, and
+what both trainers share (log, device, seeds, run file names) in ``runs``.
 """
 
 from __future__ import annotations
@@ -23,25 +26,23 @@ from typing import Any
 
 import numpy as np
 import paddle
-import paddle.nn as nn
 
-from recognition.engine.models import ModelManifest, export_inference_model
-from recognition.engine.nets import BNNeck, FC, ColourHistogram, PPLCNetV2, RecognitionModel, build_recognition_model
-from recognition.engine.preprocess import RecognitionPreprocess
+from recognition.engine.export import export_inference_model
+from recognition.engine.manifest import ModelManifest
+from recognition.engine.nets import RecognitionModel
 
 from .augment import TrainAugment
+from .checkpoints import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
 from .dataset import ImageDataset
 from .evaluate import evaluate_extractor
+from .extractor_net import DEFAULT_DEPTHS, FINAL_WEIGHTS_NAME, ModelExtractor, build_model, load_initial_weights
 from .losses import CrossEntropyLabelSmooth, TripletAngularMarginLoss
 from .network_files import TRAIN_CONFIG_NAME, TRAIN_WEIGHTS_NAME, network_config
+from .runs import (LOG_NAME, MODEL_DIR_NAME, RESULT_NAME, TrainLog, derived_seed, read_log, select_device,
+                   to_jsonable, write_json_atomic)
 from .sampler import PKSampler
 from .schedule import CosineWarmup, scaled_lr
 
-LOG_NAME = "train_log.jsonl"
-RESULT_NAME = "result.json"
-MODEL_DIR_NAME = "model"
-FINAL_WEIGHTS_NAME = "final_weights.pdparams"
-DEFAULT_DEPTHS = (2, 2, 6, 2)
 # Config fields that change the trajectory: resuming with other values would mix two runs.
 _TRAJECTORY_FIELDS = ("epochs", "p", "k", "base_lr", "warmup_epochs", "momentum", "weight_decay",
                       "image_size", "seed", "init_from", "feature_dim", "backbone_scale",
@@ -147,267 +148,11 @@ class TrainResult:
                 "evals": self.evals, "seconds": round(self.seconds, 3)}
 
 
-# --- model ---------------------------------------------------------------------------
-
-
-def build_model(config: TrainConfig, num_classes: int) -> RecognitionModel:
-    """PPLCNetV2_base_ShiTu + BNNeck + FC head; other scales/depths build the same net smaller."""
-    depths = tuple(config.backbone_depths)
-    colour = ColourHistogram(out_dim=config.colour_dim) if config.colour_weight > 0 else None
-    if config.backbone_scale == 1.0 and depths == DEFAULT_DEPTHS and colour is None:
-        return build_recognition_model(num_classes=num_classes, feature_dim=config.feature_dim)
-    # engine-B's pplcnetv2_base_shitu pins scale/depths, so the ShiTu options are repeated here.
-    backbone = PPLCNetV2(scale=config.backbone_scale, depths=depths, class_expand=config.feature_dim,
-                         last_stride=1, last_conv_bias=True, last_act=False, with_fc=False)
-    return RecognitionModel(backbone, BNNeck(config.feature_dim), FC(config.feature_dim, num_classes),
-                            colour=colour, colour_weight=config.colour_weight or 0.5)
-
-
-def _weights_file(source: Path) -> Path:
-    if source.is_file():
-        return source
-    if (source / FINAL_WEIGHTS_NAME).is_file():
-        return source / FINAL_WEIGHTS_NAME
-    checkpoint = latest_checkpoint(source)
-    if checkpoint is not None:
-        return checkpoint.path / MODEL_NAME
-    if any((source / name).exists() for name in ("inference.json", "inference.pdmodel")):
-        raise ValueError(
-            f"{source} is an exported inference model: its re-parameterised program has no "
-            "training-time weights. Fine-tune from the training run's folder (or its "
-            f"{FINAL_WEIGHTS_NAME}) or from a PaddleClas dygraph .pdparams file.")
-    raise FileNotFoundError(f"no weights to start from in {source}")
-
-
-def load_initial_weights(model: nn.Layer, source: str | Path) -> dict[str, list[str]]:
-    """Copy matching weights (same name and shape) into ``model``, never the classifier head.
-
-    Accepts our runs/checkpoints and PaddleClas dygraph ``.pdparams`` (``RecModel`` keys, or a
-    bare backbone's keys such as the ImageNet ``PPLCNetV2_base`` weights).
-    """
-    state = paddle.load(str(_weights_file(Path(source))))
-    if not any(key.startswith("backbone.") for key in state):
-        state = {f"backbone.{key}": value for key, value in state.items()}
-    own = model.state_dict()
-    loaded, skipped = {}, []
-    for key, value in state.items():
-        if key.startswith("head.") or key not in own or list(value.shape) != list(own[key].shape):
-            skipped.append(key)
-            continue
-        loaded[key] = value
-    model.set_state_dict({**own, **loaded})  # complete dict: no per-key "skip loading" warnings
-    missing = [key for key in own if key not in loaded and not key.startswith("head.")]
-    return {"loaded": sorted(loaded), "skipped": sorted(skipped), "missing": sorted(missing)}
-
-
-class ModelExtractor:
-    """The Extractor contract over an in-memory model, so training evaluates with the same code
-    (``evaluate_extractor``) and preprocessing as an exported model."""
-
-    def __init__(self, model: RecognitionModel, image_size: int, *, batch_size: int = 32):
-        self.model = model
-        self.preprocess = RecognitionPreprocess(size=(image_size, image_size))
-        self.batch_size = batch_size
-        self.feature_dim = (int(model.neck.num_features) if model.neck is not None else 0) + (
-            model.colour.out_dim if model.colour is not None else 0)
-
-    def extract(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            chunks = []
-            with paddle.no_grad():
-                for start in range(0, len(crops), self.batch_size):
-                    batch = paddle.to_tensor(self.preprocess(crops[start:start + self.batch_size]))
-                    chunks.append(self.model(batch).numpy())
-        finally:
-            if was_training:
-                self.model.train()
-        feats = np.concatenate(chunks, axis=0) if chunks else np.zeros((0, self.feature_dim), np.float32)
-        return (feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-
-
-# --- checkpoints ---------------------------------------------------------------------
-
-CHECKPOINTS_DIR = "checkpoints"
-LATEST_NAME = "LATEST"
-STATE_NAME = "state.json"
-MODEL_NAME = "model.pdparams"
-OPTIMIZER_NAME = "optimizer.pdopt"
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    path: Path
-    state: dict[str, Any]
-
-    @property
-    def step(self) -> int:
-        return int(self.state["step"])
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def optimizer_state_by_structured_name(optimizer: paddle.optimizer.Optimizer,
-                                       model: paddle.nn.Layer) -> dict[str, Any]:
-    """``optimizer.state_dict()`` re-keyed by structured parameter names, values copied to numpy."""
-    by_generated = {param.name: name for name, param in model.named_parameters()}
-    generated = sorted(by_generated, key=len, reverse=True)
-    out: dict[str, Any] = {}
-    for key, value in optimizer.state_dict().items():
-        owner = next((g for g in generated if key.startswith(g + "_")), None)
-        new_key = f"{by_generated[owner]}::{key[len(owner) + 1:]}" if owner else key
-        out[new_key] = value.numpy().copy() if hasattr(value, "numpy") else value
-    return out
-
-
-def restore_optimizer_state(optimizer: paddle.optimizer.Optimizer, model: paddle.nn.Layer,
-                            state: dict[str, Any]) -> None:
-    """Inverse of ``optimizer_state_by_structured_name`` for this process's parameter names."""
-    by_structured = {name: param.name for name, param in model.named_parameters()}
-    restored: dict[str, Any] = {}
-    for key, value in state.items():
-        if "::" in key:
-            structured, suffix = key.split("::", 1)
-            if structured not in by_structured:
-                raise ValueError(f"checkpoint has optimizer state for unknown parameter {structured!r}")
-            key = f"{by_structured[structured]}_{suffix}"
-        restored[key] = value
-    optimizer.set_state_dict(restored)
-
-
-def save_checkpoint(out_dir: Path, *, model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimizer,
-                    state: dict[str, Any], keep: int = 2,
-                    extra_weights: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
-    """Write ``checkpoints/step-XXXXXXXX`` through a temporary folder and one rename, then point
-    ``LATEST`` at it; a kill at any moment leaves the previous checkpoint intact. ``extra_weights``
-    (e.g. an EMA of the model) are saved beside the model as ``<name>.pdparams``."""
-    root = Path(out_dir) / CHECKPOINTS_DIR
-    root.mkdir(parents=True, exist_ok=True)
-    name = f"step-{int(state['step']):08d}"
-    final = root / name
-    tmp = root / f".tmp-{name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    paddle.save(model.state_dict(), str(tmp / MODEL_NAME))
-    paddle.save(optimizer_state_by_structured_name(optimizer, model), str(tmp / OPTIMIZER_NAME))
-    for extra_name, weights in (extra_weights or {}).items():
-        paddle.save(dict(weights), str(tmp / f"{extra_name}.pdparams"))
-    _write_json_atomic(tmp / STATE_NAME, state)
-    for file in tmp.iterdir():
-        with file.open("rb") as handle:
-            os.fsync(handle.fileno())
-    if final.exists():  # same step saved again (e.g. cancel right after a periodic save)
-        shutil.rmtree(final)
-    os.rename(tmp, final)
-    _fsync_dir(root)
-    _write_json_atomic(root / LATEST_NAME, {"name": name, "step": int(state["step"])})
-    _prune(root, keep=keep, protect=name)
-    return final
-
-
-def _prune(root: Path, *, keep: int, protect: str) -> None:
-    done = sorted((p for p in root.glob("step-*") if (p / STATE_NAME).exists()), key=lambda p: p.name)
-    for old in done[:-max(1, keep)]:
-        if old.name != protect:
-            shutil.rmtree(old, ignore_errors=True)
-    for stale in root.glob(".tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-
-
-def _read(path: Path) -> Checkpoint | None:
-    try:
-        state = json.loads((path / STATE_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not (path / MODEL_NAME).exists() or not (path / OPTIMIZER_NAME).exists():
-        return None
-    return Checkpoint(path, state)
-
-
-def latest_checkpoint(out_dir: str | Path) -> Checkpoint | None:
-    """The newest complete checkpoint under ``out_dir`` (``LATEST`` first, else a scan)."""
-    root = Path(out_dir) / CHECKPOINTS_DIR
-    if not root.is_dir():
-        return None
-    try:
-        pointer = json.loads((root / LATEST_NAME).read_text(encoding="utf-8"))
-        found = _read(root / pointer["name"])
-        if found is not None:
-            return found
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    for path in sorted(root.glob("step-*"), key=lambda p: p.name, reverse=True):
-        found = _read(path)
-        if found is not None:
-            return found
-    return None
-
-
-def load_checkpoint(checkpoint: Checkpoint, *, model: paddle.nn.Layer,
-                    optimizer: paddle.optimizer.Optimizer | None = None) -> None:
-    model.set_state_dict(paddle.load(str(checkpoint.path / MODEL_NAME)))
-    if optimizer is not None:
-        restore_optimizer_state(optimizer, model, paddle.load(str(checkpoint.path / OPTIMIZER_NAME)))
-
-
-def to_jsonable(value: Any) -> Any:
-    """Config values (tuples, numpy scalars, paths) as plain JSON types."""
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 # --- the loop ------------------------------------------------------------------------
 
 
 class _Cancelled(Exception):
     """Raised from inside evaluation when the cancel hook fires."""
-
-
-def select_device(config: TrainConfig) -> str:
-    """GPU when Paddle was built with CUDA and one is visible (unless ``device='cpu'``), else CPU
-    capped at ``config.threads`` math threads (Paddle 3.3 has no public ``set_num_threads``)."""
-    wants_gpu = config.device in ("auto", "gpu")
-    if wants_gpu and paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
-        paddle.set_device("gpu:0")
-        return "gpu:0"
-    if config.device == "gpu":
-        raise RuntimeError("device='gpu' but Paddle sees no CUDA GPU")
-    paddle.set_device("cpu")
-    paddle.base.core.set_num_threads(max(1, int(config.threads)))
-    return "cpu"
-
-
-def _derived_seed(*parts: int) -> int:
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint32)[0])
 
 
 def _dataset_fingerprint(dataset: ImageDataset) -> dict[str, Any]:
@@ -440,46 +185,6 @@ class _ImageCache:
             self.images[index] = image
             self.used += image.nbytes
         return image
-
-
-class _Log:
-    """Append-only JSON lines; on resume, records after the checkpoint's step are dropped."""
-
-    def __init__(self, path: Path, *, keep_until_step: int | None):
-        self.path = path
-        if keep_until_step is not None and path.exists():
-            kept = []
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue  # a line cut short by a kill
-                if int(record.get("step", 0)) <= keep_until_step:
-                    kept.append(line)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-            os.replace(tmp, path)
-        elif keep_until_step is None and path.exists():
-            path.unlink()
-        self.handle = path.open("a", encoding="utf-8")
-
-    def write(self, record: dict[str, Any]) -> None:
-        self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self.handle.flush()
-
-    def close(self) -> None:
-        self.handle.close()
-
-
-def read_log(path: str | Path) -> list[dict[str, Any]]:
-    """Records of a training log, skipping a torn last line."""
-    records = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue
-    return records
 
 
 def _check_resumable(checkpoint: Checkpoint, config: TrainConfig, fingerprint: dict[str, Any]) -> None:
@@ -557,7 +262,7 @@ def train(config: TrainConfig, train_set: ImageDataset,
         step = 0
         if config.init_from:
             init_report = load_initial_weights(model, config.init_from)
-    log = _Log(out_dir / LOG_NAME, keep_until_step=step if checkpoint is not None else None)
+    log = TrainLog(out_dir / LOG_NAME, keep_until_step=step if checkpoint is not None else None)
     evals = [r for r in read_log(log.path) if r.get("event") == "eval"] if checkpoint is not None else []
     if checkpoint is None:
         log.write({"event": "start", "step": 0, "device": device, "steps_per_epoch": steps_per_epoch,
@@ -618,7 +323,7 @@ def train(config: TrainConfig, train_set: ImageDataset,
                                for slot, i in enumerate(indices)])
             labels = paddle.to_tensor(train_set.labels[indices])
             t1 = time.perf_counter()
-            paddle.seed(_derived_seed(config.seed, step, 0xD50))  # dropout masks of this step
+            paddle.seed(derived_seed(config.seed, step, 0xD50))  # dropout masks of this step
             lr = schedule(step)
             optimizer.set_lr(lr)
             out = model(paddle.to_tensor(images))
@@ -664,7 +369,7 @@ def train(config: TrainConfig, train_set: ImageDataset,
                          model_dir=model_dir, manifest=manifest, last_checkpoint=latest_checkpoint(out_dir).path,
                          resumed_from_step=resumed_from, final_loss=last_loss, evals=evals,
                          seconds=time.perf_counter() - started)
-    _write_json_atomic(out_dir / RESULT_NAME, {**result.to_dict(), "config": to_jsonable(config.to_dict())})
+    write_json_atomic(out_dir / RESULT_NAME, {**result.to_dict(), "config": to_jsonable(config.to_dict())})
     report("done")
     return result
 
@@ -704,7 +409,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, colour_weight: float
 
 
 def _evaluate_all(model: RecognitionModel, config: TrainConfig, eval_sets: Mapping[str, ImageDataset], *,
-                  step: int, epoch: int, log: _Log, cancel: CancelCallback | None,
+                  step: int, epoch: int, log: TrainLog, cancel: CancelCallback | None,
                   report: Callable[..., None]) -> list[dict[str, Any]]:
     extractor = ModelExtractor(model, config.image_size, batch_size=config.eval_batch_size)
 
@@ -742,7 +447,7 @@ def _finished_result(out_dir: Path, config: TrainConfig) -> TrainResult | None:
     model_dir = Path(data["model_dir"]) if data.get("model_dir") else None
     if data.get("status") != "completed" or model_dir is None or not model_dir.is_dir():
         return None
-    from recognition.engine.models import read_manifest
+    from recognition.engine.manifest import read_manifest
 
     return TrainResult("completed", data["step"], data["total_steps"], data["epoch"], out_dir,
                        model_dir=model_dir, manifest=read_manifest(model_dir),
@@ -762,6 +467,4 @@ def _write_plots(out_dir: Path) -> None:
             handle.write(json.dumps({"event": "plot_failed", "step": 0, "error": str(exc)}) + "\n")
 
 
-__all__ = ["FINAL_WEIGHTS_NAME", "LOG_NAME", "MODEL_DIR_NAME", "RESULT_NAME", "Checkpoint", "ModelExtractor",
-           "TrainConfig", "TrainResult", "build_model", "latest_checkpoint", "load_checkpoint",
-           "load_initial_weights", "read_log", "save_checkpoint", "select_device", "train"]
+__all__ = ["TrainConfig", "TrainResult", "export_run", "train"]

@@ -7,7 +7,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from recognition.engine.errors import EngineError
-from recognition.engine.models import install_archive, installed_models
+from recognition.engine.install import install_archive
+from recognition.engine.manifest import installed_models
 from recognition.model_registry import model_key
 
 OFFICIAL_ARCHIVES = {
