@@ -1,6 +1,7 @@
 """Bulk imports: start (store the archive, queue a job) and run (resumable batches, per-row errors)."""
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 
 from django.conf import settings
@@ -21,14 +22,15 @@ MAX_ROW_ERRORS_KEPT = 1000
 
 
 def import_start(*, gallery: Gallery, archive: bytes, archive_name: str, created_by=None) -> ImportJob:
-    """Store the archive (object first), record the job, queue it. The archive is checked now for a fast 400."""
+    """Store the archive (object first), then record the job and queue it. The archive is checked now for a fast 400.
+
+    The object's key is its own (not the job's id), so a store that fails raises before any row exists: no queued
+    job ever points at a missing archive. A row that fails after the store leaves an unreferenced archive object."""
     _open_archive(archive).rows()
-    job = ImportJob(tenant=gallery.tenant, gallery=gallery, archive_key="", archive_name=archive_name[:255], created_by=created_by)
-    job.save()
-    key = tenant_key(gallery.tenant_id, "imports", str(job.pk), "archive.zip")
+    key = tenant_key(gallery.tenant_id, "imports", uuid.uuid4().hex, "archive.zip")
     object_store().put(key, archive, content_type="application/zip")
-    ImportJob.objects.filter(pk=job.pk).update(archive_key=key)
-    job.archive_key = key
+    job = ImportJob(tenant=gallery.tenant, gallery=gallery, archive_key=key, archive_name=archive_name[:255], created_by=created_by)
+    job.save()
     _enqueue(job.pk)
     return job
 

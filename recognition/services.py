@@ -27,7 +27,9 @@ from shitu_platform.tenancy.scoping import scoped
 def recognition_submit(
     *, tenant: Tenant, gallery: Gallery, data: bytes, params: PipelineParams, webhook_url: str = "", source: str = "api"
 ) -> Recognition:
-    """Validate and store the photo (object first, then row) and queue it on the `inference` queue."""
+    """Validate and store the photo (object first, then row) and return the row in state `queued`.
+
+    It does not send the work anywhere: the caller queues it with `recognition_enqueue` (on the `inference` queue)."""
     pixels = load_image(data, max_bytes=settings.SHITU_MAX_IMAGE_BYTES, max_pixels=settings.SHITU_MAX_IMAGE_PIXELS)
     public_id = uuid.uuid4()
     key = tenant_key(tenant.pk, "recognitions", timezone.now().strftime("%Y-%m-%d"), str(public_id))

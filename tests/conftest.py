@@ -5,6 +5,7 @@ Nothing embedded starts when DATABASE_URL / REDIS_URL are set (then those server
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,6 +18,12 @@ from django.conf import settings
 from shitu_platform.embedded import EmbeddedPostgres, EmbeddedRedis, PostgresSettings, RedisSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Started in the background of a non-interactive shell (nohup, `cmd &`, some CI runners), pytest inherits SIGINT
+# ignored, and so would every process the suite starts: the launcher would sleep through the Ctrl-C the launcher and
+# fault tests send it, and each stop would wait out its 60 s timeout. Children inherit a handled signal as default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
@@ -67,24 +74,28 @@ class WorkerProcesses:
         if not settings.USES_EMBEDDED_REDIS:
             env["REDIS_URL"] = settings.REDIS_URL
         log_path = self.log_dir / f"celery-{name}-{len(self.processes)}.log"
+        # The log is shared by every worker of this name in the session: only what this one writes says it is ready.
+        offset = log_path.stat().st_size if log_path.exists() else 0
         with log_path.open("ab") as log:
             worker = subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "shitu_platform", "worker", "--pool", "solo",
-                 "-Q", "default,inference,training", "--loglevel", "INFO", "-n", f"{name}-{os.getpid()}@%h"],
+                 "-Q", "default,inference,training", "--loglevel", "INFO", "-n", f"{name}-{os.getpid()}@%h",
+                 # workers find each other by control.ping, which needs neither mingle (it waits a second at start
+                 # for neighbours to sync revoked tasks with) nor gossip
+                 "--without-mingle", "--without-gossip"],
                 cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
             )
         self.processes.append(worker)
-        _wait_for_worker(worker, log_path)
+        _wait_for_worker(worker, log_path, offset=offset)
         return worker
 
     def stop_all(self) -> None:
+        """SIGKILL: the test is over and its rows are about to be flushed, so nothing is left worth a warm shutdown
+        (1.6 s per worker). A task cut short stays unacked in Redis far past the session (visibility timeout)."""
         for worker in self.processes:
             if worker.poll() is None:
-                worker.terminate()
-                try:
-                    worker.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
+                worker.kill()
+            worker.wait(timeout=20)
 
 
 @pytest.fixture()
@@ -102,14 +113,16 @@ def celery_worker(celery_workers: WorkerProcesses) -> subprocess.Popen:
     return celery_workers.start()
 
 
-def _wait_for_worker(worker: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:
+def _wait_for_worker(worker: subprocess.Popen, log_path: Path, *, offset: int = 0, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if worker.poll() is not None:
             raise RuntimeError(f"celery worker exited early:\n{log_path.read_text()[-3000:]}")
-        if "ready." in log_path.read_text(errors="replace"):
-            return
-        time.sleep(0.2)
+        with log_path.open("rb") as log:
+            log.seek(offset)
+            if b"ready." in log.read():
+                return
+        time.sleep(0.1)
     raise RuntimeError(f"celery worker not ready after {timeout}s:\n{log_path.read_text()[-3000:]}")
 
 
@@ -183,3 +196,15 @@ def fresh_cache(redis_url: str) -> None:
 
     cache.clear()
 
+
+
+# Slow by construction, whatever their own marks say: a real worker process costs seconds to start (Django + Paddle
+# imports), and a browser test needs Chromium (3 s to launch) and drives whole pages. `-m "not slow"` leaves them out.
+_SLOW_FIXTURES = frozenset({"celery_worker", "celery_workers"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("browser") or _SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -82,6 +82,7 @@ def _postmaster_pid(server: EmbeddedPostgres) -> int:
 # ----------------------------------------------------------------------------- PostgreSQL
 
 
+@pytest.mark.slow
 def test_postgres_keeps_data_across_restart_and_initdb_runs_once(
     make_postgres: Callable[..., EmbeddedPostgres],
 ) -> None:
@@ -107,6 +108,7 @@ def test_postgres_keeps_data_across_restart_and_initdb_runs_once(
     assert (server.data_dir / "initdb.log").stat().st_mtime_ns == initdb_log_at
 
 
+@pytest.mark.slow
 def test_postgres_start_is_idempotent_and_stop_works_from_another_process(
     make_postgres: Callable[..., EmbeddedPostgres],
 ) -> None:
@@ -127,6 +129,7 @@ def test_postgres_start_is_idempotent_and_stop_works_from_another_process(
     server.stop()  # idempotent
 
 
+@pytest.mark.slow
 def test_app_role_can_create_databases_that_already_have_vector(
     make_postgres: Callable[..., EmbeddedPostgres],
 ) -> None:
@@ -141,6 +144,7 @@ def test_app_role_can_create_databases_that_already_have_vector(
         assert conn.execute("SELECT '[1,2,3]'::vector(3)::text").fetchone() == ("[1,2,3]",)
 
 
+@pytest.mark.slow
 def test_postgres_recovers_after_kill_9(make_postgres: Callable[..., EmbeddedPostgres]) -> None:
     server = make_postgres()
     server.start()
@@ -169,6 +173,7 @@ def test_postgres_port_in_use_fails_fast_with_clear_error(
     assert str(port) in str(error.value) and "PostgreSQL" in str(error.value)
 
 
+@pytest.mark.slow
 def test_postgres_long_data_dir_puts_socket_under_tmp(
     make_postgres: Callable[..., EmbeddedPostgres], scratch: Path
 ) -> None:

@@ -137,6 +137,7 @@ def _textured_gallery(products: int, photos: int):
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True), labels, local
 
 
+@pytest.mark.slow
 def test_calibrate_gallery_learns_from_known_and_stranger_queries() -> None:
     vectors, labels, local = _textured_gallery(6, 4)
     samples = gallery_samples(vectors, labels, local)

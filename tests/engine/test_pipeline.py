@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -208,11 +209,33 @@ def test_boxes_are_clipped_and_outside_boxes_dropped(gallery, rng) -> None:
     assert len(objects) == 1 and objects[0].box.as_list() == [0, 0, 20 + SIZE, 30 + SIZE]
 
 
+class _Slow:
+    """Wraps a detector or extractor and sleeps before `detect`/`extract`, so a stage's time is known."""
+
+    def __init__(self, inner, seconds: float) -> None:
+        self.inner, self.seconds = inner, seconds
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def detect(self, image):
+        time.sleep(self.seconds)
+        return self.inner.detect(image)
+
+    def extract(self, crops):
+        time.sleep(self.seconds)
+        return self.inner.extract(crops)
+
+
 def test_timings_and_validation(gallery, rng) -> None:
     extractor, index, labels = gallery
-    timed = _pipeline(gallery, SCENE_BOXES).recognize_timed(_scene(rng))
+    slow = RecognitionPipeline(_Slow(GivenBoxDetector(SCENE_BOXES), 0.2), _Slow(extractor, 0.05), index, labels)
+    timed = slow.recognize_timed(_scene(rng))
     t = timed.timings
-    assert min(t.detect_ms, t.extract_ms, t.search_ms) >= 0
+    # each stage is charged its own time: 200 ms asleep in detection, 50 ms in extraction, and the extract
+    # clock starts after detection (were it started with the request, it would exceed the detection time)
+    assert t.detect_ms >= 200 and t.extract_ms >= 50
+    assert t.extract_ms < t.detect_ms
     assert t.total_ms >= t.detect_ms + t.extract_ms + t.search_ms
     assert len(timed.objects) >= 4
     with pytest.raises(DimensionMismatch):

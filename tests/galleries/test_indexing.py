@@ -116,6 +116,7 @@ def test_tenant_b_vectors_never_come_back_for_a_gallery(tenant_a, tenant_b):
     assert not set(ids_b.tolist()) & set(gallery_index_cache.get(gallery_a, MODEL).index.ids().tolist())
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_partial_hnsw_index_is_built_per_gallery_and_used_by_the_planner(tenant_a, tenant_b, monkeypatch):
     monkeypatch.setattr(pgvector_search, "PGVECTOR_INDEX_MIN_VECTORS", 1000)

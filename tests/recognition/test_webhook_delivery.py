@@ -113,6 +113,7 @@ def _wait_for_webhook(client, url: str, final: set[str], timeout: float = 90) ->
     return body
 
 
+@pytest.mark.slow
 def test_the_worker_registers_the_delivery_task():
     """What a worker imports (Celery autodiscovers `tasks.py` only) must include `recognition.webhook_deliver`."""
     probe = ("import django; django.setup(); from shitu_platform.celery import app; "

@@ -144,6 +144,7 @@ def drawn_photos(tmp_path):
     return root, tmp_path / "unknown.txt", scenes / "scenes.tsv"
 
 
+@pytest.mark.slow
 def test_shitu_eval_pipeline_json_on_drawn_products(drawn_photos, capsys):
     root, unknown, scenes = drawn_photos
     call_command("shitu_eval", "--gallery", str(root), "--baseline", "colour-histogram", "--pipeline",
@@ -161,6 +162,7 @@ def test_shitu_eval_pipeline_json_on_drawn_products(drawn_photos, capsys):
     assert 0 < report["ms_p50"] <= report["ms_p95"]
 
 
+@pytest.mark.slow
 def test_pipeline_options_are_checked(drawn_photos, tmp_path):
     root, unknown, _ = drawn_photos
     with pytest.raises(CommandError, match="--pipeline"):

@@ -81,23 +81,6 @@ def plot_metrics(records: Sequence[dict[str, Any]], path: str | Path,
     return Path(path)
 
 
-def plot_recall_table(rows: Sequence[tuple[str, dict[str, Any]]], path: str | Path,
-                      ks: Sequence[int] = (1, 5)) -> Path:
-    """A table image (model, images, identities, recall@k, mAP) for reports and the dashboard."""
-    header = ["model", "images", "identities", *(f"recall@{k}" for k in ks), "mAP"]
-    cells = [[name, str(r["images"]), str(r["identities"]), *(f"{r[f'recall@{k}']:.3f}" for k in ks),
-              f"{r['mAP']:.3f}"] for name, r in rows]
-    figure, axes = plt.subplots(figsize=(1.6 * len(header), 0.5 + 0.4 * (len(cells) + 1)))
-    axes.axis("off")
-    table = axes.table(cellText=cells or [["-"] * len(header)], colLabels=header, loc="center")
-    table.auto_set_font_size(False)
-    table.set_fontsize(10)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return Path(path)
-
-
 def plot_training_log(log_path: str | Path, out_dir: str | Path, *,
                       curves: Sequence[tuple[str, str]] = EXTRACTOR_LOSSES,
                       metrics: Sequence[tuple[str, str]] = EXTRACTOR_METRICS) -> list[Path]:
@@ -111,4 +94,4 @@ def plot_training_log(log_path: str | Path, out_dir: str | Path, *,
     return written
 
 
-__all__ = ["plot_losses", "plot_metrics", "plot_recall_table", "plot_training_log"]
+__all__ = ["plot_losses", "plot_metrics", "plot_training_log"]
