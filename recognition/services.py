@@ -16,6 +16,7 @@ from recognition.engine.errors import EngineError
 from recognition.engine.imageio import load_image
 from recognition.engine.pipeline import GivenBoxDetector, PipelineParams, RecognitionPipeline
 from recognition.engine.types import RecognizedObject
+from recognition.evidence import evidence_record
 from recognition.models import DetectedObject, Recognition
 from recognition.reviews import low_margin_reviews_open
 from shitu_platform.object_store import object_store
@@ -116,7 +117,7 @@ def _store_objects(recognition: Recognition, objects: list[RecognizedObject], *,
         row["pk"]: row
         for row in scoped(Embedding, recognition.tenant)
         .filter(pk__in=embedding_ids)
-        .values("pk", "reference_image_id", "reference_image__product_id", "reference_image__product__label",
+        .values("pk", "box", "reference_image_id", "reference_image__product_id", "reference_image__product__label",
                 "reference_image__product__display_name")
     }
     for rank, obj in enumerate(objects):
@@ -129,12 +130,16 @@ def _store_objects(recognition: Recognition, objects: list[RecognizedObject], *,
         rival = rival_match["score"] if rival_match is not None else None
         if (best["inliers"] or 0) >= min_inliers and (rival_match is None or (rival_match["inliers"] or 0) < min_inliers):
             rival = None  # geometry decided between the two: no thin cosine margin to review
+        # The pairs belong to the pipeline's best match: kept only while that match is still the stored best.
+        best_item = next(m.item_id for m in obj.matches if m.item_id in info)
+        evidence = obj.evidence if obj.evidence is not None and obj.evidence.item_id == best_item else None
         DetectedObject(
             tenant=recognition.tenant, recognition=recognition, rank=rank, bbox=[round(v, 1) for v in obj.box.as_list()],
             whole_image=obj.box.whole_image, det_score=round(obj.box.score, 4), product_id=best["product_id"],
             reference_image_id=best["reference_image_id"], score=best["score"],
             margin=None if rival is None else round(best["score"] - rival, 4), matches=matches,
             confidence=None if obj.confidence is None else round(float(obj.confidence), 4),
+            evidence=None if evidence is None else evidence_record(evidence, reference_box=info[best_item]["box"]),
         ).save()
 
 
