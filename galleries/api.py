@@ -25,7 +25,7 @@ from galleries.serializers import (
     ReferenceImageSerializer,
 )
 from shitu_platform.parsers import SafeJSONParser
-from shitu_platform.tenancy.scoping import TenantScopedAPIMixin
+from shitu_platform.tenancy.scoping import TenantScopedAPIMixin, scoped
 
 
 class GalleryViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
@@ -49,6 +49,11 @@ class GalleryViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
 
     def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
         return selectors.galleries_with_counts(queryset)
+
+    def perform_create(self, serializer: Any) -> None:
+        super().perform_create(serializer)
+        # read back with the counts, so the 201 has the same fields as the list (a client may cache either)
+        serializer.instance = selectors.galleries_with_counts(scoped(Gallery, self.tenant)).get(pk=serializer.instance.pk)
 
     def perform_destroy(self, instance: Gallery) -> None:
         services.gallery_delete(gallery=instance)
@@ -99,6 +104,10 @@ class ProductViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
         if any(not selectors.ATTRIBUTE_KEY.fullmatch(key) for key in attributes):
             raise serializers.ValidationError({"attr": "Attribute keys are letters, digits, '-' and '_' (one level)."})
         return selectors.products_with_counts(selectors.products_filtered(queryset, label=params.get("label"), attributes=attributes))
+
+    def perform_create(self, serializer: Any) -> None:
+        super().perform_create(serializer)
+        serializer.instance = selectors.products_with_counts(scoped(Product, self.tenant)).get(pk=serializer.instance.pk)
 
 
 class ReferenceImageViewSet(TenantScopedAPIMixin, mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):

@@ -77,10 +77,13 @@ class RecognitionViewSet(TenantScopedAPIMixin, mixins.ListModelMixin, mixins.Ret
         return Response(body, status=status.HTTP_200_OK if finished else status.HTTP_202_ACCEPTED, headers=headers)
 
 
-    @extend_schema(request=FeedbackSerializer, responses={201: MatchReviewSerializer})
+    @extend_schema(request=FeedbackSerializer, responses={201: MatchReviewSerializer, 200: MatchReviewSerializer})
     @action(detail=True, methods=["post"])
     def feedback(self, request: Request, public_id: Any = None) -> Response:
-        """Tell us whether an object was recognised right: `correct`, `wrong` (+ the right product) or `not_in_catalogue`."""
+        """Tell us whether an object was recognised right: `correct`, `wrong` (+ the right product) or `not_in_catalogue`.
+
+        Safe to retry: an object holds one review. The first feedback on it answers 201; sending it again answers
+        200 with the same review, unchanged; a different verdict replaces the earlier one (200)."""
         recognition = self.get_object()
         params = FeedbackSerializer(data=request.data, context={"request": request})
         params.is_valid(raise_exception=True)
@@ -88,11 +91,12 @@ class RecognitionViewSet(TenantScopedAPIMixin, mixins.ListModelMixin, mixins.Ret
         index = params.validated_data["object"]
         if index >= len(displayed):
             raise InvalidFeedback(f"this recognition has {len(displayed)} objects", details={"object": index})
-        review = reviews.feedback_submit(
+        outcome = reviews.feedback_submit(
             recognition=recognition, rank=displayed[index], verdict=params.validated_data["verdict"],
             product=params.validated_data.get("product"), flagged_by=str(request.user),
         )
-        return Response(MatchReviewSerializer(review).data, status=status.HTTP_201_CREATED)
+        return Response(MatchReviewSerializer(outcome.review).data,
+                        status=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK)
 
 
 def _image_bytes(options: dict) -> bytes:

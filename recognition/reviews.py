@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
@@ -28,10 +29,19 @@ class InvalidFeedback(PlatformError):
     http_status = 400
 
 
+@dataclass(frozen=True)
+class FeedbackOutcome:
+    review: MatchReview
+    created: bool  # False: the object already had user feedback (kept when the same, replaced when not)
+
+
 def feedback_submit(
     *, recognition: Recognition, rank: int, verdict: str, product: Product | None = None, flagged_by: str = ""
-) -> MatchReview:
-    """Record a user's verdict on one object of a recognition; `correct` confirms it, the others open a review."""
+) -> FeedbackOutcome:
+    """Record a user's verdict on one object of a recognition; `correct` confirms it, the others open a review.
+
+    Idempotent, since mobile clients retry: one review per object, and the same verdict again changes nothing (a
+    staff decision on it stands); a different verdict replaces the earlier one."""
     detected = recognition.detected_objects.filter(rank=rank).first()
     if detected is None:
         raise InvalidFeedback(f"this recognition has no object {rank}", details={"object": rank})
@@ -40,14 +50,20 @@ def feedback_submit(
     if product is not None and product.gallery_id != recognition.gallery_id:
         raise InvalidFeedback("the product is not in the recognition's gallery", details={"product": product.pk})
     status = MatchReview.Status.CONFIRMED if verdict == MatchReview.Verdict.CORRECT else MatchReview.Status.OPEN
-    review, _ = MatchReview.objects.for_tenant(recognition.tenant).update_or_create(
-        detected_object=detected,
-        defaults={"reason": MatchReview.Reason.FLAGGED, "verdict": verdict, "suggested_product": product,
-                  "flagged_by": flagged_by[:150], "status": status},
-        create_defaults={"tenant": recognition.tenant, "gallery_id": recognition.gallery_id, "reason": MatchReview.Reason.FLAGGED,
-                         "verdict": verdict, "suggested_product": product, "flagged_by": flagged_by[:150], "status": status},
+    fields = {"reason": MatchReview.Reason.FLAGGED, "verdict": verdict, "suggested_product": product,
+              "flagged_by": flagged_by[:150], "status": status}
+    reviews = MatchReview.objects.for_tenant(recognition.tenant)
+    review, created = reviews.get_or_create(  # get_or_create: two racing first sends still make one row
+        detected_object=detected, defaults={"tenant": recognition.tenant, "gallery_id": recognition.gallery_id, **fields}
     )
-    return review
+    if created:
+        return FeedbackOutcome(review, created=True)
+    first_from_user = review.reason != MatchReview.Reason.FLAGGED  # a low-margin review the user now speaks to
+    if first_from_user or (review.verdict, review.suggested_product_id) != (verdict, product.pk if product else None):
+        for name, value in fields.items():
+            setattr(review, name, value)
+        review.save(update_fields=list(fields))
+    return FeedbackOutcome(review, created=first_from_user)
 
 
 def low_margin_reviews_open(*, recognition: Recognition) -> int:

@@ -43,7 +43,44 @@ class RecognitionRequestSerializer(serializers.Serializer):
         return data
 
 
+class MatchSerializer(serializers.Serializer):
+    """One candidate of an object's top-k (for the schema; the rows are the stored JSON plus `accepted`)."""
+
+    product_id = serializers.IntegerField()
+    label = serializers.CharField()
+    display_name = serializers.CharField()
+    score = serializers.FloatField(help_text="cosine similarity to the reference image")
+    reference_image_id = serializers.IntegerField()
+    inliers = serializers.IntegerField(allow_null=True, help_text="geometric-verification inliers; null when not verified")
+    accepted = serializers.BooleanField(
+        help_text="true when this candidate's product is the object's answer (the best match, which passed the decision: "
+                  "the gallery's calibrated confidence, geometric verification, or `score_threshold` without a "
+                  "calibration); false for the other candidates, which did not, and are listed for context only")
+
+
+# Timings are worker durations in ms, shown to one decimal; `queued_at` is the enqueue clock the worker reads.
+TIMING_DECIMALS = 1
+_INTERNAL_TIMINGS = frozenset({"queued_at"})
+
+
+@extend_schema_field({"type": "object", "additionalProperties": {"oneOf": [{"type": "number"}, {"type": "string"}]},
+                      "example": {"queue_ms": 4.2, "detect_ms": 41.0, "extract_ms": 63.5, "search_ms": 0.6,
+                                  "verify_ms": 12.3, "total_ms": 118.4, "search_source": "faiss"}})
+class TimingsField(serializers.ReadOnlyField):
+    """Stage durations in milliseconds, each rounded to one decimal (the worker stores raw floats)."""
+
+    def to_representation(self, timings: dict) -> dict:
+        return {name: round(value, TIMING_DECIMALS) if _is_number(value) else value
+                for name, value in (timings or {}).items() if name not in _INTERNAL_TIMINGS}
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 class DetectedObjectSerializer(serializers.ModelSerializer):
+    matches = serializers.SerializerMethodField(help_text="the top-k candidates, best first; only `accepted` ones "
+                                                          "are the answer")
     label = serializers.SerializerMethodField()
     display_name = serializers.SerializerMethodField()
     inliers = serializers.SerializerMethodField(help_text="geometric-verification inliers of the best match "
@@ -65,6 +102,12 @@ class DetectedObjectSerializer(serializers.ModelSerializer):
     @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_inliers(self, obj: DetectedObject) -> int | None:
         return obj.matches[0].get("inliers") if obj.matches else None
+
+    @extend_schema_field(MatchSerializer(many=True))
+    def get_matches(self, obj: DetectedObject) -> list[dict]:
+        # `product` is the answer (the best match's product); stored rows only ever hold answered objects
+        return [{**match, "accepted": obj.product_id is not None and match.get("product_id") == obj.product_id}
+                for match in obj.matches]
 
 
 class WebhookDeliverySerializer(serializers.ModelSerializer):
@@ -90,6 +133,7 @@ class RecognitionSerializer(serializers.ModelSerializer):
     objects = DetectedObjectSerializer(many=True, read_only=True, source="detected_objects")
     url = serializers.SerializerMethodField()
     webhook = serializers.SerializerMethodField(help_text="delivery of the result to `webhook_url`; null without one")
+    timings_ms = TimingsField(help_text="queue wait and worker stages in milliseconds, one decimal")
     no_match = serializers.SerializerMethodField(
         help_text="true when the recognition is done and no object reached the gallery's calibrated confidence: "
                   "the product is not in the gallery (or not recognisable in this photo)")

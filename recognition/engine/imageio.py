@@ -140,13 +140,18 @@ def _jpeg_dimensions(data: bytes) -> tuple[int, int] | None:
 # --- human-readable numbers ---------------------------------------------------------
 
 
+def _plain(value: float) -> str:
+    """At most one decimal and never an exponent: 10000, 12.3, 64 (`:.3g` wrote 1e+04)."""
+    return f"{value:.1f}".removesuffix(".0")
+
+
 def _pixels(count: int) -> str:
-    return f"{count / 1e6:.3g} Mpx" if count >= 1_000_000 else f"{count} px"
+    return f"{_plain(count / 1e6)} Mpx" if count >= 1_000_000 else f"{count} px"
 
 
 def _size(count: int) -> str:
     mib = count / (1024 * 1024)
-    return f"{mib:.3g} MiB" if count >= 1024 * 1024 else f"{count} bytes"
+    return f"{_plain(mib)} MiB" if count >= 1024 * 1024 else f"{count} bytes"
 
 
 def _too_many_pixels(width: int | None, height: int | None, pixel_count: int, max_pixels: int) -> ImageTooLarge:

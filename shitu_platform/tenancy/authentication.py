@@ -35,6 +35,12 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         raw_key = self._raw_key(request)
         if raw_key is None:
             return None
+        if not raw_key.startswith(API_KEY_PREFIX):
+            # A key was sent but cannot be one of ours: say so, rather than "credentials were not provided".
+            raise exceptions.AuthenticationFailed(
+                f"Invalid API key: keys start with '{API_KEY_PREFIX}'. Send `Authorization: {self.keyword} "
+                f"{API_KEY_PREFIX}…` or `X-API-Key: {API_KEY_PREFIX}…`."
+            )
         api_key = api_key_authenticate(raw_key)
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
@@ -44,12 +50,14 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         return self.keyword
 
     def _raw_key(self, request: Any) -> str | None:
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() in {"api-key", "bearer"} and value.strip().startswith(API_KEY_PREFIX):
+        """The key sent (possibly malformed, even empty), or None when the request names no API key at all."""
+        scheme, _, value = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+        ours = scheme.lower() in {"api-key", "bearer"}  # no other scheme is ours: Basic etc. are left alone
+        if ours and value.strip().startswith(API_KEY_PREFIX):
             return value.strip()
-        x_api_key = request.META.get("HTTP_X_API_KEY", "").strip()
-        return x_api_key or None
+        if "HTTP_X_API_KEY" in request.META:  # also behind a gateway that puts its own token in Authorization
+            return request.META["HTTP_X_API_KEY"].strip()
+        return value.strip() if ours else None
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
