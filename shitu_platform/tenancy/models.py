@@ -1,7 +1,11 @@
 """Tenant, Membership and ApiKey; `TenantOwnedModel` is the base of every tenant-owned row."""
 from __future__ import annotations
 
+from functools import lru_cache
+from zoneinfo import available_timezones
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 
@@ -19,6 +23,18 @@ def role_at_least(role: str, required: str) -> bool:
     return ROLE_RANK[Role(role)] >= ROLE_RANK[Role(required)]
 
 
+@lru_cache(maxsize=1)
+def time_zone_names() -> frozenset[str]:
+    """IANA names this machine's zoneinfo knows; read once, it scans the tz database."""
+    return frozenset(available_timezones())
+
+
+def validate_time_zone(name: str) -> None:
+    if name not in time_zone_names():
+        raise ValidationError("%(name)s is not an IANA time zone (e.g. Europe/Berlin, Asia/Shanghai).",
+                              code="invalid_time_zone", params={"name": name})
+
+
 class Tenant(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=64, unique=True)
@@ -29,6 +45,8 @@ class Tenant(models.Model):
     recognitions_per_minute = models.PositiveIntegerField(default=120)
     max_images_per_gallery = models.PositiveIntegerField(default=100_000)
     recognition_retention_days = models.PositiveIntegerField(default=90, help_text="query photos and results are deleted after this")
+    time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone],
+                                 help_text="IANA name, e.g. Asia/Shanghai: the dashboard shows times in it")
 
     class Meta:
         ordering = ["name"]
@@ -82,6 +100,7 @@ class ApiKey(TenantOwnedModel):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = "API key"
 
     @property
     def is_active(self) -> bool:

@@ -25,8 +25,8 @@ def hash_api_key(raw_key: str) -> str:
 
 
 @transaction.atomic
-def tenant_create(*, name: str, owner: AbstractBaseUser, slug: str | None = None) -> Tenant:
-    tenant = Tenant.objects.create(name=name, slug=slug or _unique_slug(name))
+def tenant_create(*, name: str, owner: AbstractBaseUser, slug: str | None = None, time_zone: str = "UTC") -> Tenant:
+    tenant = Tenant.objects.create(name=name, slug=slug or _unique_slug(name), time_zone=time_zone)
     Membership(tenant=tenant, user=owner, role=Role.OWNER).save()
     return tenant
 
