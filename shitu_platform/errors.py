@@ -133,5 +133,9 @@ def json_not_found(request: HttpRequest, exception: Exception | None = None) -> 
     return JsonResponse(error_body("not_found", "Not found."), status=404)
 
 
+def json_permission_denied(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse(error_body("permission_denied", "You do not have permission to perform this action."), status=403)
+
+
 def json_server_error(request: HttpRequest) -> JsonResponse:
     return JsonResponse(error_body("internal_error", "Internal server error."), status=500)

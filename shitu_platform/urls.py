@@ -4,7 +4,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from shitu_platform import health
+from shitu_platform import health, views
 
 api_v1 = [
     path("", include("shitu_platform.tenancy.urls_api")),
@@ -19,6 +19,7 @@ dashboard = ([path("", include("shitu_platform.tenancy.urls_dashboard")), path("
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="dashboard:home", permanent=False)),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("accounts/login/", auth_views.LoginView.as_view(template_name="auth/login.html"), name="login"),
@@ -29,5 +30,6 @@ urlpatterns = [
 ]
 
 handler400 = "shitu_platform.views.bad_request"
+handler403 = "shitu_platform.views.permission_denied"
 handler404 = "shitu_platform.views.not_found"
 handler500 = "shitu_platform.views.server_error"

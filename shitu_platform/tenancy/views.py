@@ -12,8 +12,10 @@ from django.views import View
 from django.views.generic import DetailView, ListView, TemplateView
 from django.views.generic.detail import SingleObjectMixin
 
+from shitu_platform.tenancy.authentication import ApiKeyAuthentication
 from shitu_platform.tenancy.context import select_tenant
 from shitu_platform.tenancy.models import ApiKey, Role
+from shitu_platform.tenancy.roles import KEY_ROLES, role_capabilities
 from shitu_platform.tenancy.scoping import TenantDashboardMixin, TenantScopedDashboardMixin
 from shitu_platform.tenancy.services import api_key_create, api_key_revoke
 
@@ -38,7 +40,16 @@ class ApiKeyForm(forms.Form):
     role = forms.ChoiceField(choices=[(Role.ADMIN, "admin"), (Role.MEMBER, "member"), (Role.VIEWER, "viewer")])
 
 
-class ApiKeyListView(TenantScopedDashboardMixin, ListView):
+class _KeyUsageMixin:
+    """How a key is sent (the scheme the authentication class reads) and what each role may do with it."""
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return super().get_context_data(  # type: ignore[misc]
+            auth_scheme=ApiKeyAuthentication.keyword, key_roles=KEY_ROLES, role_capabilities=role_capabilities(), **kwargs
+        )
+
+
+class ApiKeyListView(TenantScopedDashboardMixin, _KeyUsageMixin, ListView):
     scoped_model = ApiKey
     required_role = Role.ADMIN
     template_name = "dashboard/api_keys.html"
@@ -57,7 +68,7 @@ class ApiKeyListView(TenantScopedDashboardMixin, ListView):
         return self.render_to_response(context)
 
 
-class ApiKeyDetailView(TenantScopedDashboardMixin, DetailView):
+class ApiKeyDetailView(TenantScopedDashboardMixin, _KeyUsageMixin, DetailView):
     scoped_model = ApiKey
     required_role = Role.ADMIN
     template_name = "dashboard/api_key_detail.html"

@@ -19,6 +19,11 @@
   var stateLabels = labelsNode ? JSON.parse(labelsNode.textContent) : {};
 
   function isActive(state) { return ACTIVE.indexOf(state) !== -1; }
+  // The server's promotion rule: a ready job is worth promoting only when its held-out mAP rose (missing counts as 0).
+  function stateClasses(data) {
+    var before = (data.metrics_before || {}).mAP || 0, after = (data.metrics_after || {}).mAP || 0;
+    return "state-" + data.state + (data.state === "ready" && !(after > before) ? " verdict-not-better" : "");
+  }
   function label(state) { return stateLabels[state] || state; }
   function apiUrl(id) { return root.dataset.pollUrl.replace("{id}", id); }
   function pageUrl(id) { return root.dataset.jobUrl.replace("{id}", id); }
@@ -255,14 +260,14 @@
     bar.setAttribute("aria-valuenow", String(percent));
     var fill = bar.querySelector(".ft-progress-bar");
     fill.style.width = percent + "%";
-    fill.className = "ft-progress-bar state-" + data.state;
+    fill.className = "ft-progress-bar " + stateClasses(data);
     card.querySelector("[data-field=percent]").textContent = percent + "%";
     if (data.total_steps) {
       card.querySelector("[data-field=steps]").textContent = " · step " + data.current_step + " of " + data.total_steps +
         " · epoch " + data.current_epoch + " of " + data.epochs;
     }
     var badge = document.querySelector("#ft-head [data-field=state]");
-    if (badge) { badge.textContent = label(data.state); badge.className = "ft-badge ft-badge-large state-" + data.state; }
+    if (badge) { badge.textContent = label(data.state); badge.className = "ft-badge ft-badge-large " + stateClasses(data); }
     var log = document.querySelector("#ft-log-card [data-field=log]");
     if (log && data.log && log.textContent !== data.log) {
       var atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 24;
@@ -304,12 +309,12 @@
     var percent = Math.round(Math.max(0, Math.min(1, data.progress || 0)) * 100);
     var fill = row.querySelector(".ft-progress-bar");
     fill.style.width = percent + "%";
-    fill.className = "ft-progress-bar state-" + data.state;
+    fill.className = "ft-progress-bar " + stateClasses(data);
     row.querySelector(".ft-progress").setAttribute("aria-valuenow", String(percent));
     row.querySelector("[data-field=percent]").textContent = percent + "%";
     var badge = row.querySelector("[data-field=state]");
     badge.textContent = label(data.state);
-    badge.className = "ft-badge state-" + data.state;
+    badge.className = "ft-badge " + stateClasses(data);
   }
 
   // --- one loop over every watched job ---
