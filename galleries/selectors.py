@@ -46,3 +46,31 @@ def model_coverage(*, gallery) -> tuple[int, dict[str, int]]:
                   .values_list("model_key").annotate(n=Count("id")).values_list("model_key", "n"))
     return ready, counts
 
+
+
+def serving_model_key(*, gallery) -> str:
+    """The key of the extractor answering for the gallery (``model_registry.extractor_for_gallery``), worked out
+    from rows and manifests alone: dashboard pages show its boxes, and web processes never load a model."""
+    from recognition.engine.manifest import read_manifest
+    from recognition.model_registry import BASELINE_EXTRACTOR_KEY, default_extractor_dir, model_key
+    from training.selectors import active_extractor_version
+
+    version = active_extractor_version(tenant=gallery.tenant)
+    if version is not None:
+        return version.key
+    directory = default_extractor_dir()
+    default = model_key(read_manifest(directory)) if directory is not None else BASELINE_EXTRACTOR_KEY
+    ready, counts = model_coverage(gallery=gallery)
+    if counts.get(default, 0) >= ready:
+        return default
+    # a new default still being embedded into the gallery: the previous one that covers it keeps answering
+    complete = sorted((n, key) for key, n in counts.items() if n >= ready and key != default)
+    return complete[-1][1] if complete else default
+
+
+def reference_image_boxes(*, tenant, reference_image_ids: list[int], model_key: str) -> dict[int, list[float] | None]:
+    """The box each image's `model_key` vector came from (None: the whole image); images without one are absent."""
+    from galleries.models import Embedding
+
+    return dict(Embedding.objects.for_tenant(tenant).filter(reference_image_id__in=reference_image_ids, model_key=model_key)
+                .values_list("reference_image_id", "box"))

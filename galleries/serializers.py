@@ -25,7 +25,8 @@ class GallerySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Gallery
-        fields = ["id", "name", "description", "index_version", "product_count", "image_count", "created_at"]
+        fields = ["id", "name", "description", "detect_references", "index_version", "product_count", "image_count",
+                  "created_at"]
         read_only_fields = ["id", "index_version", "created_at"]
 
     def validate_name(self, name: str) -> str:

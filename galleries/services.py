@@ -269,6 +269,89 @@ def gallery_index_refresh(*, gallery: Gallery, model_key: str | None = None) -> 
     calibration_refit_later(gallery=gallery, model_key=key)
 
 
+def gallery_settings_update(*, gallery: Gallery, detect_references: bool) -> Gallery:
+    """Choose how new reference photos without a box are cropped. Embedded images keep their vectors (a person
+    corrects one with ``reference_image_box_set``), so nothing is re-embedded and the index version stays."""
+    gallery.detect_references = detect_references
+    gallery.save(update_fields=["detect_references"])
+    return gallery
+
+
+def reference_image_box_set(*, reference_image: ReferenceImage, bbox: list[float] | None) -> ReferenceImage:
+    """Save a person's box for the image (None: the whole image) and re-embed the image from it in a worker.
+
+    "Whole image" is stored as the full frame so that, like any given box, it wins over the gallery's detector.
+    The re-embedding runs where every embedding runs, in a worker: web processes never load a model."""
+    from galleries.errors import InvalidBoundingBox, ReferenceImageNotReady
+
+    if reference_image.status != ReferenceImage.Status.READY:
+        raise ReferenceImageNotReady(f"reference image {reference_image.pk} is {reference_image.status}, not ready")
+    width, height = reference_image.width, reference_image.height
+    if not (width and height):
+        raise InvalidBoundingBox("the image's size is not known, so no box can be checked against it")
+    checked = _checked_bbox([0, 0, width, height] if bbox is None else bbox, width=width, height=height)
+    ReferenceImage.objects.filter(pk=reference_image.pk).update(bbox=checked)
+    reference_image.bbox = checked
+    _enqueue_reembedding(reference_image.pk)
+    return reference_image
+
+
+def reference_image_reembed(*, reference_image_id: int) -> list[str]:
+    """Rewrite a ready image's local features and vectors from its current box, for the models in use and every
+    other model that has a vector of it (a rollback then finds the corrected one too); returns the keys written.
+
+    The old rows are replaced by new ones in one transaction, never updated in place: every worker's Faiss cache
+    follows a gallery by row id, so only a new id makes it drop the old vector. The row of a model that no longer
+    loads goes too: its vector came from the old box."""
+    from galleries.models import Embedding
+    from shitu_platform.errors import ServiceUnavailable
+
+    # Worker code, for an id that a tenant-scoped request handed over: the row is re-read with its tenant.
+    reference_image = (ReferenceImage.objects.select_related("gallery", "tenant")
+                       .filter(pk=reference_image_id, status=ReferenceImage.Status.READY).first())
+    if reference_image is None:
+        return []  # deleted, or failed, since the box was saved
+    extractors = _extractors_with_vectors_of(reference_image)
+    with transaction.atomic():
+        # No key: the first embed below extracts the features of the new crop and writes them over the old object.
+        # Should the crop have none, the image is left unverified rather than pointing at the old crop's features.
+        ReferenceImage.objects.filter(pk=reference_image.pk).update(local_features_key="")
+        reference_image.local_features_key = ""
+        Embedding.objects.for_tenant(reference_image.tenant).filter(reference_image=reference_image).delete()
+        for extractor in extractors:
+            _, failed = reference_images_embed_with(images=[reference_image], extractor=extractor)
+            if failed:  # it was read before, so storage is failing now: keep the old vectors and fail the task
+                raise ServiceUnavailable(f"reference image {reference_image.pk} could not be read; its vectors are kept")
+    for extractor in extractors:
+        gallery_index_refresh(gallery=reference_image.gallery, model_key=extractor.key)
+    return [extractor.key for extractor in extractors]
+
+
+def _extractors_with_vectors_of(reference_image: ReferenceImage) -> list:
+    """The tenant's and the gallery's serving extractor, then every other one that has a vector of the image and
+    still loads (a previous fine-tune or platform default)."""
+    from galleries.models import Embedding
+    from recognition.model_registry import extractor_by_key, extractor_for, extractor_for_gallery, extractor_for_version
+    from training.models import ModelVersion
+
+    tenant = reference_image.tenant
+    chosen = {model.key: model for model in (extractor_for(tenant), extractor_for_gallery(tenant, reference_image.gallery))}
+    keys = Embedding.objects.for_tenant(tenant).filter(reference_image=reference_image).values_list("model_key", flat=True)
+    for key in sorted(set(keys) - set(chosen)):
+        version = ModelVersion.objects.visible_to(tenant).filter(kind=ModelVersion.Kind.EXTRACTOR, key=key).first()
+        try:
+            chosen[key] = extractor_for_version(version) if version is not None else extractor_by_key(key)
+        except LookupError:
+            continue  # no longer installed: nothing can answer with it, and its row goes with the old box
+    return list(chosen.values())
+
+
+def _enqueue_reembedding(reference_image_id: int) -> None:
+    from galleries.tasks import reembed_reference_image
+
+    transaction.on_commit(lambda: reembed_reference_image.apply_async(args=[reference_image_id], queue="default"))
+
+
 def gallery_delete(*, gallery: Gallery) -> None:
     """Delete the gallery's rows (cascade), then its pgvector indexes; objects go with the orphan sweep."""
     from galleries.pgvector_search import drop_pgvector_indexes

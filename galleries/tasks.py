@@ -2,7 +2,7 @@
 from celery import shared_task
 from celery.signals import worker_ready
 
-from galleries.services import gallery_indexes_refresh, reference_images_embed
+from galleries.services import gallery_indexes_refresh, reference_image_reembed, reference_images_embed
 
 
 @shared_task(name="galleries.embed_reference_images", acks_late=True)
@@ -10,6 +10,12 @@ def embed_reference_images(reference_image_ids: list[int]) -> dict[str, int]:
     outcome = reference_images_embed(reference_image_ids=reference_image_ids)
     gallery_indexes_refresh(reference_image_ids=reference_image_ids)
     return {"ready": outcome.ready, "failed": outcome.failed, "skipped": outcome.skipped}
+
+
+@shared_task(name="galleries.reembed_reference_image", acks_late=True)
+def reembed_reference_image(reference_image_id: int) -> dict[str, list[str]]:
+    """A person corrected the image's box: its vectors and local features follow (``reference_image_box_set``)."""
+    return {"models": reference_image_reembed(reference_image_id=reference_image_id)}
 
 
 @shared_task(name="galleries.run_import", acks_late=True, bind=True)

@@ -6,7 +6,10 @@ from galleries import views
 urlpatterns = [
     path("", views.GalleryListView.as_view(), name="galleries"),
     path("<int:pk>/", views.GalleryDetailView.as_view(), name="gallery"),
+    path("<int:pk>/settings/", views.GallerySettingsView.as_view(), name="gallery-settings"),
     path("products/<int:pk>/", views.ProductDetailView.as_view(), name="gallery-product"),
     path("images/<int:pk>/thumb/", views.ReferenceImageThumbnailView.as_view(), name="gallery-image-thumb"),
+    path("images/<int:pk>/preview/", views.ReferenceImagePreviewView.as_view(), name="gallery-image-preview"),
+    path("images/<int:pk>/box/", views.ReferenceImageBoxView.as_view(), name="gallery-image-box"),
     path("images/<int:pk>/delete/", views.ReferenceImageDeleteView.as_view(), name="gallery-image-delete"),
 ]

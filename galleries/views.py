@@ -1,11 +1,14 @@
 """Dashboard pages for galleries: list and create, a gallery's products and imports, a product's images, thumbnails.
 
 Uploads and imports go from the browser straight to the REST API (session auth + CSRF); these views render
-pages, create galleries, delete images and serve thumbnails. Every object comes through the tenant-scoped mixin.
+pages, create galleries, change their settings, delete images, correct their product boxes and serve previews.
+Every object comes through the tenant-scoped mixin.
 """
 from __future__ import annotations
 
+import json
 import shlex
+from dataclasses import dataclass
 from typing import Any
 
 from django import forms
@@ -15,16 +18,18 @@ from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, Window
 from django.db.models.functions import Coalesce, RowNumber
-from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, HttpResponseRedirect, JsonResponse
 from django.urls import reverse
 from django.views import View
 from django.views.generic import DetailView, ListView
 from django.views.generic.detail import SingleObjectMixin
 
 from galleries import selectors
+from galleries.errors import InvalidBoundingBox
 from galleries.models import Gallery, ImportJob, Product, ReferenceImage
-from galleries.services import reference_image_delete
-from galleries.thumbnails import placeholder_jpeg, thumbnail_jpeg
+from galleries.services import gallery_settings_update, reference_image_box_set, reference_image_delete
+from galleries.thumbnails import THUMBNAIL_MAX_SIDE, placeholder_jpeg, thumbnail_jpeg
+from shitu_platform.errors import PlatformError, error_body
 from shitu_platform.tenancy.models import Role
 from shitu_platform.tenancy.scoping import TenantScopedDashboardMixin, scoped
 
@@ -33,6 +38,7 @@ MIN_READY_IMAGES = 2  # fewer ready reference images than this and recognition o
 THUMBNAILS_PER_PRODUCT = 3
 PRODUCTS_PER_PAGE = 50
 IMAGES_PER_PAGE = 60
+PREVIEW_MAX_SIDE = 1024  # the box editor's picture: big enough to draw a box to a few pixels
 RECENT_IMPORTS = 10
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
@@ -137,8 +143,12 @@ class ProductDetailView(TenantScopedDashboardMixin, _WriteRoleMixin, DetailView)
         product: Product = self.object
         images = scoped(ReferenceImage, self.tenant).filter(product=product).order_by("-created_at", "-pk")
         page = Paginator(images, IMAGES_PER_PAGE).get_page(self.request.GET.get("page"))
+        page.object_list = _with_boxes(list(page.object_list), tenant=self.tenant, gallery=product.gallery)
+        reembedding = sum(1 for image in page.object_list if image.box.reembedding)
         return super().get_context_data(
             images_page=page,
+            # the page script polls while this is not 0: pending images, and saved boxes the worker has yet to embed
+            waiting_count=product.pending_count + reembedding,
             min_ready=MIN_READY_IMAGES,
             needs_attention=product.ready_count < MIN_READY_IMAGES or product.failed_count > 0,
             upload_url=reverse("product-upload-images", args=[product.pk]),
@@ -158,20 +168,76 @@ class ReferenceImageDeleteView(TenantScopedDashboardMixin, _WriteRoleMixin, Sing
         return HttpResponseRedirect(reverse("dashboard:gallery-product", args=[product_id]))
 
 
+class ReferenceImageBoxForm(forms.Form):
+    """`bbox`: JSON [xmin, ymin, xmax, ymax] in the stored image's pixels; empty for the whole image."""
+
+    bbox = forms.CharField(required=False, max_length=200)
+
+    def clean_bbox(self) -> list[float] | None:
+        text = self.cleaned_data["bbox"].strip()
+        if not text:
+            return None
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise forms.ValidationError("bbox is not JSON") from None
+        numbers = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        if not numbers or len(value) != 4:
+            raise forms.ValidationError("bbox is [xmin, ymin, xmax, ymax]: four numbers")
+        return [float(v) for v in value]
+
+
+class ReferenceImageBoxView(TenantScopedDashboardMixin, _WriteRoleMixin, SingleObjectMixin, View):
+    """The box editor saves here: JSON answers, 202 once the box is saved and its re-embedding queued."""
+
+    scoped_model = ReferenceImage
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+        reference_image = self.get_object()
+        form = ReferenceImageBoxForm(request.POST)
+        try:
+            if not form.is_valid():
+                raise InvalidBoundingBox(" ".join(form.errors["bbox"]))
+            reference_image = reference_image_box_set(reference_image=reference_image, bbox=form.cleaned_data["bbox"])
+        except PlatformError as error:
+            return JsonResponse(error_body(error.code, error.message, error.details), status=error.http_status)
+        return JsonResponse({"id": reference_image.pk, "bbox": reference_image.bbox, "reembedding": True}, status=202)
+
+
+class GallerySettingsForm(forms.Form):
+    detect_references = forms.BooleanField(required=False)
+
+
+class GallerySettingsView(TenantScopedDashboardMixin, _WriteRoleMixin, SingleObjectMixin, View):
+    scoped_model = Gallery
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        gallery = self.get_object()
+        form = GallerySettingsForm(request.POST)
+        detect = form.is_valid() and form.cleaned_data["detect_references"]  # an unticked box is simply absent
+        gallery_settings_update(gallery=gallery, detect_references=detect)
+        messages.success(request, "New reference photos will be cropped to their detected product." if detect
+                         else "New reference photos will be embedded whole.")
+        return HttpResponseRedirect(reverse("dashboard:gallery", args=[gallery.pk]))
+
+
 class ReferenceImageThumbnailView(TenantScopedDashboardMixin, SingleObjectMixin, View):
     """A JPEG of at most 256 px; an image that cannot be decoded gets a grey placeholder, never an error page."""
 
     scoped_model = ReferenceImage
     http_method_names = ["get", "head"]
+    max_side = THUMBNAIL_MAX_SIDE
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         reference_image = self.get_object()
         # The object under a checksum never changes, so neither does its thumbnail.
-        etag = f'"{reference_image.checksum[:32]}-thumb"'
+        etag = f'"{reference_image.checksum[:32]}-{self.max_side}"'
         if request.headers.get("If-None-Match") == etag:
             response: HttpResponse = HttpResponseNotModified()
         else:
-            data = thumbnail_jpeg(reference_image=reference_image)
+            data = thumbnail_jpeg(reference_image=reference_image, max_side=self.max_side)
             if data is None:
                 response = HttpResponse(placeholder_jpeg(), content_type="image/jpeg")
                 response["Cache-Control"] = "private, max-age=60"  # may be a passing storage outage: retry soon
@@ -180,6 +246,64 @@ class ReferenceImageThumbnailView(TenantScopedDashboardMixin, SingleObjectMixin,
         response["ETag"] = etag
         response["Cache-Control"] = "private, max-age=3600"
         return response
+
+
+class ReferenceImagePreviewView(ReferenceImageThumbnailView):
+    """The same picture, larger, for the box editor."""
+
+    max_side = PREVIEW_MAX_SIDE
+
+
+@dataclass(frozen=True)
+class ImageBox:
+    """What a reference image's card draws: the box its serving vector came from (percent CSS over the photo),
+    and a saved box that the worker has not embedded yet."""
+
+    embedded: bool  # the gallery's serving model has a vector of the image
+    whole: bool  # ... made from the whole photo
+    label: str  # its size, or "whole image"
+    corners: str  # where it is, for the label's tooltip
+    style: str
+    saved_style: str  # "" unless a saved box is still being re-embedded
+    editor_box: str  # "xmin,ymin,xmax,ymax" the editor starts from; "" for the whole image
+
+    @property
+    def reembedding(self) -> bool:
+        return bool(self.saved_style)
+
+
+def _with_boxes(images: list[ReferenceImage], *, tenant, gallery: Gallery) -> list[ReferenceImage]:
+    """The images, each with `box` (ImageBox) from its serving model's vector, fetched in one query."""
+    in_use = selectors.reference_image_boxes(tenant=tenant, reference_image_ids=[i.pk for i in images],
+                                             model_key=selectors.serving_model_key(gallery=gallery))
+    for image in images:
+        embedded = image.pk in in_use
+        box = in_use.get(image.pk)
+        whole = box is None or _is_full_frame(box, image)
+        reembedding = embedded and image.status == READY and image.bbox is not None and image.bbox != box
+        start = image.bbox if image.bbox is not None else box
+        image.box = ImageBox(
+            embedded=embedded, whole=whole,
+            label="whole image" if whole else "{:.0f} × {:.0f} px".format(box[2] - box[0], box[3] - box[1]),
+            corners="" if whole else "{:.0f},{:.0f} – {:.0f},{:.0f} px".format(*box),
+            style="" if whole else _box_style(box, image),
+            saved_style=_box_style(image.bbox, image) if reembedding else "",
+            editor_box="" if start is None or _is_full_frame(start, image) else ",".join(f"{v:.10g}" for v in start),
+        )
+    return images
+
+
+def _is_full_frame(box: list[float], image: ReferenceImage) -> bool:
+    return all(abs(float(v) - edge) <= 0.5 for v, edge in zip(box, (0, 0, image.width or 0, image.height or 0)))
+
+
+def _box_style(box: list[float], image: ReferenceImage) -> str:
+    """CSS placing the box over the photo in percent, so it follows whatever size the photo is shown at."""
+    if not (image.width and image.height):
+        return ""
+    xmin, ymin, xmax, ymax = (float(v) for v in box)
+    return (f"left:{xmin / image.width * 100:.3f}%;top:{ymin / image.height * 100:.3f}%;"
+            f"width:{(xmax - xmin) / image.width * 100:.3f}%;height:{(ymax - ymin) / image.height * 100:.3f}%")
 
 
 def parse_product_filter(query: str) -> tuple[str, dict[str, str]]:

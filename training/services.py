@@ -397,7 +397,7 @@ def finetune_promote_run(*, job_id: int) -> FineTuneJob:
     galleries = list(Gallery.objects.for_tenant(job.tenant))
     for gallery in galleries:
         missing = ReferenceImage.objects.for_tenant(job.tenant).filter(gallery=gallery, status=ReferenceImage.Status.READY).exclude(
-            embeddings__model_key=new_model.key)
+            embeddings__model_key=new_model.key).select_related("gallery")
         batch = list(missing[: settings.SHITU_IMPORT_BATCH_SIZE])
         while batch:
             reference_images_embed_with(images=batch, extractor=new_model)

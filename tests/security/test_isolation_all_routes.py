@@ -27,6 +27,26 @@ from training.models import FineTuneJob
 
 pytestmark = pytest.mark.django_db
 
+
+def _with_evidence(objects):
+    """Give the tenant's detected object matched keypoints, so its evidence picture answers its owner (and another
+    tenant's 404 comes from scoping, not from a missing drawing)."""
+    corners = [[4, 4], [60, 4], [60, 76], [4, 76], [32, 40]]
+    DetectedObject.objects.filter(pk=objects.detected_object.pk).update(evidence={
+        "inliers": len(corners), "query": corners, "reference": corners, "reference_size": [64, 80], "reference_box": None})
+    objects.detected_object.refresh_from_db()
+    return objects
+
+
+@pytest.fixture()
+def a_objects(a_objects):
+    return _with_evidence(a_objects)
+
+
+@pytest.fixture()
+def b_objects(b_objects):
+    return _with_evidence(b_objects)
+
 # Routes outside tenant data, with the reason. Everything else that takes an object id must be covered below.
 NOT_TENANT_DATA_PREFIXES = {
     "admin/": "Django admin: platform staff only; its tenant filtering is tested in test_admin_* below",
@@ -147,6 +167,8 @@ def write_body(route: Route, objects) -> tuple[str, dict]:
         "recognition-feedback": ("json", {"object": 0, "verdict": "wrong", "product": objects.product.pk}),
         "fine-tune-job-promote": ("json", {"force": True}),
         "dashboard:review-relabel": ("form", {"product": objects.product.pk}),
+        "dashboard:gallery-image-box": ("form", {"bbox": "[0, 0, 32, 40]"}),
+        "dashboard:gallery-settings": ("form", {"detect_references": "on"}),
     }
     return bodies.get(route.name, ("json", {}) if route.is_api else ("form", {}))
 
@@ -183,7 +205,8 @@ def test_the_walk_finds_the_known_object_routes():
     """Guards the walker itself: if it stopped seeing routes, every test below would pass vacuously."""
     names = {r.name for r in OBJECT_ROUTES}
     known = {"gallery-detail", "product-upload-images", "recognition-feedback", "fine-tune-job-promote", "member-detail",
-             "dashboard:gallery", "dashboard:recognition-crop", "dashboard:review-relabel", "dashboard:api-key-revoke"}
+             "dashboard:gallery", "dashboard:recognition-crop", "dashboard:recognition-evidence", "dashboard:review-relabel",
+             "dashboard:api-key-revoke", "dashboard:gallery-image-box", "dashboard:gallery-settings"}
     assert known <= names, known - names
     assert len(OBJECT_ROUTES) >= 27
     assert any(r.path.startswith("admin/") and r.kwargs for r in all_routes())  # allow-listed, not missing
@@ -389,7 +412,8 @@ def test_admin_recognition_rows_and_pictures_of_b_are_hidden_from_a_staff(a_obje
     assert client.get(f"/admin/recognition/recognition/{a_objects.recognition.pk}/change/").status_code == 200
     assert client.get(f"/admin/recognition/recognition/{b_objects.recognition.pk}/change/").status_code == 302
     assert client.get(f"/admin/recognition/matchreview/{b_objects.match_review.pk}/change/").status_code == 302
-    for kind in ("crop", "query", "reference"):
+    assert client.get(f"/admin/recognition/matchreview/{a_objects.match_review.pk}/picture/evidence.jpg").status_code == 200
+    for kind in ("crop", "query", "reference", "evidence"):
         picture = client.get(f"/admin/recognition/matchreview/{b_objects.match_review.pk}/picture/{kind}.jpg")
         assert picture.status_code == 404, kind
     listing = client.get("/admin/recognition/recognition/").content.decode()
@@ -422,4 +446,32 @@ def test_admin_tenancy_rows_of_b_are_hidden_from_a_staff(a_objects, b_objects):
         listing = client.get(f"/admin/tenancy/{path}/").content.decode()
         if b_objects.tenant.name in listing or B_MARKER in listing:
             problems.append(f"GET /admin/tenancy/{path}/ lists tenant B's rows")
+    assert not problems, "\n".join(problems)
+
+
+def test_admin_gallery_and_training_rows_of_b_are_hidden_from_a_staff(a_objects, b_objects):
+    """Every galleries/training admin (each goes through staff_visible): B's rows are neither listed, nor shown, nor
+    named in a filter, nor found by a search for B's marker."""
+    from django.apps import apps
+    from django.contrib import admin as django_admin
+
+    models = [m for label in ("galleries", "training") for m in apps.get_app_config(label).get_models()]
+    assert all(django_admin.site.is_registered(model) for model in models)
+    client = _staff_of_a(a_objects.world, [f"view_{model._meta.model_name}" for model in models])
+    problems = []
+    for model in models:
+        base = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
+        own, foreign = a_objects.of(model), b_objects.of(model)
+        if own is not None:
+            assert client.get(f"{base}{own.pk}/change/").status_code == 200, model
+        if foreign is not None and client.get(f"{base}{foreign.pk}/change/").status_code != 302:
+            problems.append(f"GET {base}{foreign.pk}/change/ (tenant B's) is shown to tenant A's staff")
+        for query in ("", f"?q={B_MARKER}", f"?tenant__id__exact={b_objects.tenant.pk}"):
+            listing = client.get(base + query).content.decode()
+            # a search echoes its term, so there only B's tenant name and B's row links count
+            leaked = [b_objects.tenant.name, *((B_MARKER, B_MARKER.lower()) if "q=" not in query else ())]
+            if foreign is not None:
+                leaked.append(f"{base}{foreign.pk}/change/")
+            if any(text in listing for text in leaked):
+                problems.append(f"GET {base}{query} shows tenant B's rows or names B")
     assert not problems, "\n".join(problems)
