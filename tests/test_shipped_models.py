@@ -155,11 +155,38 @@ def test_shipped_models_on_drink_dev(detector, extractor):
     from training.engine.pipeline_eval import pipeline_recall
 
     report = pipeline_recall(detector, extractor, ImageDataset.from_label_file(DRINK_DEV / "labels.txt"))
-    # regression guards a little under the figures measured at export (README, Default models; all of drink-dev,
-    # half of whose products the extractor trained on): recall@1 0.936 with the detector, 0.963 whole image only,
-    # 61.2 % of answers from a detected box. With the pretrained extractor the synthetic-trained detector costs
-    # recall (the mainbody-detector issue's main-object rule is the fix); the guard keeps the loss from growing.
-    assert report["answer_from_a_detected_box"] >= 0.55, report
-    assert report["recall@1"] >= 0.92, report
+    # regression guards a little under the figures measured with the ImageNet-started detector (README, Default
+    # models; all of drink-dev, half of whose products both models trained on): recall@1 0.953 with the detector,
+    # 0.961 whole image only, 46 % of answers from a detected box (a close-up's box over 60 % of the frame means the
+    # whole image: main_object.py). The synthetic-only detector scored 0.936 with 61 % from boxes.
+    assert report["answer_from_a_detected_box"] >= 0.3, report
+    assert report["recall@1"] >= 0.94, report
     assert report["recall@1_whole_image"] >= 0.95, report
-    assert report["recall@1"] >= report["recall@1_whole_image"] - 0.05, report
+    assert report["recall@1"] >= report["recall@1_whole_image"] - 0.02, report
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DRINK_DEV / "labels.txt").exists(), reason="development data ../shared/data/drink-dev not present")
+def test_shipped_detector_on_the_held_out_shelf_scenes(detector, tmp_path):
+    """Shelf scenes of the held-out products only (the detector trained on the train half's): boxes and targets."""
+    import json as json_lib
+
+    from training.data_builder import shelf
+    from training.engine.det_data import DetectionDataset
+    from training.engine.det_eval import evaluate_detector, evaluate_targets
+
+    held_out = set(json_lib.loads(SPLIT.read_text(encoding="utf-8"))["held_out"])
+    shelf.build(DRINK_DEV / "labels.txt", tmp_path, products=held_out, seed=0, show_progress=False)
+    dataset = DetectionDataset.from_jsonl(tmp_path / "boxes.jsonl")
+
+    def rows(image):
+        found = detector.detect(image)
+        return np.array([[b.score, b.xmin, b.ymin, b.xmax, b.ymax] for b in found], np.float32).reshape(-1, 5)
+
+    samples = [dataset.load(i) for i in range(len(dataset))]
+    boxes = evaluate_detector(rows, samples)
+    targets = evaluate_targets(rows, [(*sample, dataset.samples[i].target) for i, sample in enumerate(samples)])
+    # measured at export (README, Main object): mAP@0.5 0.977, target among the kept boxes 0.976, main object =
+    # target 0.984; the synthetic-only detector it replaced scored 0.43 / 0.62 / 0.53
+    assert boxes["mAP@0.5"] >= 0.85, boxes
+    assert targets["target_found"] >= 0.93 and targets["main_object_is_target"] >= 0.93, targets

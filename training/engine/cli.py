@@ -6,6 +6,8 @@
                [--pipeline [--detector DIR|none] [--unknown FILE] [--scenes TSV]]
     export     --run runs/r1 --out models/extractor/NAME [--colour-weight 0.5] [--name NAME] [--version V]
     train-det  --config det.yaml --data composites/boxes.jsonl --out runs/d1 [--eval held-out/boxes.jsonl]
+    train-det-head --config lite0_det.yaml --data a/boxes.jsonl [--data b/boxes.jsonl ...] --out runs/d2
+               [--eval held-out/boxes.jsonl]
     eval-det   --model DIR [--boxes held-out/boxes.jsonl] [--photos dev/labels.txt] [--json]
     eval-crops --model DIR --gallery DIR [--split FILE] [--queries FILE ...] [--detector DIR] [--json]
 """
@@ -324,6 +326,32 @@ def _train_det(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_det_head(args: argparse.Namespace) -> int:
+    from .det_data import DetectionDataset
+    from .det_head_training import DetHeadConfig, cache_maps, train_det_head
+
+    config = DetHeadConfig.from_mapping(_yaml(args.config), epochs=args.epochs, max_steps=args.max_steps,
+                                        threads=args.threads)
+    datasets = [DetectionDataset.from_jsonl(path) for path in args.data]
+    eval_samples = None
+    if args.eval:
+        held_out = DetectionDataset.from_jsonl(args.eval)
+        eval_samples = [held_out.load(i) for i in range(len(held_out))]
+    bar, progress = _progress_bar("backbone maps")
+    try:
+        cache = cache_maps(datasets, config, args.cache, progress=progress)
+    finally:
+        bar.close()
+    bar, progress = _progress_bar("train-det-head")
+    try:
+        result = train_det_head(cache, config, args.out, eval_samples=eval_samples, progress=progress)
+    finally:
+        bar.close()
+    result["data"] = [str(path) for path in args.data]
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+    return 0
+
+
 def run_eval_det(model: str, *, boxes: str | None = None, photos: str | None = None, extractor: str | None = None,
                  threads: int = 2, min_area: float = 0.3) -> dict[str, Any]:
     """The exported detector on held-out composites (mAP@0.5, recall) and on real photos without boxes.
@@ -535,6 +563,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     det_parser.add_argument("--epochs", type=int)
     det_parser.add_argument("--max-steps", type=int)
     det_parser.add_argument("--threads", type=int)
+    det_head_parser = commands.add_parser("train-det-head", help="train the mainbody detector's neck and head on "
+                                                                 "cached maps of a frozen ImageNet backbone")
+    det_head_parser.add_argument("--config", help="YAML with DetHeadConfig fields")
+    det_head_parser.add_argument("--data", required=True, action="append", help="boxes.jsonl (repeatable)")
+    det_head_parser.add_argument("--out", required=True, help="run folder; the detector is exported to OUT/model")
+    det_head_parser.add_argument("--eval", help="boxes.jsonl scored after training (held-out shelf scenes)")
+    det_head_parser.add_argument("--cache", default="var/feature-cache", help="where backbone maps are cached")
+    det_head_parser.add_argument("--epochs", type=int)
+    det_head_parser.add_argument("--max-steps", type=int)
+    det_head_parser.add_argument("--threads", type=int)
     det_eval_parser = commands.add_parser("eval-det", help="detector metrics on composites and real photos")
     det_eval_parser.add_argument("--model", required=True, help="exported detector folder")
     det_eval_parser.add_argument("--boxes", help="boxes.jsonl with exact boxes (held-out composites)")
@@ -560,7 +598,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     crops_parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     handlers = {"train": _train, "train-head": _train_head, "eval": _eval, "export": _export, "train-det": _train_det,
-                "eval-det": _eval_det, "eval-crops": _eval_crops}
+                "train-det-head": _train_det_head, "eval-det": _eval_det, "eval-crops": _eval_crops}
     return handlers[args.command](args)
 
 

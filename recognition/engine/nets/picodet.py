@@ -266,9 +266,11 @@ class PicoDet(nn.Layer):
                  num_features: int = 4, fpn_stride=(8, 16, 32, 64), num_convs: int = 4,
                  reg_max: int = 7, cell_offset: float = 0.5, nms_pre: int = 1000,
                  score_threshold: float = 0.025, nms_threshold: float = 0.6,
-                 nms_top_k: int = 1000, keep_top_k: int = 100, export_nms: bool = True):
+                 nms_top_k: int = 1000, keep_top_k: int = 100, export_nms: bool = True,
+                 backbone: nn.Layer | None = None):
         super().__init__()
-        self.backbone = LCNet(scale=scale, feature_maps=(3, 4, 5))
+        # Any backbone with ``out_channels`` and three maps at strides 8/16/32 fits (see lite_det.py).
+        self.backbone = backbone if backbone is not None else LCNet(scale=scale, feature_maps=(3, 4, 5))
         self.neck = CSPPAN(self.backbone.out_channels, neck_channels,
                            num_features=num_features)
         self.head = PicoHead(num_classes, neck_channels, fpn_stride, num_convs, reg_max)
