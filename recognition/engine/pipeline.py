@@ -117,13 +117,21 @@ class GivenBoxDetector:
 
 
 def select_candidates(detected: Sequence[Box], image: np.ndarray, params: PipelineParams) -> list[Box]:
-    """Top `max_det_results` detections by score, minus those under `det_threshold`, clipped, plus the whole image."""
+    """The top `max_det_results` detections by score scoring at least `det_threshold` (PP-ShiTu's rule), plus the
+    main object (main_object.py) when it is not among them, clipped, plus the whole image.
+
+    On a shelf the small confident neighbours can crowd the product the camera points at out of the top boxes
+    (drink-dev held-out zoomed-out scenes: target kept 0.825 by score alone, 0.913 with the main object added;
+    shelf scenes 0.976 and 0.988). Ranking every box by main score instead kept big, low-scoring boxes that merge
+    two products, which then won the verified-order NMS (shelf recall@1 0.921 -> 0.877)."""
     height, width = image.shape[:2]
-    ranked = sorted(detected, key=lambda box: -box.score)[: params.max_det_results]
+    confident = [box for box in detected if box.score >= params.det_threshold]
+    ranked = sorted(confident, key=lambda box: -box.score)[: params.max_det_results]
+    main = choose_main_object(confident, width, height) if params.max_det_results else None
+    if main is not None and main not in ranked:
+        ranked.append(main)
     candidates = []
     for box in ranked:
-        if box.score < params.det_threshold:
-            continue
         clipped = clip_box(box, width, height)
         if clipped.area > 0:  # a box entirely outside the image has nothing to recognise
             candidates.append(clipped)
@@ -149,18 +157,22 @@ def rerank(matches: Sequence[Match], min_inliers: int) -> list[Match]:
 
 
 def main_first(objects: Sequence[RecognizedObject], width: int, height: int, min_inliers: int) -> list[RecognizedObject]:
-    """The answer's order: verified objects by inliers (ties: the more likely photographed box first, see
-    main_object.py), then the unverified with their main object first (the whole image when no box is a
-    credible main object) and the rest by cosine."""
-    unverified_boxes = [obj.box for obj in objects if not obj.box.whole_image and not is_verified(obj.matches[0], min_inliers)]
-    main = choose_main_object(unverified_boxes, width, height)
+    """The answer's order: what the camera points at comes first. The main object (main_object.py: a confident,
+    big, central box; the whole image when no box is credible) leads whatever its inliers, then the verified
+    objects by inliers, then the unverified by cosine.
+
+    Inliers say that a box's label is right, not which product was photographed: on a shelf a sharp neighbour
+    can verify with more inliers than the product in the middle of the frame (drink-dev held-out shelf scenes:
+    recall@1 of the first object 0.43 ordered by inliers, 0.92 main object first; close-ups 0.980 and 0.972)."""
+    main = choose_main_object([obj.box for obj in objects if not obj.box.whole_image], width, height)
 
     def key(obj: RecognizedObject) -> tuple[int, float, float]:
         best = obj.matches[0]
+        if (obj.box.whole_image if main is None else obj.box == main):
+            return (0, 0.0, 0.0)
         if is_verified(best, min_inliers):
-            return (0, -float(best.inliers or 0), -main_score(obj.box, width, height))
-        is_main = obj.box.whole_image if main is None else obj.box == main
-        return (1, 0.0 if is_main else 1.0, -best.score)
+            return (1, -float(best.inliers or 0), -main_score(obj.box, width, height))
+        return (2, -best.score, 0.0)
 
     return sorted(objects, key=key)
 

@@ -55,3 +55,45 @@ def test_main_object_box_runs_the_detector() -> None:
     central = Box(300, 200, 700, 600, score=0.45)
     assert main_object_box(GivenBoxDetector([Box(0, 0, 50, 50, score=0.9), central]), image) == central
     assert main_object_box(GivenBoxDetector([]), image) is None
+
+
+def _answer(box: Box, label: str, inliers: int | None, score: float = 0.8):
+    from recognition.engine.types import Match, RecognizedObject
+
+    return RecognizedObject(box=box, matches=(Match(item_id=hash(label) % 1000, label=label, score=score,
+                                                    inliers=inliers),))
+
+
+def test_the_photographed_product_leads_the_answer_whatever_its_inliers() -> None:
+    from recognition.engine.pipeline import main_first
+
+    centre = _answer(Box(380, 250, 620, 650, score=0.8), "centre", 20)           # 12 % of the frame, central
+    neighbour = _answer(Box(0, 0, 250, 200, score=0.95), "neighbour", 90)         # sharper, at the corner
+    whole = _answer(Box(0, 0, W, H, whole_image=True), "whole", 120)
+    unverified = _answer(Box(700, 300, 950, 600, score=0.9), "unverified", 5, score=0.95)
+    order = main_first([neighbour, unverified, whole, centre], W, H, min_inliers=15)
+    assert [obj.label for obj in order] == ["centre", "whole", "neighbour", "unverified"]
+    # with no credible main object among the verified boxes (all small), inliers decide
+    tiny = _answer(Box(480, 380, 520, 420, score=0.9), "tiny", 20)
+    small = _answer(Box(0, 0, 200, 150, score=0.95), "small", 90)                 # 3.75 % of the frame
+    order = main_first([tiny, small], W, H, min_inliers=15)
+    assert [obj.label for obj in order] == ["small", "tiny"]
+    # an unverified main object still leads: the verification ranks labels within a box, not boxes
+    centre_unverified = _answer(Box(380, 250, 620, 650, score=0.8), "centre", 6, score=0.7)
+    order = main_first([neighbour, whole, centre_unverified], W, H, min_inliers=15)
+    assert [obj.label for obj in order] == ["centre", "whole", "neighbour"]
+
+
+def test_the_main_object_joins_the_top_detections_by_score() -> None:
+    from recognition.engine.pipeline import PipelineParams, select_candidates
+
+    image = np.zeros((H, W, 3), np.uint8)
+    corner = Box(0, 0, 100, 100, score=0.95)             # small, confident, at the edge
+    centre = Box(350, 250, 650, 600, score=0.5)          # what the camera points at
+    faint = Box(400, 300, 600, 500, score=0.1)           # under det_threshold: never kept
+    kept = select_candidates([corner, faint, centre], image, PipelineParams(max_det_results=1))
+    assert [box.score for box in kept] == [0.95, 0.5, 1.0] and kept[-1].whole_image
+    both = select_candidates([corner, faint, centre], image, PipelineParams(max_det_results=5))
+    assert [box.score for box in both if not box.whole_image] == [0.95, 0.5]
+    none = select_candidates([corner, faint, centre], image, PipelineParams(max_det_results=0))
+    assert len(none) == 1 and none[0].whole_image

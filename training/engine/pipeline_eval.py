@@ -25,7 +25,7 @@ from recognition.engine.boxes import crop
 from recognition.engine.calibration import DEFAULT_CALIBRATION, Calibration, calibrate_gallery
 from recognition.engine.local_features import LocalFeatures, LocalFeaturesError, extract_local_features
 from recognition.engine.main_object import main_object_box
-from recognition.engine.pipeline import GivenBoxDetector, PipelineParams, RecognitionPipeline, rank_key
+from recognition.engine.pipeline import GivenBoxDetector, PipelineParams, RecognitionPipeline, main_first
 from recognition.engine.search import VectorIndex
 from recognition.engine.types import RecognizedObject
 
@@ -189,8 +189,10 @@ class _HidingIndex:
         return out_scores, out_ids
 
 
-def _best_ranked(objects: Sequence[RecognizedObject], min_inliers: int) -> Optional[RecognizedObject]:
-    return min(objects, key=lambda obj: rank_key(obj.matches[0], min_inliers)) if objects else None
+def photo_answer(objects: Sequence[RecognizedObject], width: int, height: int,
+                 min_inliers: int) -> Optional[RecognizedObject]:
+    """The object a user is shown first when every object is answered: the pipeline's own order (main_first)."""
+    return main_first(objects, width, height, min_inliers)[0] if objects else None
 
 
 def evaluate_pipeline(detector: Any, extractor: Any, gallery: LoadableDataset, *,
@@ -203,8 +205,8 @@ def evaluate_pipeline(detector: Any, extractor: Any, gallery: LoadableDataset, *
 
     Known queries are the gallery itself, leave-one-out (a product's only photo has nothing to find and is
     skipped), or ``queries`` with ``query_sources[i]`` (a gallery position, -1 for none) hidden from query i.
-    recall@1 / recall@5 rank by the pipeline's best object *before* the "no match" decision (its top match,
-    its top 5 matches); ``known_coverage`` is the share of known queries answered at all and
+    recall@1 / recall@5 score the photo's first object in the pipeline's order *before* the "no match" decision
+    (its top match, its top 5 matches); ``known_coverage`` is the share of known queries answered at all and
     ``known_precision`` the share of answers that are right (the photo's answer is its best accepted
     object). ``unknown_rejected`` is the share of ``unknown`` photos answered "no match"; a scene is right
     when every expected product is among the accepted objects. mAP is not defined for the pipeline (it
@@ -248,9 +250,10 @@ def evaluate_pipeline(detector: Any, extractor: Any, gallery: LoadableDataset, *
     for done, (position, truth, hidden) in enumerate(known, start=1):
         # a query whose product has no other gallery photo has nothing right to find (as in retrieval_metrics)
         if counts[truth] - (hidden >= 0 and refs.labels[hidden] == truth) > 0:
-            timed = run(query_set.load(position), hidden)
+            image = query_set.load(position)
+            timed = run(image, hidden)
             scored += 1
-            best = _best_ranked([*timed.objects, *timed.rejected], params.min_inliers)
+            best = photo_answer([*timed.objects, *timed.rejected], image.shape[1], image.shape[0], params.min_inliers)
             top1 += best is not None and best.label == truth
             top5 += best is not None and truth in {m.label for m in best.matches[:5]}
             if timed.objects:
