@@ -359,3 +359,30 @@ def gallery_delete(*, gallery: Gallery) -> None:
     gallery_id = gallery.pk
     gallery.delete()
     drop_pgvector_indexes(gallery_id)
+
+
+def gallery_update(*, gallery: Gallery, name: str, description: str) -> Gallery:
+    """Rename or re-describe a gallery. Names are unique per tenant: a clash raises IntegrityError for the caller.
+    Searchable content does not change, so the index version and caches stay as they are."""
+    gallery.name, gallery.description = name, description
+    with transaction.atomic():
+        gallery.save(update_fields=["name", "description"])
+    return gallery
+
+
+def product_update(*, product: Product, label: str, sku: str, display_name: str, attributes: dict) -> Product:
+    """Edit a product's label, SKU, display name and attributes. Searches read labels from the rows at answer time,
+    and the vectors do not change, so no cache is touched. A label clash in the gallery raises IntegrityError."""
+    product.label, product.sku, product.display_name, product.attributes = label, sku, display_name, attributes
+    with transaction.atomic():
+        product.save(update_fields=["label", "sku", "display_name", "attributes"])
+    return product
+
+
+def product_delete(*, product: Product) -> None:
+    """Remove the product with its images and embeddings (cascade) now; like ``reference_image_delete``, the objects
+    go with the next storage sweep and the version bump makes every cache drop the vectors."""
+    with transaction.atomic():
+        gallery_id = product.gallery_id
+        product.delete()
+        gallery_version_bump(gallery_id=gallery_id)

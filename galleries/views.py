@@ -1,7 +1,9 @@
 """Dashboard pages for galleries: list and create, a gallery's products and imports, a product's images, thumbnails.
 
 Uploads and imports go from the browser straight to the REST API (session auth + CSRF); these views render
-pages, create galleries, change their settings, delete images, correct their product boxes and serve previews.
+pages, create, rename and delete galleries (deletes confirmed on a page that shows what goes), change their settings,
+edit and delete products, delete images, correct their product boxes and serve previews. Writes go through
+galleries.services, the same functions the REST API uses.
 Every object comes through the tenant-scoped mixin.
 """
 from __future__ import annotations
@@ -19,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, Window
 from django.db.models.functions import Coalesce, RowNumber
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
 from django.urls import reverse
 from django.views import View
 from django.views.generic import DetailView, ListView
@@ -26,8 +29,17 @@ from django.views.generic.detail import SingleObjectMixin
 
 from galleries import selectors
 from galleries.errors import InvalidBoundingBox
+from galleries.forms import GalleryEditForm, ProductEditForm
 from galleries.models import Gallery, ImportJob, Product, ReferenceImage
-from galleries.services import gallery_settings_update, reference_image_box_set, reference_image_delete
+from galleries.services import (
+    gallery_delete,
+    gallery_settings_update,
+    gallery_update,
+    product_delete,
+    product_update,
+    reference_image_box_set,
+    reference_image_delete,
+)
 from galleries.thumbnails import THUMBNAIL_MAX_SIDE, placeholder_jpeg, thumbnail_jpeg
 from shitu_platform.errors import PlatformError, error_body
 from shitu_platform.tenancy.models import Role
@@ -221,6 +233,110 @@ class GallerySettingsView(TenantScopedDashboardMixin, _WriteRoleMixin, SingleObj
         messages.success(request, "New reference photos will be cropped to their detected product." if detect
                          else "New reference photos will be embedded whole.")
         return HttpResponseRedirect(reverse("dashboard:gallery", args=[gallery.pk]))
+
+
+class GalleryEditView(TenantScopedDashboardMixin, SingleObjectMixin, View):
+    """Rename a gallery or change its description; the page itself needs the write role too."""
+
+    scoped_model = Gallery
+    required_role = Role.MEMBER
+    http_method_names = ["get", "post"]
+    template_name = "galleries/gallery_edit.html"
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        gallery = self.get_object()
+        form = GalleryEditForm(gallery=gallery, initial={"name": gallery.name, "description": gallery.description})
+        return render(request, self.template_name, {"gallery": gallery, "form": form})
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        gallery = self.get_object()
+        form = GalleryEditForm(request.POST, gallery=gallery)
+        if form.is_valid():
+            try:
+                gallery_update(gallery=gallery, name=form.cleaned_data["name"], description=form.cleaned_data["description"])
+            except IntegrityError:  # a gallery took the name since the form checked it
+                form.add_error("name", f"A gallery named “{form.cleaned_data['name']}” already exists.")
+            else:
+                messages.success(request, f"Gallery renamed to “{gallery.name}”." if "name" in form.changed_data
+                                 else "Gallery saved.")
+                return HttpResponseRedirect(reverse("dashboard:gallery", args=[gallery.pk]))
+        gallery.refresh_from_db()  # the page shows the saved name, not the refused one
+        return render(request, self.template_name, {"gallery": gallery, "form": form}, status=400)
+
+
+class GalleryDeleteView(TenantScopedDashboardMixin, SingleObjectMixin, View):
+    """GET shows what would go; only POST deletes (rows now, stored objects with the orphan sweep)."""
+
+    scoped_model = Gallery
+    required_role = Role.MEMBER
+    http_method_names = ["get", "post"]
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        gallery = self.get_object()
+        counts = {
+            "products": scoped(Product, self.tenant).filter(gallery=gallery).count(),
+            "images": scoped(ReferenceImage, self.tenant).filter(gallery=gallery).count(),
+            "imports": scoped(ImportJob, self.tenant).filter(gallery=gallery).count(),
+        }
+        return render(request, "galleries/gallery_confirm_delete.html", {"gallery": gallery, "counts": counts})
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        gallery = self.get_object()
+        name = gallery.name
+        gallery_delete(gallery=gallery)
+        messages.success(request, f"Gallery “{name}” deleted with its products and images.")
+        return HttpResponseRedirect(reverse("dashboard:galleries"))
+
+
+class ProductEditView(TenantScopedDashboardMixin, SingleObjectMixin, View):
+    scoped_model = Product
+    required_role = Role.MEMBER
+    http_method_names = ["get", "post"]
+    template_name = "galleries/product_edit.html"
+
+    def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
+        return queryset.select_related("gallery")
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        product = self.get_object()
+        return render(request, self.template_name, {"product": product, "form": ProductEditForm.for_product(product)})
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        product = self.get_object()
+        form = ProductEditForm(request.POST, product=product)
+        if form.is_valid():
+            try:
+                product_update(product=product, **form.cleaned_data)
+            except IntegrityError:  # another product took the label since the form checked it
+                form.add_error("label", "This gallery already has a product with this label.")
+            else:
+                messages.success(request, "Product saved.")
+                return HttpResponseRedirect(reverse("dashboard:gallery-product", args=[product.pk]))
+        product.refresh_from_db()
+        return render(request, self.template_name, {"product": product, "form": form}, status=400)
+
+
+class ProductDeleteView(TenantScopedDashboardMixin, SingleObjectMixin, View):
+    """GET shows what would go; only POST deletes."""
+
+    scoped_model = Product
+    required_role = Role.MEMBER
+    http_method_names = ["get", "post"]
+
+    def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
+        return queryset.select_related("gallery")
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        product = self.get_object()
+        counts = {"images": scoped(ReferenceImage, self.tenant).filter(product=product).count()}
+        return render(request, "galleries/product_confirm_delete.html", {"product": product, "counts": counts})
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        product = self.get_object()
+        label, gallery_id = product.label, product.gallery_id
+        product_delete(product=product)
+        messages.success(request, f"Product “{label}” deleted with its images.")
+        return HttpResponseRedirect(reverse("dashboard:gallery", args=[gallery_id]))
 
 
 class ReferenceImageThumbnailView(TenantScopedDashboardMixin, SingleObjectMixin, View):

@@ -169,6 +169,8 @@ def write_body(route: Route, objects) -> tuple[str, dict]:
         "dashboard:review-relabel": ("form", {"product": objects.product.pk}),
         "dashboard:gallery-image-box": ("form", {"bbox": "[0, 0, 32, 40]"}),
         "dashboard:gallery-settings": ("form", {"detect_references": "on"}),
+        "dashboard:gallery-edit": ("form", {"name": "pwned", "description": "pwned"}),
+        "dashboard:gallery-product-edit": ("form", {"label": "pwned", "sku": "pwned", "attributes": "pwned: 1"}),
     }
     return bodies.get(route.name, ("json", {}) if route.is_api else ("form", {}))
 
