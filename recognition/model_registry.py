@@ -16,7 +16,7 @@ from pathlib import Path
 from django.conf import settings
 
 from recognition.engine.baseline import ColourHistogramExtractor
-from recognition.engine.manifest import ModelManifest, installed_models
+from recognition.engine.manifest import ModelManifest, newest_model
 
 BASELINE_EXTRACTOR_KEY = "colour-histogram@1"
 BASELINE_EXTRACTOR_NAME = "colour-histogram"
@@ -52,11 +52,9 @@ def _model_dir(manifest: ModelManifest) -> Path | None:
 
 def _choose(kind: str, wanted: str) -> ModelManifest | None:
     for root in _candidate_roots():
-        manifests = installed_models(root, kind) if root.is_dir() else []
-        if wanted:
-            manifests = [m for m in manifests if wanted in (m.name, model_key(m))]
-        if manifests:
-            return max(manifests, key=lambda m: m.created)
+        manifest = newest_model(root, kind, wanted)
+        if manifest is not None:
+            return manifest
     return None
 
 

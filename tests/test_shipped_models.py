@@ -190,3 +190,11 @@ def test_shipped_detector_on_the_held_out_shelf_scenes(detector, tmp_path):
     # target 0.984; the synthetic-only detector it replaced scored 0.43 / 0.62 / 0.53
     assert boxes["mAP@0.5"] >= 0.85, boxes
     assert targets["target_found"] >= 0.93 and targets["main_object_is_target"] >= 0.93, targets
+
+
+def test_evaluations_default_to_the_detector_the_platform_serves():
+    """`eval --pipeline` and `eval-crops` without --detector score the newest shipped detector, as served."""
+    from training.engine.cli import build_detector
+
+    _detector, name = build_detector(None, threads=1)
+    assert Path(name) == shipped("detector") and Path(name).name == "shitu-det-lite0"

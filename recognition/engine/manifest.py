@@ -96,6 +96,15 @@ def installed_models(models_root: str | Path, kind: str | None = None) -> list[M
     return found
 
 
+def newest_model(models_root: str | Path, kind: str, wanted: str = "") -> ModelManifest | None:
+    """The model the platform serves from ``models_root``: the newest (by ``created``) of ``kind``, optionally
+    only those named ``wanted`` (name or ``name@version``)."""
+    manifests = installed_models(models_root, kind) if Path(models_root).is_dir() else []
+    if wanted:
+        manifests = [m for m in manifests if wanted in (m.name, f"{m.name}@{m.version}")]
+    return max(manifests, key=lambda m: m.created) if manifests else None
+
+
 def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

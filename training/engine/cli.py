@@ -51,16 +51,18 @@ def split_products(split: str | Path, part: str) -> set[str]:
 
 def build_detector(detector: str | None, *, threads: int = 2) -> tuple[Any, str]:
     """(detector, its name): a folder, ``none`` (whole image only), or by default the repository's shipped
-    detector (the last folder under models/detector, as the platform serves it without SHITU_DETECTOR)."""
+    detector (the newest under models/detector, as the platform serves it without SHITU_DETECTOR)."""
     from recognition.engine.pipeline import GivenBoxDetector
 
     if detector == NO_DETECTOR:
         return GivenBoxDetector([]), NO_DETECTOR
     if detector is None:
-        shipped = sorted(p for p in SHIPPED_DETECTORS.iterdir() if p.is_dir()) if SHIPPED_DETECTORS.is_dir() else []
-        if not shipped:
+        from recognition.engine.manifest import newest_model
+
+        manifest = newest_model(SHIPPED_DETECTORS.parent, "detector")
+        if manifest is None:
             raise ValueError(f"no shipped detector under {SHIPPED_DETECTORS}; pass --detector DIR or --detector none")
-        detector = str(shipped[-1])
+        detector = str(SHIPPED_DETECTORS / manifest.name)
     from recognition.engine.inference import PaddleDetector
 
     return PaddleDetector.from_dir(detector, threads=threads), str(detector)
