@@ -41,9 +41,11 @@ from galleries.services import (
     reference_image_delete,
 )
 from galleries.thumbnails import THUMBNAIL_MAX_SIDE, placeholder_jpeg, thumbnail_jpeg
+from recognition.models import Recognition
 from shitu_platform.errors import PlatformError, error_body
 from shitu_platform.tenancy.models import Role
 from shitu_platform.tenancy.scoping import TenantScopedDashboardMixin, scoped
+from training.models import FineTuneJob
 
 READY, PENDING, FAILED = ReferenceImage.Status.READY, ReferenceImage.Status.PENDING, ReferenceImage.Status.FAILED
 MIN_READY_IMAGES = 2  # fewer ready reference images than this and recognition of the product is unreliable
@@ -277,6 +279,9 @@ class GalleryDeleteView(TenantScopedDashboardMixin, SingleObjectMixin, View):
             "products": scoped(Product, self.tenant).filter(gallery=gallery).count(),
             "images": scoped(ReferenceImage, self.tenant).filter(gallery=gallery).count(),
             "imports": scoped(ImportJob, self.tenant).filter(gallery=gallery).count(),
+            # rows of other apps that hang off the gallery and go with it (cascade)
+            "recognitions": scoped(Recognition, self.tenant).filter(gallery=gallery).count(),
+            "fine_tunes": scoped(FineTuneJob, self.tenant).filter(gallery=gallery).count(),
         }
         return render(request, "galleries/gallery_confirm_delete.html", {"gallery": gallery, "counts": counts})
 

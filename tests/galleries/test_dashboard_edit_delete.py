@@ -10,6 +10,7 @@ from PIL import Image
 from galleries.indexing import drift, gallery_index_cache
 from galleries.models import Embedding, Gallery, ImportJob, Product, ReferenceImage
 from galleries.services import gallery_version_bump, reference_image_upload
+from recognition.models import Recognition
 
 pytestmark = pytest.mark.django_db
 
@@ -58,6 +59,7 @@ def shelf(tenant_a):
     add_ready_images(cola, 3)
     add_ready_images(water, 2)
     ImportJob.objects.create(tenant=tenant_a.tenant, gallery=gallery, archive_key="k/a.zip", status="done")
+    Recognition.objects.create(tenant=tenant_a.tenant, gallery=gallery, image_key="k/photo.jpg", image_width=8, image_height=8)
     return {"gallery": gallery, "cola": cola, "water": water}
 
 
@@ -118,9 +120,10 @@ def test_gallery_delete_confirmation_lists_what_goes_and_get_deletes_nothing(ten
     gallery = shelf["gallery"]
     page = client.get(gallery_url(gallery, "delete/"))
     assert page.status_code == 200
-    assert page.context["counts"] == {"products": 2, "images": 5, "imports": 1}
+    assert page.context["counts"] == {"products": 2, "images": 5, "imports": 1, "recognitions": 1, "fine_tunes": 0}
     html = page.content.decode()
     assert 'data-testid="count-products">2<' in html and 'data-testid="count-images">5<' in html
+    assert 'data-testid="count-recognitions">1<' in html  # they go with the gallery (cascade): say so
     assert 'method="post"' in html
     assert Gallery.objects.filter(pk=gallery.pk).exists()
     assert ReferenceImage.objects.filter(gallery_id=gallery.pk).count() == 5
