@@ -96,6 +96,9 @@ class ProductViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
         body = [dict(ReferenceImageSerializer(o.reference_image).data, created=o.created) for o in outcomes]
         return Response(body, status=status.HTTP_201_CREATED)
 
+    def perform_destroy(self, instance: Product) -> None:
+        services.product_delete(product=instance)  # the dashboard's path: the version bump drops cached vectors
+
     def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
         params = self.request.query_params
         if params.get("gallery", "").isdigit():

@@ -291,3 +291,12 @@ def test_anonymous_is_sent_to_log_in(shelf):
     response = Client().post(gallery_url(shelf["gallery"], "delete/"))
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
     assert Gallery.objects.filter(pk=shelf["gallery"].pk).exists()
+
+
+def test_api_product_delete_takes_the_dashboards_path_and_drops_cached_vectors(tenant_a, shelf):
+    gallery, cola = shelf["gallery"], shelf["cola"]
+    version = Gallery.objects.get(pk=gallery.pk).index_version
+    response = tenant_a.key_client("member").delete(f"/api/v1/products/{cola.pk}/")
+    assert response.status_code == 204, response.content
+    assert not Product.objects.filter(pk=cola.pk).exists()
+    assert Gallery.objects.get(pk=gallery.pk).index_version > version  # before: the cache kept the vectors
