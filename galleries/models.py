@@ -14,6 +14,9 @@ class Gallery(TenantOwnedModel):
     description = models.TextField(blank=True)
     # Bumped by every change to the gallery's searchable vectors; caches carry the version they were built from.
     index_version = models.PositiveBigIntegerField(default=0)
+    index_updated_at = models.DateTimeField(
+        null=True, blank=True, help_text="when the searchable content last changed (the last index_version bump); "
+                                         "null until the first reference image is embedded or removed")
     # Off by default: on drink-dev, whole reference photos retrieve as well as their detected main objects
     # (eval-crops, README) and ingest skips the detector. A reference's own bbox is always used.
     detect_references = models.BooleanField(

@@ -22,12 +22,17 @@ def _strings_in(value: object, depth: int = 0) -> list[str]:
 class GallerySerializer(serializers.ModelSerializer):
     product_count = serializers.IntegerField(read_only=True)
     image_count = serializers.IntegerField(read_only=True)
+    index_updated_at = serializers.DateTimeField(
+        read_only=True, allow_null=True,
+        help_text="when the gallery's searchable content last changed (a reference image embedded, re-embedded or "
+                  "removed; a product deleted), as Google Product Search's indexTime: recognitions made after it see "
+                  "that change. Renames and label edits do not move it. null until the first change")
 
     class Meta:
         model = Gallery
-        fields = ["id", "name", "description", "detect_references", "index_version", "product_count", "image_count",
-                  "created_at"]
-        read_only_fields = ["id", "index_version", "created_at"]
+        fields = ["id", "name", "description", "detect_references", "index_version", "index_updated_at",
+                  "product_count", "image_count", "created_at"]
+        read_only_fields = ["id", "index_version", "index_updated_at", "created_at"]
 
     def validate_name(self, name: str) -> str:
         request = self.context.get("request")

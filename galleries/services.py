@@ -74,8 +74,11 @@ def reference_image_delete(*, reference_image: ReferenceImage) -> None:
 
 
 def gallery_version_bump(*, gallery_id: int) -> None:
-    """Searchable content changed: caches built from an older version refresh on their next use."""
-    Gallery.objects.filter(pk=gallery_id).update(index_version=F("index_version") + 1)
+    """Searchable content changed: caches built from an older version refresh on their next use, and the gallery
+    says when (``index_updated_at``, in the same UPDATE as the version)."""
+    from django.utils import timezone
+
+    Gallery.objects.filter(pk=gallery_id).update(index_version=F("index_version") + 1, index_updated_at=timezone.now())
 
 
 def _enqueue_embedding(reference_image_ids: list[int]) -> None:
