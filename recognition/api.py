@@ -14,8 +14,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from galleries.models import Gallery
-from recognition import reviews, services
+from recognition import reviews, selectors, services
 from recognition.engine.errors import FileTooLarge, NotAnImage
 from recognition.engine.pipeline import PipelineParams
 from recognition.models import Recognition
@@ -28,7 +27,7 @@ from recognition.serializers import (
 )
 from shitu_platform.errors import PlatformError
 from shitu_platform.parsers import SafeJSONParser
-from shitu_platform.tenancy.scoping import TenantScopedAPIMixin, scoped
+from shitu_platform.tenancy.scoping import TenantScopedAPIMixin
 
 
 class NoGallery(PlatformError):
@@ -52,15 +51,20 @@ class RecognitionViewSet(TenantScopedAPIMixin, mixins.ListModelMixin, mixins.Ret
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Synchronous by default: waits for the inference worker up to SHITU_RECOGNITION_TIMEOUT seconds, then
-        answers 202 with the URL to poll (the work is never dropped)."""
+        answers 202 with the URL to poll (the work is never dropped). The photo is an upload (`image`,
+        `image_base64`) or one of your reference images (`reference_image`), which usually finds itself first."""
         params = RecognitionRequestSerializer(data=request.data, context={"request": request})
         params.is_valid(raise_exception=True)
         options = params.validated_data
-        gallery = options.get("gallery") or scoped(Gallery, self.tenant).order_by("created_at").first()
+        gallery = selectors.gallery_to_search(tenant=self.tenant, gallery=options.get("gallery"),
+                                              reference_image=options.get("reference_image"))
         if gallery is None:
             raise NoGallery("This tenant has no gallery yet: create one and add reference images first.")
+        reference_image = options.get("reference_image")
+        data = (selectors.reference_image_photo(tenant=self.tenant, reference_image=reference_image)
+                if reference_image is not None else _image_bytes(options))
         recognition = services.recognition_submit(
-            tenant=self.tenant, gallery=gallery, data=_image_bytes(options), params=_pipeline_params(options),
+            tenant=self.tenant, gallery=gallery, data=data, params=_pipeline_params(options),
             webhook_url=options.get("webhook_url", ""),
             source="dashboard" if self.tenant_context.api_key is None else "api",
         )

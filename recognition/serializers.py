@@ -2,7 +2,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from galleries.models import Gallery, Product
+from galleries.models import Gallery, Product, ReferenceImage
 from recognition.models import DetectedObject, MatchReview, Recognition
 from recognition.webhooks import check_destination
 from shitu_platform.tenancy.fields import TenantScopedPrimaryKeyRelatedField
@@ -16,7 +16,14 @@ class UploadedFileField(serializers.FileField):
 class RecognitionRequestSerializer(serializers.Serializer):
     image = UploadedFileField(required=False, allow_empty_file=True, help_text="the photo (multipart)")
     image_base64 = serializers.CharField(required=False, help_text="the photo, base64 (JSON bodies)")
-    gallery = TenantScopedPrimaryKeyRelatedField(Gallery, required=False, help_text="default: the tenant's first gallery")
+    reference_image = TenantScopedPrimaryKeyRelatedField(
+        ReferenceImage, required=False,
+        help_text="search with the stored photo of one of your reference images (its id) instead of sending one; it "
+                  "is recognised exactly like an upload. The image is in its own gallery, so it usually finds itself "
+                  "first (score about 1.0): look at the matches after it for its neighbours")
+    gallery = TenantScopedPrimaryKeyRelatedField(
+        Gallery, required=False,
+        help_text="default: the reference image's gallery with `reference_image`, else the tenant's first gallery")
     top_k = serializers.IntegerField(min_value=1, max_value=50, default=5)
     det_threshold = serializers.FloatField(min_value=0, max_value=1, default=0.2)
     score_threshold = serializers.FloatField(min_value=0, max_value=1, default=0.5)
@@ -38,8 +45,10 @@ class RecognitionRequestSerializer(serializers.Serializer):
         return url
 
     def validate(self, data: dict) -> dict:
-        if bool(data.get("image")) == bool(data.get("image_base64")):
-            raise serializers.ValidationError({"image": "Send exactly one of `image` (file) or `image_base64`."})
+        sources = [field for field in ("image", "image_base64", "reference_image") if data.get(field)]
+        if len(sources) != 1:
+            raise serializers.ValidationError(
+                {"image": "Send exactly one of `image` (file), `image_base64` or `reference_image` (an id)."})
         return data
 
 
