@@ -80,6 +80,15 @@ def random_crop(image: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, 
     return image[y0:y0 + crop_h, x0:x0 + crop_w], boxes
 
 
+def mirror(image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The image flipped left-right, with its boxes moved along."""
+    width = image.shape[1]
+    flipped = boxes.copy()
+    if len(flipped):
+        flipped[:, [0, 2]] = width - boxes[:, [2, 0]]
+    return image[:, ::-1], flipped
+
+
 @dataclass(frozen=True)
 class DetectionAugment:
     """crop (probability ``crop_prob``) -> horizontal flip -> plain resize to ``size`` (as at inference)."""
@@ -92,14 +101,12 @@ class DetectionAugment:
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         if rng.random() < self.crop_prob:
             image, boxes = random_crop(image, boxes, rng)
-        height, width = image.shape[:2]
         if rng.random() < self.flip_prob:
-            image = image[:, ::-1]
-            boxes = boxes.copy()
-            boxes[:, [0, 2]] = width - boxes[:, [2, 0]]
+            image, boxes = mirror(image, boxes)
+        height, width = image.shape[:2]
         resized = resize(np.ascontiguousarray(image), (size, size), "bicubic")
         scale = np.array([size / width, size / height, size / width, size / height], np.float32)
         return self.normalize.to_chw(resized), (boxes * scale).astype(np.float32)
 
 
-__all__ = ["DetectionAugment", "DetectionDataset", "DetectionSample", "random_crop"]
+__all__ = ["DetectionAugment", "DetectionDataset", "DetectionSample", "mirror", "random_crop"]

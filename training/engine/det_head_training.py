@@ -2,7 +2,7 @@
 
 Why: the detector trained from random weights on synthetic composites picks a neighbour or a fragment on a
 real shelf. An ImageNet-started EfficientNet-Lite already tells objects from background, and with its
-weights frozen its stride-8/16/32 maps can be computed once per training view (by Paddle Inference). The
+weights frozen its maps (strides 16 and 32 by default) can be computed once per training view (by Paddle Inference). The
 CSP-PAN neck and PicoHead then learn from them with the detector's own losses (SimOTA, VFL + GIoU + DFL,
 EMA) in minutes on a CPU, where a full backward pass through the backbone costs hours. Views are the plain
 image, its mirror and random crops (with their own mirrors), all resized plainly to the export size, as at
@@ -15,11 +15,10 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +26,15 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from recognition.engine.export import export_inference_model
-from recognition.engine.manifest import ModelManifest
 from recognition.engine.model_files import find_model_files
 from recognition.engine.nets.lite_det import LiteDetBackbone
 from recognition.engine.nets.picodet import PicoDet
 from recognition.engine.preprocess import Normalize, resize
 
-from .det_data import DetectionDataset, random_crop
-from .det_trainer import ModelEMA, detection_loss, dygraph_detect, priors
+from .det_data import DetectionDataset, mirror, random_crop
+from .det_trainer import ModelEMA, detection_loss, dygraph_detect, export_detector, priors
 from .pretrained import pretrained_backbone, source
-from .runs import to_jsonable, write_json_atomic
+from .runs import config_values, to_jsonable, write_json_atomic
 from .schedule import CosineWarmup
 
 Progress = Callable[[float, dict[str, Any]], None]
@@ -72,10 +69,7 @@ class DetHeadConfig:
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any] | None, **overrides: Any) -> "DetHeadConfig":
-        values = {**(data or {}), **{k: v for k, v in overrides.items() if v is not None}}
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown detector head config keys: {unknown}")
+        values = config_values(cls, data, overrides, what="detector head")
         for name in ("loss_weights", "strides"):
             if name in values:
                 values[name] = tuple(values[name])
@@ -85,14 +79,9 @@ class DetHeadConfig:
         return to_jsonable(asdict(self))
 
 
-def build_lite_detector(config: DetHeadConfig, *, pretrained: bool = True) -> PicoDet:
-    """PicoDet on an EfficientNet-Lite backbone (ImageNet weights when ``pretrained``)."""
-    if pretrained:
-        features = pretrained_backbone(config.backbone)
-    else:
-        from recognition.engine.nets.efficientnet_lite import EfficientNetLite, lite0_blocks
-
-        features = EfficientNetLite(lite0_blocks())
+def build_lite_detector(config: DetHeadConfig) -> PicoDet:
+    """PicoDet on an ImageNet-initialised EfficientNet-Lite backbone."""
+    features = pretrained_backbone(config.backbone)
     strides = tuple(config.strides)
     return PicoDet(num_classes=1, neck_channels=config.neck_channels, num_convs=config.num_convs,
                    reg_max=config.reg_max, num_features=len(strides) + 1, fpn_stride=strides + (2 * strides[-1],),
@@ -103,17 +92,15 @@ def view(image: np.ndarray, boxes: np.ndarray, index: int, view_no: int,
          config: DetHeadConfig) -> tuple[np.ndarray, np.ndarray]:
     """View ``view_no`` of a sample as ``(size x size x 3 uint8, boxes in its pixels)``; seeded by (seed, index, view)."""
     size = config.image_size
-    mirror = view_no == 1
+    flip = view_no == 1
     if view_no >= 2:
         rng = np.random.default_rng([config.seed, index, view_no])
         image, boxes = random_crop(image, boxes, rng)
-        mirror = bool(rng.random() < 0.5)
+        flip = bool(rng.random() < 0.5)
+    boxes = boxes.astype(np.float32)
+    if flip:
+        image, boxes = mirror(image, boxes)
     height, width = image.shape[:2]
-    boxes = boxes.astype(np.float32).copy()
-    if mirror:
-        image = image[:, ::-1]
-        if len(boxes):
-            boxes[:, [0, 2]] = width - boxes[:, [2, 0]]
     resized = resize(np.ascontiguousarray(image), (size, size), "bilinear")
     scale = np.array([size / width, size / height, size / width, size / height], np.float32)
     return resized, boxes * scale
@@ -281,29 +268,16 @@ def train_det_head(cache: FeatureCache, config: DetHeadConfig, out_dir: str | Pa
         from .det_eval import evaluate_detector
 
         metrics = evaluate_detector(dygraph_detect(model, config.image_size), eval_samples)
-    manifest = _export(model, config, out, step=step, metrics=metrics)
+    manifest = export_detector(model, out, image_size=config.image_size, name=config.model_name,
+                               version=config.model_version,
+                               extra={"architecture": ARCHITECTURE, "pretrained": source(config.backbone).provenance(),
+                                      "training": {"steps": step, "config": config.to_dict(), "eval": metrics}})
     result = {"status": "completed", "step": step, "total_steps": total, "model_dir": str(out / "model"),
               "version": manifest.version, "eval": metrics, "seconds": round(time.perf_counter() - started, 1),
               "samples": count, "config": config.to_dict(),
               "final_loss": float(np.mean([r["loss"] for r in losses_seen[-50:]])) if losses_seen else None}
     write_json_atomic(out / "result.json", result)
     return result
-
-
-def _export(model: PicoDet, config: DetHeadConfig, out: Path, *, step: int,
-            metrics: dict[str, Any] | None) -> ModelManifest:
-    target, partial = out / "model", out / ".model.partial"
-    if partial.exists():
-        shutil.rmtree(partial)
-    manifest = export_inference_model(
-        model, partial, kind="detector", input_size=config.image_size, name=config.model_name,
-        version=config.model_version,
-        extra={"architecture": ARCHITECTURE, "pretrained": source(config.backbone).provenance(),
-               "training": {"steps": step, "config": config.to_dict(), "eval": metrics}})
-    if target.exists():
-        shutil.rmtree(target)
-    partial.rename(target)
-    return manifest
 
 
 __all__ = ["ARCHITECTURE", "DetHeadConfig", "FeatureCache", "build_lite_detector", "cache_maps", "train_det_head",

@@ -13,7 +13,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,8 @@ from .det_eval import evaluate_detector
 from .det_losses import distribution_focal_loss, giou_loss, varifocal_loss
 from .schedule import CosineWarmup
 from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
-from .runs import (LOG_NAME, MODEL_DIR_NAME, RESULT_NAME, TrainLog, derived_seed, read_log, select_device, to_jsonable,
-                   write_json_atomic)
+from .runs import (LOG_NAME, MODEL_DIR_NAME, RESULT_NAME, TrainLog, config_values, derived_seed, read_log,
+                   select_device, to_jsonable, write_json_atomic)
 
 EMA_NAME = "ema"
 LOSS_CURVES = (("loss", "total"), ("vfl", "varifocal"), ("giou", "GIoU"), ("dfl", "distribution focal"))
@@ -74,11 +74,7 @@ class DetTrainConfig:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], **overrides: Any) -> "DetTrainConfig":
-        values = {str(k): v for k, v in dict(data or {}).items()}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown detector config keys: {unknown}")
+        values = config_values(cls, data, overrides, what="detector")
         for name in ("train_sizes", "loss_weights"):
             if name in values:
                 values[name] = tuple(values[name])
@@ -329,7 +325,9 @@ def train_detector(config: DetTrainConfig, train_set: DetectionDataset, eval_set
     finally:
         log.close()
     model.set_state_dict(ema.state_dict())
-    manifest = _export(model, config, out_dir, step=step, evals=evals)
+    manifest = export_detector(model, out_dir, image_size=config.image_size, name=config.model_name,
+                               version=config.model_version,
+                               extra={"training": {"steps": step, "config": config.to_dict(), "evals": evals[-3:]}})
     result = {"status": "completed", "step": step, "total_steps": total_steps, "model_dir": str(out_dir / MODEL_DIR_NAME),
               "version": manifest.version, "evals": evals[-3:], "seconds": round(time.perf_counter() - started, 1),
               "config": config.to_dict()}
@@ -342,21 +340,20 @@ def train_detector(config: DetTrainConfig, train_set: DetectionDataset, eval_set
     return result
 
 
-def _export(model: PicoDet, config: DetTrainConfig, out_dir: Path, *, step: int,
-            evals: list[dict[str, Any]]) -> ModelManifest:
+def export_detector(model: PicoDet, out_dir: Path, *, image_size: int, name: str, version: str,
+                    extra: dict[str, Any]) -> ModelManifest:
+    """Export a trained detector to ``out_dir/model``, replacing it only once the new folder is complete."""
     target = out_dir / MODEL_DIR_NAME
     partial = out_dir / f".{MODEL_DIR_NAME}.partial"
     if partial.exists():
         shutil.rmtree(partial)
-    manifest = export_inference_model(model, partial, kind="detector", input_size=config.image_size,
-                                      name=config.model_name, version=config.model_version,
-                                      extra={"training": {"steps": step, "config": config.to_dict(),
-                                                          "evals": evals[-3:]}})
+    manifest = export_inference_model(model, partial, kind="detector", input_size=image_size, name=name,
+                                      version=version, extra=extra)
     if target.exists():
         shutil.rmtree(target)
     partial.rename(target)
     return manifest
 
 
-__all__ = ["DetTrainConfig", "ModelEMA", "build_detector", "detection_loss", "dygraph_detect", "priors",
+__all__ = ["DetTrainConfig", "ModelEMA", "build_detector", "detection_loss", "dygraph_detect", "export_detector", "priors",
            "train_detector"]

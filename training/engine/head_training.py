@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from .dataset import ImageDataset
 from .losses import CrossEntropyLabelSmooth, TripletAngularMarginLoss
 from .network_files import HEAD_ARCHITECTURE, TRAIN_CONFIG_NAME, TRAIN_WEIGHTS_NAME
 from .pretrained import pretrained_backbone, source
+from .runs import config_values
 from .sampler import PKSampler
 from .schedule import CosineWarmup
 from .shelf_views import partial_view, shelf_view
@@ -73,14 +74,7 @@ class HeadTrainConfig:
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any] | None, **overrides: Any) -> "HeadTrainConfig":
-        values = {**(data or {}), **{k: v for k, v in overrides.items() if v is not None}}
-        for alias, name in (("P", "p"), ("K", "k")):
-            if alias in values:
-                values[name] = values.pop(alias)
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown head-training config keys: {unknown}")
-        return cls(**values)
+        return cls(**config_values(cls, data, overrides, what="head-training", aliases=(("P", "p"), ("K", "k"))))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

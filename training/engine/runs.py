@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,6 +36,21 @@ def select_device(config: DeviceSettings) -> str:
     paddle.set_device("cpu")
     paddle.base.core.set_num_threads(max(1, int(config.threads)))
     return "cpu"
+
+
+def config_values(config_class: type, data: Any, overrides: dict[str, Any], *, what: str,
+                  aliases: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
+    """Keyword arguments for a run-config dataclass from a YAML/JSON mapping and command-line overrides (None
+    means "not given"): ``aliases`` renamed, unknown keys refused so a typo never trains with a default."""
+    values = {str(k): v for k, v in dict(data or {}).items()}
+    for alias, name in aliases:
+        if alias in values:
+            values[name] = values.pop(alias)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = sorted(set(values) - {f.name for f in fields(config_class)})
+    if unknown:
+        raise ValueError(f"unknown {what} config keys: {unknown}")
+    return values
 
 
 def derived_seed(*parts: int) -> int:
@@ -105,5 +121,5 @@ def read_log(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-__all__ = ["LOG_NAME", "MODEL_DIR_NAME", "RESULT_NAME", "DeviceSettings", "TrainLog", "derived_seed", "read_log",
+__all__ = ["LOG_NAME", "MODEL_DIR_NAME", "RESULT_NAME", "DeviceSettings", "TrainLog", "config_values", "derived_seed", "read_log",
            "select_device", "to_jsonable", "write_json_atomic"]

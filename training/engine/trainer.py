@@ -38,8 +38,8 @@ from .evaluate import evaluate_extractor
 from .extractor_net import DEFAULT_DEPTHS, FINAL_WEIGHTS_NAME, ModelExtractor, build_model, load_initial_weights
 from .losses import CrossEntropyLabelSmooth, TripletAngularMarginLoss
 from .network_files import TRAIN_CONFIG_NAME, TRAIN_WEIGHTS_NAME, network_config
-from .runs import (LOG_NAME, MODEL_DIR_NAME, RESULT_NAME, TrainLog, derived_seed, read_log, select_device,
-                   to_jsonable, write_json_atomic)
+from .runs import (LOG_NAME, MODEL_DIR_NAME, RESULT_NAME, TrainLog, config_values, derived_seed, read_log,
+                   select_device, to_jsonable, write_json_atomic)
 from .sampler import PKSampler
 from .schedule import CosineWarmup, scaled_lr
 
@@ -101,15 +101,7 @@ class TrainConfig:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], **overrides: Any) -> "TrainConfig":
         """From a YAML/JSON mapping; ``P``/``K`` accepted, unknown keys refused (typos)."""
-        values = {str(k): v for k, v in dict(data or {}).items()}
-        for alias, name in (("P", "p"), ("K", "k")):
-            if alias in values:
-                values[name] = values.pop(alias)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown training config keys: {unknown}")
+        values = config_values(cls, data, overrides, what="training", aliases=(("P", "p"), ("K", "k")))
         if "backbone_depths" in values:
             values["backbone_depths"] = tuple(int(v) for v in values["backbone_depths"])
         return cls(**values)
