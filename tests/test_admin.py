@@ -6,12 +6,11 @@ import pytest
 from django.apps import apps
 from django.contrib import admin
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
 from shitu_platform.tenancy.models import Membership
-from tests.security.conftest import A_MARKER, B_MARKER, make_tenant_objects
+from tests.security.conftest import A_MARKER, B_MARKER, make_tenant_objects, staff_client
 
 pytestmark = pytest.mark.django_db
 
@@ -36,16 +35,6 @@ def b_objects(tenant_b):
 def superuser_client() -> Client:
     client = Client()
     client.force_login(get_user_model().objects.create_superuser("root", password="staff-password-1"))
-    return client
-
-
-def _staff_of(world, codenames: list[str]) -> Client:
-    staff = world.users["admin"]
-    staff.is_staff = True
-    staff.save()
-    staff.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
-    client = Client()
-    client.force_login(staff)
     return client
 
 
@@ -129,7 +118,7 @@ def test_membership_add_form_has_a_tenant_and_creates_the_membership(superuser_c
 
 
 def test_membership_add_form_offers_only_the_staff_members_tenants(tenant_a, tenant_b):
-    client = _staff_of(tenant_a, ["add_membership", "view_membership"])
+    client = staff_client(tenant_a, ["add_membership", "view_membership"])
     form = client.get(_admin_url(Membership, "add")).content.decode()
     assert tenant_a.tenant.name in form and tenant_b.tenant.name not in form
     outsider = get_user_model().objects.create_user("outsider", password="x-password-123")
@@ -139,7 +128,7 @@ def test_membership_add_form_offers_only_the_staff_members_tenants(tenant_a, ten
 
 
 def test_reference_image_picture_goes_through_the_staff_door(a_objects, b_objects):
-    client = _staff_of(a_objects.world, ["view_referenceimage"])
+    client = staff_client(a_objects.world, ["view_referenceimage"])
     model = type(a_objects.reference_image)
     own = client.get(reverse("admin:galleries_referenceimage_picture", args=[a_objects.reference_image.pk]))
     assert own.status_code == 200 and own.content[:2] == b"\xff\xd8"

@@ -143,6 +143,20 @@ def b_objects(tenant_b) -> TenantObjects:
     return make_tenant_objects(tenant_b, B_MARKER)
 
 
+def staff_client(world, codenames: list[str]):
+    """A Django test client logged in as the world's admin, made staff (not superuser) with these permissions."""
+    from django.contrib.auth.models import Permission
+    from django.test import Client
+
+    staff = world.users["admin"]
+    staff.is_staff = True
+    staff.save()
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client = Client()
+    client.force_login(staff)
+    return client
+
+
 def tenant_owned_models() -> list[type]:
     from shitu_platform.tenancy.models import TenantOwnedModel
 

@@ -14,15 +14,13 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import pytest
-from django.contrib.auth.models import Permission
-from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from rest_framework.test import APIClient
 
 from galleries.models import Gallery, ImportJob, Product, ReferenceImage
 from recognition.models import DetectedObject, MatchReview, Recognition
 from shitu_platform.tenancy.models import ApiKey, Membership
-from tests.security.conftest import A_MARKER, B_MARKER, SafeClient, jpeg_bytes, tenant_snapshot, upload
+from tests.security.conftest import A_MARKER, B_MARKER, SafeClient, jpeg_bytes, staff_client, tenant_snapshot, upload
 from training.models import FineTuneJob
 
 pytestmark = pytest.mark.django_db
@@ -399,18 +397,8 @@ def test_relabel_own_review_to_bs_product_is_refused(a_objects, b_objects):
 
 # --- the Django admin: staff who are not superusers see only their tenants ----------------------------
 
-def _staff_of_a(world, codenames: list[str]) -> Client:
-    staff = world.users["admin"]
-    staff.is_staff = True
-    staff.save()
-    staff.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
-    client = Client()
-    client.force_login(staff)
-    return client
-
-
 def test_admin_recognition_rows_and_pictures_of_b_are_hidden_from_a_staff(a_objects, b_objects):
-    client = _staff_of_a(a_objects.world, ["view_recognition", "view_matchreview", "change_matchreview"])
+    client = staff_client(a_objects.world, ["view_recognition", "view_matchreview", "change_matchreview"])
     assert client.get(f"/admin/recognition/recognition/{a_objects.recognition.pk}/change/").status_code == 200
     assert client.get(f"/admin/recognition/recognition/{b_objects.recognition.pk}/change/").status_code == 302
     assert client.get(f"/admin/recognition/matchreview/{b_objects.match_review.pk}/change/").status_code == 302
@@ -423,7 +411,7 @@ def test_admin_recognition_rows_and_pictures_of_b_are_hidden_from_a_staff(a_obje
 
 
 def test_admin_list_filters_name_no_other_tenant(a_objects, b_objects):
-    client = _staff_of_a(a_objects.world, ["view_recognition", "view_matchreview"])
+    client = staff_client(a_objects.world, ["view_recognition", "view_matchreview"])
     recognitions = client.get("/admin/recognition/recognition/").content.decode()
     reviews = client.get("/admin/recognition/matchreview/").content.decode()
     problems = []
@@ -435,7 +423,7 @@ def test_admin_list_filters_name_no_other_tenant(a_objects, b_objects):
 
 
 def test_admin_tenancy_rows_of_b_are_hidden_from_a_staff(a_objects, b_objects):
-    client = _staff_of_a(a_objects.world, ["view_tenant", "view_membership", "view_apikey", "change_apikey"])
+    client = staff_client(a_objects.world, ["view_tenant", "view_membership", "view_apikey", "change_apikey"])
     problems = []
     for path, own, foreign in [
         ("tenant", a_objects.tenant.pk, b_objects.tenant.pk),
@@ -459,7 +447,7 @@ def test_admin_gallery_and_training_rows_of_b_are_hidden_from_a_staff(a_objects,
 
     models = [m for label in ("galleries", "training") for m in apps.get_app_config(label).get_models()]
     assert all(django_admin.site.is_registered(model) for model in models)
-    client = _staff_of_a(a_objects.world, [f"view_{model._meta.model_name}" for model in models])
+    client = staff_client(a_objects.world, [f"view_{model._meta.model_name}" for model in models])
     problems = []
     for model in models:
         base = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
