@@ -132,4 +132,4 @@ def check_model_name(name: str) -> str:
 
 
 __all__ = ["KINDS", "MANIFEST_NAME", "MANIFEST_SCHEMA", "ModelManifest", "check_model_name", "hash_files",
-           "installed_models", "read_manifest", "sha256_file", "utc_now"]
+           "installed_models", "newest_model", "read_manifest", "sha256_file", "utc_now"]
