@@ -48,6 +48,23 @@ def model_coverage(*, gallery) -> tuple[int, dict[str, int]]:
 
 
 
+def gallery_delete_counts(*, gallery) -> dict[str, int]:
+    """What deleting the gallery removes with it (cascade), for its confirmation page. The rows of the apps above
+    (recognitions, fine-tune jobs) are counted through the gallery's reverse relations, so this app imports none
+    of their models."""
+    tenant = gallery.tenant
+    return {"products": gallery.products.for_tenant(tenant).count(),
+            "images": gallery.reference_images.for_tenant(tenant).count(),
+            "imports": gallery.imports.for_tenant(tenant).count(),
+            "recognitions": gallery.recognitions.for_tenant(tenant).count(),
+            "fine_tunes": gallery.fine_tune_jobs.for_tenant(tenant).count()}
+
+
+def product_delete_counts(*, product) -> dict[str, int]:
+    """What deleting the product removes with it, for its confirmation page."""
+    return {"images": product.reference_images.for_tenant(product.tenant).count()}
+
+
 def serving_model_key(*, gallery) -> str:
     """The key of the extractor answering for the gallery (``model_registry.extractor_for_gallery``), worked out
     from rows and manifests alone: dashboard pages show its boxes, and web processes never load a model."""

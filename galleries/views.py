@@ -41,11 +41,9 @@ from galleries.services import (
     reference_image_delete,
 )
 from galleries.thumbnails import THUMBNAIL_MAX_SIDE, placeholder_jpeg, thumbnail_jpeg
-from recognition.models import Recognition
 from shitu_platform.errors import PlatformError, error_body
 from shitu_platform.tenancy.models import Role
 from shitu_platform.tenancy.scoping import TenantScopedDashboardMixin, scoped
-from training.models import FineTuneJob
 
 READY, PENDING, FAILED = ReferenceImage.Status.READY, ReferenceImage.Status.PENDING, ReferenceImage.Status.FAILED
 MIN_READY_IMAGES = 2  # fewer ready reference images than this and recognition of the product is unreliable
@@ -275,14 +273,7 @@ class GalleryDeleteView(TenantScopedDashboardMixin, SingleObjectMixin, View):
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         gallery = self.get_object()
-        counts = {
-            "products": scoped(Product, self.tenant).filter(gallery=gallery).count(),
-            "images": scoped(ReferenceImage, self.tenant).filter(gallery=gallery).count(),
-            "imports": scoped(ImportJob, self.tenant).filter(gallery=gallery).count(),
-            # rows of other apps that hang off the gallery and go with it (cascade)
-            "recognitions": scoped(Recognition, self.tenant).filter(gallery=gallery).count(),
-            "fine_tunes": scoped(FineTuneJob, self.tenant).filter(gallery=gallery).count(),
-        }
+        counts = selectors.gallery_delete_counts(gallery=gallery)
         return render(request, "galleries/gallery_confirm_delete.html", {"gallery": gallery, "counts": counts})
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -333,7 +324,7 @@ class ProductDeleteView(TenantScopedDashboardMixin, SingleObjectMixin, View):
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         product = self.get_object()
-        counts = {"images": scoped(ReferenceImage, self.tenant).filter(product=product).count()}
+        counts = selectors.product_delete_counts(product=product)
         return render(request, "galleries/product_confirm_delete.html", {"product": product, "counts": counts})
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
