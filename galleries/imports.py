@@ -19,6 +19,7 @@ from shitu_platform.object_store import object_store
 from shitu_platform.storage import tenant_key
 
 MAX_ROW_ERRORS_KEPT = 1000
+PROGRESS_STEPS = 40  # a small import advances per row; a large one in 40 steps (or one extractor batch, if smaller)
 
 
 def import_start(*, gallery: Gallery, archive: bytes, archive_name: str, created_by=None) -> ImportJob:
@@ -50,8 +51,11 @@ def import_run(
     except InvalidArchive as error:
         return _finish(job, ImportJob.Status.FAILED, reason=f"{error.code}: {error.message}")
     job.total_rows = len(rows)
+    # "0 of N" shows as soon as the archive is read, not after the first batch
+    ImportJob.objects.for_tenant(job.tenant).filter(pk=job.pk, run_token=token).update(total_rows=job.total_rows)
+    batch_size = _batch_size(job.total_rows)
     while job.next_row < len(rows):
-        batch = rows[job.next_row : job.next_row + settings.SHITU_IMPORT_BATCH_SIZE]
+        batch = rows[job.next_row : job.next_row + batch_size]
         _import_batch(job, archive, batch, token)
         if progress is not None:
             progress(job)
@@ -105,6 +109,12 @@ def _import_batch(job: ImportJob, archive: ImportArchive, batch: list[ImportRow]
         locked.save()
     for field in ("next_row", "imported", "skipped", "failed", "row_errors", "heartbeat_at"):
         setattr(job, field, getattr(locked, field))
+
+
+def _batch_size(total_rows: int) -> int:
+    """Rows per batch: progress is committed once a batch is embedded, so a small import goes row by row (its bar
+    moves per row, not from 0 % straight to done) and a large one in steps of at most 1/PROGRESS_STEPS."""
+    return max(1, min(settings.SHITU_IMPORT_BATCH_SIZE, -(-total_rows // PROGRESS_STEPS)))
 
 
 def _product_for(gallery: Gallery, row: ImportRow) -> Product:

@@ -161,8 +161,10 @@
           if (job.status === "queued") {
             counts.textContent = "Waiting for a worker…";
           } else {
-            counts.textContent = job.imported + " imported · " + job.skipped + " skipped · " + job.failed + " failed" +
-              (job.total_rows ? " of " + job.total_rows : "");
+            // rows done "n of N" first: it moves per row on a small import (galleries/imports.py, _batch_size)
+            var rows = job.total_rows ? job.next_row + " of " + job.total_rows + " rows · " : "Reading the archive… · ";
+            counts.textContent = rows + job.imported + " imported · " + job.skipped + " skipped · " + job.failed + " failed";
+            if (job.total_rows) bar.setAttribute("aria-valuetext", job.next_row + " of " + job.total_rows + " rows");
           }
           if (job.failure_reason) counts.appendChild(element("div", "field-error", job.failure_reason));
           if (!finished) { window.setTimeout(tick, POLL_MS); return; }
