@@ -3,3 +3,10 @@ from django.apps import AppConfig
 
 class RecognitionConfig(AppConfig):
     name = "recognition"
+
+    def ready(self) -> None:
+        # the platform's overview page shows this app's figures without importing it (shitu_platform.overview)
+        from recognition.overview import tenant_overview_part
+        from shitu_platform.overview import overview_provider_register
+
+        overview_provider_register(name="recognition", provider=tenant_overview_part)

@@ -12,6 +12,7 @@ from django.views import View
 from django.views.generic import DetailView, ListView, TemplateView
 from django.views.generic.detail import SingleObjectMixin
 
+from shitu_platform.overview import tenant_overview
 from shitu_platform.tenancy.authentication import ApiKeyAuthentication
 from shitu_platform.tenancy.context import select_tenant
 from shitu_platform.tenancy.models import ApiKey, Role
@@ -21,7 +22,12 @@ from shitu_platform.tenancy.services import api_key_create, api_key_revoke
 
 
 class HomeView(TenantDashboardMixin, TemplateView):
+    """The tenant's overview: figures and panels that the apps above the platform register (shitu_platform.overview)."""
+
     template_name = "dashboard/home.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return super().get_context_data(overview=tenant_overview(tenant=self.tenant), **kwargs)
 
 
 class SwitchTenantView(TenantDashboardMixin, View):
