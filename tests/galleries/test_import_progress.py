@@ -7,6 +7,7 @@ import pytest
 from django.db import connection
 
 from galleries.models import ImportJob
+from shitu_platform.tenancy.models import Tenant
 from tests.galleries.test_imports import labelled_zip
 
 pytestmark = pytest.mark.slow
@@ -64,9 +65,12 @@ def test_small_import_advances_one_row_at_a_time(tenant_a, committed_progress):
     assert _distinct([next_row for next_row, total in running if total == 6]) == [0, 1, 2, 3, 4, 5, 6], states
     assert states[-1][0] == "done" and states[-1][1:] == (6, 6)
 
-    # The gallery page lists the finished import as rows done of rows read.
+    # The gallery page lists the finished import as rows done of rows read, at times in the tenant's zone.
+    Tenant.objects.filter(pk=tenant_a.tenant.pk).update(time_zone="Asia/Shanghai")
     page = tenant_a.client("member").get(f"/dashboard/galleries/{gallery}/").content.decode()
     assert "6 of 6 rows · 6 imported · 0 skipped · 0 failed" in page
+    row = page[page.index('data-testid="import-table"'):]
+    assert row.count('title="Asia/Shanghai (UTC+0800)"') == 2 and " CST</time>" in row  # started and finished
 
 
 def test_large_import_moves_in_small_steps(tenant_a, committed_progress):
