@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from django.conf import settings
@@ -66,6 +67,36 @@ def demo_api_key(login: DemoLogin) -> str:
     credentials["api_key"] = raw_key
     credentials_file.write_text(json.dumps(credentials))
     return raw_key
+
+
+def _samples_file() -> Path:
+    return Path(settings.VAR_DIR) / "demo-samples.json"
+
+
+def _gallery_key(gallery: dict) -> str:
+    # id and creation time: a database started afresh may give a new gallery an old id
+    return f"{gallery['id']}@{gallery['created_at']}"
+
+
+def demo_samples_posted(gallery: dict) -> dict | None:
+    """What the first start recorded after posting the sample photos to this gallery (None: not posted yet)."""
+    try:
+        recorded = json.loads(_samples_file().read_text())
+    except (OSError, ValueError):
+        return None
+    return recorded.get(_gallery_key(gallery))
+
+
+def demo_samples_record(gallery: dict, *, summary: str) -> None:
+    """Remember that this gallery got its sample recognitions, so later starts do not post them again."""
+    samples_file = _samples_file()
+    try:
+        recorded = json.loads(samples_file.read_text())
+    except (OSError, ValueError):
+        recorded = {}
+    recorded[_gallery_key(gallery)] = {"gallery": gallery["name"], "summary": summary,
+                                       "posted_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    samples_file.write_text(json.dumps(recorded, indent=1))
 
 
 def demo_gallery_archive(folder: Path | None) -> tuple[str, bytes]:

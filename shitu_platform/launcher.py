@@ -2,11 +2,14 @@
 
 Services whose URL is given in the environment (DATABASE_URL, REDIS_URL) are used as they are and
 nothing embedded starts for them. Ctrl-C stops the children and the servers this launcher started.
+Children write to `var/log/<name>.log`; the terminal shows a status line, the banner and errors (`Console`).
 """
 from __future__ import annotations
 
+import hashlib
 import http.cookiejar
 import json
+import os
 import re
 import secrets
 import sys
@@ -18,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
+from typing import TextIO
 
 from django.conf import settings
 from django.core.management import call_command
@@ -25,11 +29,66 @@ from django.core.management import call_command
 from shitu_platform.embedded import EmbeddedPostgres, EmbeddedRedis, PostgresSettings, ProcessGroup, RedisSettings
 
 
+class Console:
+    """What the launcher's terminal shows: one status line (rewritten in place on a terminal, left out in a pipe),
+    permanent lines (the banner, stop), and errors on stderr. The children's chatter goes to their log files."""
+
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.interactive = self.out.isatty()
+        self._status_shown = False
+
+    def status(self, text: str) -> None:
+        if self.interactive:
+            self.out.write(f"\r\x1b[2K{text}")
+            self.out.flush()
+            self._status_shown = True
+
+    def line(self, text: str = "") -> None:
+        self._clear_status()
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def error(self, text: str) -> None:
+        self._clear_status()
+        self.err.write(text + "\n")
+        self.err.flush()
+
+    def bold(self, text: str) -> str:
+        return f"\x1b[1;32m{text}\x1b[0m" if self.interactive else text
+
+    def _clear_status(self) -> None:
+        if self._status_shown:
+            self.out.write("\r\x1b[2K")
+            self._status_shown = False
+
+
+def display_path(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when under it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def display_paths(paths: list[Path]) -> str:
+    """Paths grouped by folder in shell brace form, e.g. `var/log/{web,worker}.log` (pastes into `tail -f`)."""
+    by_folder: dict[tuple[str, str], list[str]] = {}
+    for path in paths:
+        by_folder.setdefault((display_path(path.parent), path.suffix), []).append(path.stem)
+    return " ".join(f"{folder}/{stems[0]}{suffix}" if len(stems) == 1 else f"{folder}/{{{','.join(stems)}}}{suffix}"
+                    for (folder, suffix), stems in by_folder.items())
+
+
 @dataclass
 class StackTimings:
     seconds_by_step: dict[str, float] = field(default_factory=dict)
+    announce: Callable[[str], None] | None = None  # told each step as it begins (the console's status line)
 
     def measure(self, step: str, action: Callable[[], object]) -> object:
+        if self.announce is not None:
+            self.announce(step)
         started = time.perf_counter()
         result = action()
         self.seconds_by_step[step] = time.perf_counter() - started
@@ -62,8 +121,10 @@ def embedded_redis() -> EmbeddedRedis:
     return EmbeddedRedis(RedisSettings(data_dir=Path(settings.VAR_DIR) / "redis", port=settings.EMBEDDED_REDIS_PORT))
 
 
-def start_servers(timings: StackTimings) -> EmbeddedServers:
-    servers = EmbeddedServers()
+def start_servers(timings: StackTimings, servers: EmbeddedServers | None = None) -> EmbeddedServers:
+    """Start the embedded servers into `servers` as they come up, so a failure or Ctrl-C half-way still finds the
+    ones already started to stop."""
+    servers = servers if servers is not None else EmbeddedServers()
     if settings.USES_EMBEDDED_DATABASE:
         servers.postgres = embedded_postgres()
         timings.measure("postgres", servers.postgres.start)
@@ -78,7 +139,31 @@ def prepare_database_and_storage(timings: StackTimings) -> None:
 
     timings.measure("migrate", lambda: call_command("migrate", interactive=False, verbosity=0))
     timings.measure("storage", lambda: object_store().ensure_ready())
-    timings.measure("collectstatic", lambda: call_command("collectstatic", interactive=False, verbosity=0))
+    timings.measure("collectstatic", collect_static_if_changed)
+
+
+def collect_static_if_changed() -> bool:
+    """collectstatic compresses every file again on each run (3 s of a restart here); skip it while the static sources
+    (names, sizes, modification times) are those it collected last. True when it ran."""
+    from django.contrib.staticfiles import finders
+
+    sources = sorted(
+        f"{path}\0{os.stat(storage.path(path)).st_size}\0{os.stat(storage.path(path)).st_mtime_ns}"
+        for finder in finders.get_finders() for path, storage in finder.list([])
+    )
+    digest = hashlib.sha256("\n".join([str(settings.STATIC_ROOT), *sources]).encode()).hexdigest()
+    stamp = Path(settings.VAR_DIR) / "collectstatic.sha256"
+    if stamp.is_file() and stamp.read_text() == digest and Path(settings.STATIC_ROOT).is_dir():
+        return False
+    call_command("collectstatic", interactive=False, verbosity=0)
+    stamp.write_text(digest)
+    return True
+
+
+# A PYTHONWARNINGS filter: "ignore" + the start of celery.platforms.ROOT_DISCOURAGED (matched as a literal prefix).
+CELERY_ROOT_WARNING = "ignore:You're running the worker with superuser privileges"
+# Paddle warns on import that it found no ccache, which only matters for compiling C++ extensions (we never do).
+PADDLE_CCACHE_WARNING = "ignore:No ccache found"
 
 
 @dataclass(frozen=True)
@@ -96,17 +181,23 @@ def child_specs(*, host: str, port: int, web_workers: int, with_worker: bool) ->
         "SHITU_EMBEDDED_PG_PORT": str(settings.EMBEDDED_PG_PORT),
         "SHITU_EMBEDDED_REDIS_PORT": str(settings.EMBEDDED_REDIS_PORT),
     }
+    # Celery warns on every start that a worker runs as root. It refuses root outright only when pickle is accepted;
+    # ours accept JSON alone (settings.CELERY_ACCEPT_CONTENT), and the launcher runs its workers as the user who
+    # started it (the Docker image has its own user), so the warning says nothing the user can act on.
+    quiet = [os.environ.get("PYTHONWARNINGS", ""), CELERY_ROOT_WARNING, PADDLE_CCACHE_WARNING]
+    worker_env = {**env, "PYTHONWARNINGS": ",".join(filter(None, quiet))}
+    # The web server first: it decides when the stack is up, and the workers' imports would slow its start.
     specs: dict[str, ChildSpec] = {}
-    if with_worker:
-        specs["worker"] = ChildSpec([python, "-m", "celery", "-A", "shitu_platform", "worker", "-Q", "default,inference",
-                                     "--concurrency", "1", "--loglevel", "INFO", "-n", "embedded@%h"], env, restart=True)
-        # Fine-tunes run minutes: a worker of their own, so recognitions and imports never queue behind one.
-        specs["training-worker"] = ChildSpec([python, "-m", "celery", "-A", "shitu_platform", "worker", "-Q", "training",
-                                              "--concurrency", "1", "--loglevel", "INFO", "-n", "training@%h"], env, restart=True)
-        specs["beat"] = ChildSpec([python, "-m", "celery", "-A", "shitu_platform", "beat", "--loglevel", "INFO",
-                                   "--schedule", str(Path(settings.VAR_DIR) / "celerybeat-schedule")], env, restart=True)
     specs["web"] = ChildSpec([python, "-m", "gunicorn", "shitu_platform.wsgi:application", "--bind", f"{host}:{port}",
                               "--workers", str(web_workers), "--config", "python:shitu_platform.gunicorn_conf"], env, restart=False)
+    if with_worker:
+        specs["worker"] = ChildSpec([python, "-m", "celery", "-A", "shitu_platform", "worker", "-Q", "default,inference",
+                                     "--concurrency", "1", "--loglevel", "INFO", "-n", "embedded@%h"], worker_env, restart=True)
+        # Fine-tunes run minutes: a worker of their own, so recognitions and imports never queue behind one.
+        specs["training-worker"] = ChildSpec([python, "-m", "celery", "-A", "shitu_platform", "worker", "-Q", "training",
+                                              "--concurrency", "1", "--loglevel", "INFO", "-n", "training@%h"], worker_env, restart=True)
+        specs["beat"] = ChildSpec([python, "-m", "celery", "-A", "shitu_platform", "beat", "--loglevel", "INFO",
+                                   "--schedule", str(Path(settings.VAR_DIR) / "celerybeat-schedule")], worker_env, restart=True)
     return specs
 
 
@@ -129,6 +220,14 @@ def supervise(group: ProcessGroup, specs: dict[str, ChildSpec], *, max_restarts_
         start_child(group, name, spec)
 
 
+class LauncherError(RuntimeError):
+    """A start-up step failed in a way the user can read and act on (shown without a traceback)."""
+
+
+class StackNotReady(LauncherError):
+    """The web app did not answer /readyz with 200 in time (the message carries its last answer)."""
+
+
 def wait_until_ready(base_url: str, timeout: float = 60) -> dict:
     """Poll /readyz until it answers 200; raise with its last answer otherwise."""
     deadline = time.monotonic() + timeout
@@ -142,7 +241,7 @@ def wait_until_ready(base_url: str, timeout: float = 60) -> dict:
         except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
             last_answer = str(error)
         time.sleep(0.3)
-    raise RuntimeError(f"the web app did not become ready in {timeout:.0f}s: {last_answer}")
+    raise StackNotReady(f"the web app did not become ready in {timeout:.0f}s: {last_answer}")
 
 
 def login_and_fetch_dashboard(base_url: str, username: str, password: str) -> str:
@@ -152,14 +251,14 @@ def login_and_fetch_dashboard(base_url: str, username: str, password: str) -> st
     login_page = opener.open(f"{base_url}/accounts/login/", timeout=10).read().decode()
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login_page)
     if token is None:
-        raise RuntimeError("login page has no CSRF token")
+        raise LauncherError("login page has no CSRF token")
     form = urllib.parse.urlencode(
         {"username": username, "password": password, "csrfmiddlewaretoken": token.group(1), "next": "/dashboard/"}
     ).encode()
     request = urllib.request.Request(f"{base_url}/accounts/login/", data=form, headers={"Referer": f"{base_url}/accounts/login/"})
     response = opener.open(request, timeout=10)
     if not response.geturl().rstrip("/").endswith("/dashboard"):
-        raise RuntimeError(f"login did not reach the dashboard (ended at {response.geturl()})")
+        raise LauncherError(f"login did not reach the dashboard (ended at {response.geturl()})")
     return response.read().decode()
 
 
@@ -190,10 +289,10 @@ def multipart_body(field: str, filename: str, data: bytes, fields: dict[str, str
     return b"".join(parts) + head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def gallery_import_via_api(base_url: str, api_key: str, name: str, archive_name: str, archive: bytes, out) -> dict:
-    """Create a gallery through the API and import the archive, with a progress bar; skipped when it has images."""
-    from tqdm import tqdm
-
+def gallery_import_via_api(base_url: str, api_key: str, name: str, archive_name: str, archive: bytes, out: TextIO | None = None,
+                           *, progress: Callable[[int, int | None], None] | None = None) -> dict:
+    """Create a gallery through the API and import the archive; skipped when it has images. Progress goes to
+    `progress(done, total)` when given, else to a progress bar on `out`."""
     status, page = api_call(base_url, api_key, "GET", "/api/v1/galleries/?limit=200")
     gallery = next((g for g in page.get("results", []) if g["name"] == name), None)
     if gallery is None:
@@ -203,16 +302,25 @@ def gallery_import_via_api(base_url: str, api_key: str, name: str, archive_name:
     body, content_type = multipart_body("archive", archive_name, archive)
     status, job = api_call(base_url, api_key, "POST", f"/api/v1/galleries/{gallery['id']}/imports/", body, content_type)
     if status != 202:
-        raise RuntimeError(f"import refused: {job}")
-    with tqdm(total=job["total_rows"] or None, desc="importing gallery", unit="img", file=out) as bar:
-        while job["status"] not in ("done", "failed"):
-            time.sleep(0.5)
-            _, job = api_call(base_url, api_key, "GET", f"/api/v1/imports/{job['id']}/")
-            bar.total = job["total_rows"]
-            bar.n = job["next_row"]
+        raise LauncherError(f"import refused: {job}")
+    if progress is None:
+        from tqdm import tqdm
+
+        bar = tqdm(total=job["total_rows"] or None, desc="importing gallery", unit="img", file=out or sys.stderr)
+
+        def progress(done: int, total: int | None) -> None:
+            bar.total, bar.n = total, done
             bar.refresh()
+    else:
+        bar = None
+    while job["status"] not in ("done", "failed"):
+        time.sleep(0.5)
+        _, job = api_call(base_url, api_key, "GET", f"/api/v1/imports/{job['id']}/")
+        progress(job["next_row"], job["total_rows"])
+    if bar is not None:
+        bar.close()
     if job["status"] != "done":
-        raise RuntimeError(f"import failed: {job['failure_reason']}")
+        raise LauncherError(f"import failed: {job['failure_reason']}")
     return gallery
 
 
@@ -225,5 +333,35 @@ def demo_recognise(base_url: str, api_key: str, gallery_id: int, photos: list) -
         status, answer = api_call(base_url, api_key, "POST", "/api/v1/recognitions/", body, content_type)
         elapsed = (time.perf_counter() - started) * 1000
         best = answer.get("objects", [{}])[0] if answer.get("objects") else {}
-        rows.append((photo.label, best.get("label", "(nothing)" if status == 200 else f"HTTP {status}"), best.get("score", 0.0), elapsed))
+        rows.append((photo.label, best.get("label", NO_MATCH if status == 200 else f"HTTP {status}"), best.get("score", 0.0), elapsed))
     return rows
+
+
+NO_MATCH = "(nothing)"
+
+
+@dataclass(frozen=True)
+class SampleSummary:
+    total: int
+    right: int
+    no_match: int
+    wrong: int
+
+    @classmethod
+    def of(cls, rows: list[tuple[str, str, float, float]]) -> SampleSummary:
+        right = sum(expected == answered for expected, answered, _, _ in rows)
+        no_match = sum(answered == NO_MATCH for _, answered, _, _ in rows)
+        return cls(total=len(rows), right=right, no_match=no_match, wrong=len(rows) - right - no_match)
+
+    def describe(self) -> str:
+        return (f"{self.right}/{self.total} right, {self.no_match} no match, "
+                f"{self.wrong or 'none'} wrong")
+
+
+def sample_table(rows: list[tuple[str, str, float, float]]) -> str:
+    """One line per sample photo: what it shows, what the API answered, score and time."""
+    lines = []
+    for expected, answered, score, milliseconds in rows:
+        mark = "ok  " if expected == answered else ("none" if answered == NO_MATCH else "MISS")
+        lines.append(f"  {mark} {expected[:28]:28} -> {answered[:28]:28} score {score:.3f}  {milliseconds:6.0f} ms")
+    return "\n".join(lines)

@@ -1,6 +1,9 @@
-"""The launcher brings the whole embedded stack up, reuses its data on restart, and Ctrl-C stops it all."""
+"""The launcher brings the whole embedded stack up, reuses its data on restart, keeps the terminal calm (children log to
+var/log), posts the demo's sample recognitions once, and Ctrl-C stops it all, even when SIGINT arrives ignored."""
 from __future__ import annotations
 
+import io
+import json
 import os
 import re
 import signal
@@ -11,13 +14,16 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
+import psycopg
 import pytest
 
-from shitu_platform.embedded import free_port
+from shitu_platform import launcher
+from shitu_platform.embedded import EmbeddedPostgres, PostgresSettings, free_port
 from shitu_platform.embedded.supervisor import port_is_free
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.slow
+BANNER_END = "Ctrl-C stops everything."
 
 
 @pytest.fixture()
@@ -40,19 +46,31 @@ def stack_env():
 def _run_smoke(env: dict[str, str], web_port: int) -> str:
     result = subprocess.run(
         [sys.executable, "manage.py", "shitu", "demo", "--smoke", "--port", str(web_port)],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240,
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == "", result.stderr  # nothing went wrong, so nothing on stderr
     return result.stdout
 
 
+def _recognitions_stored(env: dict[str, str]) -> int:
+    server = EmbeddedPostgres(PostgresSettings(data_dir=Path(env["SHITU_VAR_DIR"]) / "postgres",
+                                               port=int(env["SHITU_EMBEDDED_PG_PORT"])))
+    with psycopg.connect(server.start()) as connection:
+        return connection.execute("SELECT count(*) FROM recognition_recognition").fetchone()[0]
+
+
+@pytest.mark.slow
 def test_demo_reaches_logged_in_dashboard_and_restarts_on_existing_data(stack_env):
     first = _run_smoke(stack_env, free_port())
     assert "ShiTu Platform is up" in first
-    right = re.search(r"(\d+)/12 right", first)
+    right = re.search(r"sample photos: (\d+)/12 right", first)
     assert right is not None, first  # the demo gallery was imported by the worker and 12 sample photos recognised
     assert int(right.group(1)) >= 8, first
-    pg_version = Path(stack_env["SHITU_VAR_DIR"]) / "postgres"
+    var_dir = Path(stack_env["SHITU_VAR_DIR"])
+    assert f"{var_dir}/log/{{web,worker,training-worker,beat,demo}}.log" in first, first  # the banner says where logs are
+    assert (var_dir / "log" / "demo.log").read_text().count(" -> ") == 12  # one line per sample photo
+    pg_version = var_dir / "postgres"
     marker = next(pg_version.rglob("PG_VERSION"))
     initialised_at = marker.stat().st_mtime
 
@@ -60,35 +78,160 @@ def test_demo_reaches_logged_in_dashboard_and_restarts_on_existing_data(stack_en
     password = re.compile(r"demo login: demo / (\S+)")
     assert password.search(first).group(1) == password.search(second).group(1), "the demo user did not survive a restart"
     assert marker.stat().st_mtime == initialised_at, "initdb ran again on existing data"
+    assert "recognised on the first start" in second, second
     for port in (stack_env["SHITU_EMBEDDED_PG_PORT"], stack_env["SHITU_EMBEDDED_REDIS_PORT"]):
         assert port_is_free("127.0.0.1", int(port)), f"port {port} still taken after the smoke run stopped"
+    assert _recognitions_stored(stack_env) == 12, "the second start posted the sample photos again"
+
+    worker_log = (var_dir / "log" / "worker.log").read_text()
+    assert worker_log.count("recognition.run_recognition") >= 12 and "Warm shutdown" in worker_log  # Paddle ran here
+    for name in ("worker", "training-worker", "beat"):
+        log = (var_dir / "log" / f"{name}.log").read_text()
+        assert "superuser privileges" not in log, f"{name}.log"
+        assert "FatalError" not in log and "Termination signal" not in log, f"{name}.log: a clean stop looked like a crash"
 
 
-def test_ctrl_c_stops_every_child(stack_env):
+def _ignore_and_block_sigint() -> None:
+    """What a shell script does to a background job: SIGINT ignored (and here blocked too), kept across exec."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+def _gone(process: psutil.Process) -> bool:
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sigint", ["default", "inherited ignored and blocked"])
+def test_ctrl_c_stops_every_child_and_the_terminal_stays_calm(stack_env, sigint):
     web_port = free_port()
-    launcher = subprocess.Popen(
+    launcher_process = subprocess.Popen(
         [sys.executable, "manage.py", "shitu", "up", "--port", str(web_port)],
         cwd=REPO_ROOT, env=stack_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=_ignore_and_block_sigint if sigint != "default" else None,
     )
     output: list[str] = []
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 240
     try:
-        for line in launcher.stdout:
+        for line in launcher_process.stdout:
             output.append(line)
-            if "ShiTu Platform is up" in line or time.monotonic() > deadline:
+            if BANNER_END in line or time.monotonic() > deadline:
                 break
         assert any("ShiTu Platform is up" in line for line in output), "".join(output)[-3000:]
-        # Keep reading: the launcher streams its children's logs, and a full pipe would block it (not Ctrl-C).
-        threading.Thread(target=output.extend, args=(launcher.stdout,), daemon=True).start()
-        launcher.send_signal(signal.SIGINT)
+        # Nothing but the banner: the children's logs go to var/log, not to the terminal.
+        assert all(line.startswith(("ShiTu Platform is up", "  ")) for line in output), "".join(output)[-3000:]
+        children = psutil.Process(launcher_process.pid).children(recursive=True)
+        names = " ".join(" ".join(child.cmdline()) for child in children)
+        assert "gunicorn" in names and names.count("celery") >= 3, names  # web (and its workers), two workers, beat
+        web_log = Path(stack_env["SHITU_VAR_DIR"]) / "log" / "web.log"
+        assert "Booting worker" in web_log.read_text()
+        threading.Thread(target=output.extend, args=(launcher_process.stdout,), daemon=True).start()
+        time.sleep(2)
+        launcher_process.send_signal(signal.SIGINT)
         try:
-            launcher.wait(timeout=60)
+            launcher_process.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            launcher.send_signal(signal.SIGUSR1)  # the launcher dumps its threads' stacks: where the stop hangs
+            launcher_process.send_signal(signal.SIGUSR1)  # the launcher dumps its threads' stacks: where the stop hangs
             time.sleep(2)
             pytest.fail("the launcher did not stop within 60 s of Ctrl-C; it printed:\n" + "".join(output)[-4000:])
     finally:
-        if launcher.poll() is None:
-            launcher.kill()
+        if launcher_process.poll() is None:
+            launcher_process.kill()
+    assert launcher_process.returncode == 0, "".join(output)[-3000:]
+    after_banner = "".join(output).split(BANNER_END, 1)[1]
+    assert [line for line in after_banner.splitlines() if line.strip()] == [
+        "stopping…", *re.findall(r"stopped: .*", after_banner)], after_banner
+    psutil.wait_procs(children, timeout=10)
+    assert all(_gone(child) for child in children), [child for child in children if not _gone(child)]
     for port in (web_port, int(stack_env["SHITU_EMBEDDED_PG_PORT"]), int(stack_env["SHITU_EMBEDDED_REDIS_PORT"])):
         assert port_is_free("127.0.0.1", port), f"port {port} still taken after Ctrl-C"
+
+
+def test_paddle_leaves_sigterm_to_python():
+    """A worker builds its predictors, then the launcher stops it with SIGTERM: the process' own handler must run (a
+    Celery pool process exits cleanly), not Paddle's, which prints a C++ "FatalError ... Aborted" report."""
+    model_dir = next((REPO_ROOT / "models" / "extractor").glob("*/manifest.json")).parent
+    code = (
+        "import os, signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: (print('clean exit', flush=True), sys.exit(0)))\n"
+        "from recognition.engine.inference import program_input_names\n"
+        f"program_input_names({str(model_dir)!r})\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(10)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert "FatalError" not in result.stderr and "Termination signal" not in result.stderr, result.stderr[-2000:]
+    assert result.returncode == 0 and "clean exit" in result.stdout, (result.returncode, result.stderr[-2000:])
+
+
+def test_workers_start_without_the_root_warning_but_keep_others(settings):
+    """Celery's "running the worker with superuser privileges" warning is filtered for the launcher's workers only."""
+    worker_env = launcher.child_specs(host="127.0.0.1", port=8000, web_workers=1, with_worker=True)["worker"].env
+    code = (
+        "import warnings\n"
+        "from celery.exceptions import SecurityWarning\n"
+        "from celery.platforms import ROOT_DISCOURAGED\n"
+        "warnings.warn(SecurityWarning(ROOT_DISCOURAGED.format(uid=0, euid=0, gid=0, egid=0)))\n"
+        "warnings.warn('another warning stays visible')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env={**os.environ, **worker_env},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "superuser" not in result.stderr and "another warning stays visible" in result.stderr, result.stderr
+    assert "PYTHONWARNINGS" not in launcher.child_specs(host="127.0.0.1", port=8000, web_workers=1,
+                                                       with_worker=True)["web"].env
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_console_rewrites_one_status_line_on_a_terminal_and_prints_none_into_a_pipe():
+    terminal, terminal_errors = _Terminal(), _Terminal()
+    console = launcher.Console(terminal, terminal_errors)
+    console.status("starting… postgres")
+    console.status("starting… redis")
+    console.line("ShiTu Platform is up")
+    console.error("worker exited")
+    assert terminal.getvalue() == "\r\x1b[2Kstarting… postgres\r\x1b[2Kstarting… redis\r\x1b[2KShiTu Platform is up\n"
+    assert terminal_errors.getvalue() == "worker exited\n"
+
+    pipe, pipe_errors = io.StringIO(), io.StringIO()
+    console = launcher.Console(pipe, pipe_errors)
+    console.status("starting… postgres")
+    console.line("ShiTu Platform is up")
+    console.error("worker exited")
+    assert (pipe.getvalue(), pipe_errors.getvalue()) == ("ShiTu Platform is up\n", "worker exited\n")
+
+
+def test_sample_recognitions_are_recorded_per_gallery(settings, tmp_path):
+    from shitu_platform.demo import demo_samples_posted, demo_samples_record
+
+    settings.VAR_DIR = tmp_path
+    gallery = {"id": 1, "name": "Demo drinks", "created_at": "2026-12-07T02:00:00Z"}
+    assert demo_samples_posted(gallery) is None
+    demo_samples_record(gallery, summary="9/12 right, 3 no match, none wrong")
+    assert demo_samples_posted(gallery)["summary"] == "9/12 right, 3 no match, none wrong"
+    # A database started afresh may hand the same id to a new gallery: that one has not had its samples.
+    assert demo_samples_posted({**gallery, "created_at": "2026-12-08T09:00:00Z"}) is None
+    assert json.loads((tmp_path / "demo-samples.json").read_text())  # kept in var/, beside the demo credentials
+
+
+def test_sample_summary_counts_right_no_match_and_wrong():
+    rows = [("Cola", "Cola", 0.9, 10.0), ("Tea", launcher.NO_MATCH, 0.0, 10.0), ("Milk", "Cola", 0.6, 10.0)]
+    assert launcher.SampleSummary.of(rows).describe() == "1/3 right, 1 no match, 1 wrong"
+    assert launcher.SampleSummary.of(rows[:1]).describe() == "1/1 right, 0 no match, none wrong"
+
+
+def test_collectstatic_runs_again_only_when_its_sources_changed(settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    settings.STATIC_ROOT = tmp_path / "static"
+    assert launcher.collect_static_if_changed() is True
+    assert (tmp_path / "static" / "admin").is_dir()
+    assert launcher.collect_static_if_changed() is False
+    settings.STATIC_ROOT = tmp_path / "static-elsewhere"
+    assert launcher.collect_static_if_changed() is True

@@ -40,9 +40,20 @@ def _manifest_or_none(files: ModelFiles) -> ModelManifest | None:
         return None
 
 
+def _sigterm_back_to_python() -> None:
+    """Paddle's import installs a C++ SIGTERM handler that turns a clean stop into a "FatalError: Termination
+    signal ... Aborted" report and replaces Python's handler (a Celery pool process' clean exit among them).
+    Hand SIGTERM back to whatever Python had registered; Paddle keeps its reports for real crashes (SIGSEGV...)."""
+    import signal
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGTERM))
+
+
 def _config(files: ModelFiles, *, threads: int, use_mkldnn: bool, ir_optim: bool = True):
     from paddle.inference import Config
 
+    _sigterm_back_to_python()  # every predictor is built from a Config: the first one imports Paddle
     config = Config(str(files.program), str(files.params))
     config.disable_glog_info()
     config.switch_ir_optim(ir_optim)
