@@ -12,7 +12,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from galleries import selectors
-from galleries.models import Embedding, Gallery, GalleryCalibration, ImportJob, Product, ReferenceImage
+from galleries.models import Embedding, Gallery, GalleryCalibration, GalleryHealth, ImportJob, Product, ReferenceImage
 from galleries.thumbnails import thumbnail_jpeg
 from shitu_platform.admin import TenantOwnedAdmin, admin_link, admin_list_link
 
@@ -187,3 +187,26 @@ class GalleryCalibrationAdmin(TenantOwnedAdmin):
     def threshold(self, calibration: GalleryCalibration) -> str:
         value = calibration.calibration.get("threshold")
         return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
+
+
+# --- gallery health ---
+
+
+@admin.register(GalleryHealth)
+class GalleryHealthAdmin(TenantOwnedAdmin):
+    list_display = ["gallery_link", "status", "findings", "model_key", "tenant_link", "computed_at"]
+    list_filter = ["status", TENANT_FILTER]
+    search_fields = ["gallery__name", "model_key"]
+    list_select_related = ["tenant", "gallery"]
+    fields = ["gallery_link", "tenant_link", "status", "model_key", "index_version", "findings", "failure_reason",
+              "requested_at", "computed_at", "report"]
+    readonly_fields = ["gallery_link", "tenant_link", "findings"]
+
+    @admin.display(description="gallery", ordering="gallery__name")
+    def gallery_link(self, health: GalleryHealth) -> SafeString | str:
+        return admin_link(health.gallery)
+
+    @admin.display(description="findings")
+    def findings(self, health: GalleryHealth) -> str:
+        counts = health.report.get("counts") or {}
+        return ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in counts.items()) or "-"

@@ -146,3 +146,22 @@ class GalleryCalibration(TenantOwnedModel):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["gallery", "model_key"], name="calibration_one_per_gallery_model")]
 
+
+class GalleryHealth(TenantOwnedModel):
+    """The latest health report of a gallery (``galleries.health``): what to fix before recognition gets it wrong.
+    One row per gallery, rewritten by each computation; the report says which index version it reflects."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    gallery = models.OneToOneField(Gallery, on_delete=models.CASCADE, related_name="health")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    report = models.JSONField(default=dict, blank=True, help_text="findings of the last finished computation")
+    model_key = models.CharField(max_length=120, blank=True, help_text="the extractor whose vectors were compared")
+    index_version = models.PositiveBigIntegerField(null=True, blank=True, help_text="gallery index_version it reflects")
+    failure_reason = models.TextField(blank=True)
+    requested_at = models.DateTimeField(null=True, blank=True)
+    computed_at = models.DateTimeField(null=True, blank=True)

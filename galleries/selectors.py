@@ -91,3 +91,10 @@ def reference_image_boxes(*, tenant, reference_image_ids: list[int], model_key: 
 
     return dict(Embedding.objects.for_tenant(tenant).filter(reference_image_id__in=reference_image_ids, model_key=model_key)
                 .values_list("reference_image_id", "box"))
+
+
+def gallery_health(*, gallery):
+    """The gallery's latest health report row (``galleries.health``), or None before its first computation."""
+    from galleries.models import GalleryHealth
+
+    return GalleryHealth.objects.for_tenant(gallery.tenant).filter(gallery=gallery).first()

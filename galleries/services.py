@@ -12,7 +12,7 @@ from galleries.local_features import images_without_local_features, local_featur
 from galleries.models import Gallery, ImportJob, Product, ReferenceImage
 from recognition.engine.boxes import crop
 from recognition.engine.imageio import load_image, sniff_format
-from shitu_platform.errors import QuotaExceeded
+from shitu_platform.errors import PlatformError, QuotaExceeded
 from shitu_platform.object_store import object_store
 from shitu_platform.storage import tenant_key
 from shitu_platform.tenancy.scoping import scoped
@@ -389,3 +389,26 @@ def product_delete(*, product: Product) -> None:
         gallery_id = product.gallery_id
         product.delete()
         gallery_version_bump(gallery_id=gallery_id)
+
+
+class ProductsNotMergeable(PlatformError):
+    code = "products_not_mergeable"
+    http_status = 400
+
+
+def product_merge(*, product: Product, into: Product) -> int:
+    """Move every reference image of `product` into `into` (same gallery), then delete `product`; returns how many
+    moved. Vectors stay as they are: searches read labels from the rows at answer time (see ``product_update``),
+    so the moved references answer `into`'s label at once; the version bump makes every Faiss cache refresh (it
+    diffs embedding ids, so nothing is re-read) and says when the gallery changed."""
+    if product.pk == into.pk or product.gallery_id != into.gallery_id or product.tenant_id != into.tenant_id:
+        raise ProductsNotMergeable("a product merges into another product of the same gallery",
+                                   details={"product": product.pk, "into": into.pk})
+    with transaction.atomic():
+        # both rows locked in id order: a concurrent merge of the same pair the other way waits instead of deadlocking
+        list(Product.objects.for_tenant(product.tenant).select_for_update()
+             .filter(pk__in=[product.pk, into.pk]).order_by("pk").values_list("pk", flat=True))
+        moved = ReferenceImage.objects.for_tenant(product.tenant).filter(product=product).update(product=into)
+        product.delete()
+        gallery_version_bump(gallery_id=into.gallery_id)
+    return moved

@@ -20,9 +20,14 @@ def reembed_reference_image(reference_image_id: int) -> dict[str, list[str]]:
 
 @shared_task(name="galleries.run_import", acks_late=True, bind=True)
 def run_import(self, job_id: int, takeover: str = "") -> str:
+    from galleries.health import gallery_health_refresh_later
     from galleries.imports import import_run
+    from galleries.models import ImportJob
 
-    return import_run(job_id=job_id, worker=self.request.hostname or "", takeover=takeover).status
+    job = import_run(job_id=job_id, worker=self.request.hostname or "", takeover=takeover)
+    if job.status == ImportJob.Status.DONE:  # the gallery changed: its health report follows (galleries.health)
+        gallery_health_refresh_later(gallery=job.gallery)
+    return job.status
 
 
 @shared_task(name="galleries.resume_stale_imports", bind=True)
@@ -69,6 +74,14 @@ def refit_calibration(gallery_id: int, model_key: str) -> dict:
         return {"threshold": calibration.threshold, "samples": calibration.samples} if calibration else {"fitted": False}
     finally:
         cache.delete(f"galleries:calibration:{gallery_id}:{model_key}")
+
+
+@shared_task(name="galleries.compute_gallery_health", acks_late=True)
+def compute_gallery_health(tenant_id: int, gallery_id: int) -> dict:
+    """Recompute the gallery's health report (after an import, or from the page's Recompute button)."""
+    from galleries.health import gallery_health_run
+
+    return gallery_health_run(tenant_id=tenant_id, gallery_id=gallery_id)
 
 
 @shared_task(name="galleries.prune_pgvector_indexes")
