@@ -104,9 +104,61 @@ def _standard_actions(generator: Any) -> dict[tuple[str, str], str]:
     return actions
 
 
+def _replace_refs(node: Any, renamed: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith(_SCHEMA_REF) and ref[len(_SCHEMA_REF):] in renamed:
+            return {**node, "$ref": _SCHEMA_REF + renamed[ref[len(_SCHEMA_REF):]]}
+        return {key: _replace_refs(value, renamed) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_replace_refs(value, renamed) for value in node]
+    return node
+
+
+_SCHEMA_REF = "#/components/schemas/"
+
+
+def _undouble_request_names(result: dict[str, Any]) -> dict[str, Any]:
+    """COMPONENT_SPLIT_REQUEST names a request serializer's body `RecognitionRequestRequest`; one `Request` is enough."""
+    schemas = result.get("components", {}).get("schemas", {})
+    renamed = {name: name.removesuffix("Request") for name in schemas
+               if name.endswith("RequestRequest") and name.removesuffix("Request") not in schemas}
+    if not renamed:
+        return result
+    result = _replace_refs(result, renamed)
+    result["components"]["schemas"] = {renamed.get(name, name): schema for name, schema in schemas.items()}
+    return result
+
+
+def _binary_properties(schema: dict[str, Any]) -> list[str]:
+    return [name for name, prop in schema.get("properties", {}).items() if prop.get("format") == "binary"]
+
+
+def _one_media_type_per_body(result: dict[str, Any]) -> None:
+    """Generated clients (openapi-python-client) choose the media type by the body's class, so one schema under
+    several media types sends a JSON, a form and a multipart body at once; and with more than one media type they
+    set `Content-Type: multipart/form-data` themselves, without the boundary (openapi-python-client issue #947).
+    So a body with files is documented as multipart only, any other as JSON only; the API still parses all three."""
+    schemas = result.get("components", {}).get("schemas", {})
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            content = operation.get("requestBody", {}).get("content", {}) if isinstance(operation, dict) else {}
+            if len(content) < 2:
+                continue
+            refs = {media.get("schema", {}).get("$ref", "") for media in content.values()}
+            has_files = any(_binary_properties(schemas.get(ref[len(_SCHEMA_REF):], {})) for ref in refs)
+            keep = "multipart/form-data" if has_files else "application/json"
+            if keep in content:
+                for media_type in [media for media in content if media != keep]:
+                    del content[media_type]
+
+
 def postprocess_errors_and_descriptions(result: dict[str, Any], generator: Any, request: Any, public: bool,
                                         **kwargs: Any) -> dict[str, Any]:
-    """SPECTACULAR_SETTINGS POSTPROCESSING_HOOKS entry: error components and responses, missing descriptions."""
+    """SPECTACULAR_SETTINGS POSTPROCESSING_HOOKS entry: error components and responses, missing descriptions,
+    request bodies a generated client can send."""
+    result = _undouble_request_names(result)
+    _one_media_type_per_body(result)
     schemas, responses = _error_components()
     components = result.setdefault("components", {})
     components.setdefault("schemas", {}).update(schemas)

@@ -272,6 +272,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Product recognition (PP-ShiTuV2) for retailers: galleries, recognition, fine-tuning.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # request bodies get their own components (no read-only fields), so generated clients can build them
+    "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
