@@ -153,6 +153,57 @@ def _one_media_type_per_body(result: dict[str, Any]) -> None:
                     del content[media_type]
 
 
+_TENANT_LIMITS = ("requests_per_minute", "recognitions_per_minute", "max_images_per_gallery")
+
+
+def _mib(size: int) -> str:
+    for unit, scale in (("GiB", 1024 ** 3), ("MiB", 1024 ** 2)):
+        if size % scale == 0:
+            return f"{size // scale:,} {unit}"
+    return f"{size:,} bytes"
+
+
+def _tenant_limits(tenant: Any | None) -> dict[str, int]:
+    """The tenant's own limits, or the defaults a new tenant gets."""
+    from shitu_platform.tenancy.models import Tenant
+
+    if tenant is not None:
+        return {name: getattr(tenant, name) for name in _TENANT_LIMITS}
+    return {name: Tenant._meta.get_field(name).get_default() for name in _TENANT_LIMITS}
+
+
+def _limits_description(request: Any) -> tuple[str, str, str]:
+    """(info section, 429 description, 413 description): the quotas in force for the caller, from the tenant row
+    and settings, so the schema cannot drift from what the throttle and the upload checks enforce."""
+    from django.conf import settings
+
+    from shitu_platform.tenancy.context import tenant_context
+
+    context = tenant_context(request) if request is not None and getattr(request, "user", None) is not None \
+        and request.user.is_authenticated else None
+    limits = _tenant_limits(context.tenant if context else None)
+    whose = f"Your tenant ({context.tenant.name})" if context else "A new tenant (defaults)"
+    rates = (f"{limits['requests_per_minute']:,} API requests per minute, and apart from them "
+             f"{limits['recognitions_per_minute']:,} recognitions per minute (the POSTs to `/api/v1/recognitions/`, "
+             "recognise and feedback, count here instead)")
+    sizes = (f"an image {_mib(settings.SHITU_MAX_IMAGE_BYTES)} and {settings.SHITU_MAX_IMAGE_PIXELS:,} pixels "
+             f"(`image_too_large`); an import zip {_mib(settings.SHITU_MAX_IMPORT_UPLOAD_BYTES)} as sent "
+             f"(`file_too_large`) and {_mib(settings.SHITU_MAX_IMPORT_BYTES)} unpacked; a request's fields besides "
+             f"files {_mib(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)} (`request_too_large`)")
+    info = (
+        "\n\n## Quotas and rate limits\n\n"
+        f"{whose}: {rates}; {limits['max_images_per_gallery']:,} reference images per gallery. "
+        "Limits are per tenant, shared by all its keys and users, in one-minute windows; an operator changes them "
+        "on the tenant (admin). Over a rate: 429 `rate_limited` with `Retry-After` (seconds). A full gallery: 429 "
+        "`quota_exceeded`, `details.limit` holds the quota.\n\n"
+        f"Sizes, for every tenant: {sizes}; over one: 413."
+    )
+    too_many = (f"Over the tenant's rate limit or quota (`rate_limited`, `quota_exceeded`); see `Retry-After`. "
+                f"{whose}: {rates}; {limits['max_images_per_gallery']:,} reference images per gallery.")
+    too_large = f"The body or image is over a size limit: {sizes}."
+    return info, too_many, too_large
+
+
 def postprocess_errors_and_descriptions(result: dict[str, Any], generator: Any, request: Any, public: bool,
                                         **kwargs: Any) -> dict[str, Any]:
     """SPECTACULAR_SETTINGS POSTPROCESSING_HOOKS entry: error components and responses, missing descriptions,
@@ -160,6 +211,10 @@ def postprocess_errors_and_descriptions(result: dict[str, Any], generator: Any, 
     result = _undouble_request_names(result)
     _one_media_type_per_body(result)
     schemas, responses = _error_components()
+    info, too_many, too_large = _limits_description(request)
+    result.setdefault("info", {})["description"] = result.get("info", {}).get("description", "") + info
+    responses["RateLimited"]["description"] = too_many
+    responses["PayloadTooLarge"]["description"] = too_large
     components = result.setdefault("components", {})
     components.setdefault("schemas", {}).update(schemas)
     components.setdefault("responses", {}).update(responses)
