@@ -201,7 +201,7 @@ def test_knn_pass_over_5000_references_takes_seconds():
     started = time.perf_counter()
     scores, rows = nearest_neighbours(vectors, k=10)
     data = GalleryVectors(np.arange(5_000), np.arange(5_000), np.arange(5_000) // 4, vectors)
-    assert near_duplicates(data, scores, rows) == []  # random directions in 512-d are nowhere near 0.97
+    assert near_duplicates(data, scores, rows) == []  # random directions in 512-d are nowhere near the threshold
     confusable_pairs(data, scores, rows)
     assert rows.shape == (5_000, 10) and time.perf_counter() - started < 60
 
