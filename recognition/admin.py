@@ -6,9 +6,11 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from PIL import Image
@@ -49,6 +51,26 @@ class ScoreBandFilter(admin.SimpleListFilter):
         return queryset
 
 
+class QueueStatusFilter(admin.SimpleListFilter):
+    """The queue shows open items unless staff ask for another status (or all of them)."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [*MatchReview.Status.choices, ("all", "All")]
+
+    def choices(self, changelist: Any) -> Any:
+        current = self.value() or MatchReview.Status.OPEN
+        for value, label in self.lookup_choices:
+            yield {"selected": current == value, "query_string": changelist.get_query_string({self.parameter_name: value}),
+                   "display": label}
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value() or MatchReview.Status.OPEN
+        return queryset if value == "all" else queryset.filter(status=value)
+
+
 class RelabelForm(forms.ModelForm):
     relabel_to = forms.ModelChoiceField(queryset=Product.objects.none(), required=False,
                                         help_text="the right product: the crop becomes one of its reference images")
@@ -66,18 +88,26 @@ class RelabelForm(forms.ModelForm):
 @admin.register(MatchReview)
 class MatchReviewAdmin(admin.ModelAdmin):
     form = RelabelForm
-    list_display = ["id", "crop_thumb", "query_thumb", "predicted", "reference_thumb", "evidence_thumb", "runner_up", "score",
-                    "reason", "verdict", "status", "gallery", "created_at"]
-    list_filter = ["status", "reason", "verdict", ScoreBandFilter, ("gallery", admin.RelatedOnlyFieldListFilter), "created_at"]
+    list_display = ["id", "certainty", "crop_thumb", "query_thumb", "predicted", "tenant", "gallery", "reference_thumb",
+                    "evidence_thumb", "runner_up", "score", "reason", "verdict", "status", "created_at"]
+    list_filter = [QueueStatusFilter, ("tenant", admin.RelatedOnlyFieldListFilter), "reason", "verdict", ScoreBandFilter,
+                   ("gallery", admin.RelatedOnlyFieldListFilter), "created_at"]
     date_hierarchy = "created_at"
     list_select_related = ["detected_object__recognition", "detected_object__product", "detected_object__reference_image", "gallery"]
     readonly_fields = ["crop_thumb", "query_thumb", "predicted", "reference_thumb", "evidence_picture", "runner_up", "score", "reason",
                        "verdict", "suggested_product", "flagged_by", "status", "resolved_product", "reviewed_by", "reviewed_at"]
-    actions = ["confirm_selected", "mark_unknown_selected", "relabel_to_suggested"]
+    actions = ["confirm_selected", "mark_unknown_selected", "relabel_to_suggested", "relabel_selected", "dismiss_selected"]
     list_per_page = 50
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return staff_visible(dangerously_unscoped(MatchReview), request)
+        """One queue across the tenants this staff member may see, least certain first."""
+        return reviews.review_queue(reviews=staff_visible(dangerously_unscoped(MatchReview), request).select_related("tenant"))
+
+    def get_ordering(self, request: HttpRequest) -> list[str]:
+        return ["certainty", "created_at"]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        return super().changelist_view(request, {"title": "Review queue: least confident first", **(extra_context or {})})
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -149,6 +179,12 @@ class MatchReviewAdmin(admin.ModelAdmin):
         rival = next((m for m in matches[1:] if m["product_id"] != best), None)
         return f"{rival['label']} ({rival['score']:.3f})" if rival else "-"
 
+    @admin.display(description="confidence", ordering="certainty")
+    def certainty(self, review: MatchReview) -> str:
+        """The calibrated confidence; a gallery without a calibration has only the score, which orders the queue."""
+        confidence = review.detected_object.confidence
+        return f"{confidence:.0%}" if confidence is not None else "uncalibrated"
+
     @admin.display(description="score", ordering="detected_object__score")
     def score(self, review: MatchReview) -> str:
         margin = review.detected_object.margin
@@ -180,6 +216,36 @@ class MatchReviewAdmin(admin.ModelAdmin):
             reviews.review_relabel(review=review, product=review.suggested_product, reviewer=request.user, wait_seconds=0)
             done += 1
         messages.success(request, f"{done} relabelled (searchable within seconds)")
+
+    @admin.action(description="Relabel to a product of their gallery…", permissions=["change"])
+    def relabel_selected(self, request: HttpRequest, queryset: QuerySet) -> TemplateResponse | None:
+        """Asks for the product (one page), then relabels every selected item to it; all must share a gallery."""
+        selected = list(queryset.select_related("gallery", "detected_object"))
+        if len({review.gallery_id for review in selected}) != 1:
+            messages.error(request, "Relabel items of one gallery at a time: filter the queue by gallery first.")
+            return None
+        gallery = selected[0].gallery
+        products = Product.objects.for_tenant(gallery.tenant).filter(gallery=gallery).order_by("label")
+        if request.POST.get("apply"):
+            product = products.filter(pk=request.POST.get("product") or None).first()
+            if product is not None:
+                reviews.reviews_relabel(reviews=selected, product=product, reviewer=request.user)
+                messages.success(request, f"{len(selected)} relabelled to {product.label}; their crops are now its "
+                                          "reference images (searchable within seconds)")
+                return None
+            messages.error(request, "Choose the product the selected items show.")
+        return TemplateResponse(request, "admin/recognition/matchreview/relabel_selected.html", {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "title": "Relabel the selected items",
+            "reviews": selected, "gallery": gallery, "products": products,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME, "action": "relabel_selected",
+            "items": [(review, reverse("admin:review-picture", args=[review.pk, "crop"])) for review in selected],
+        })
+
+    @admin.action(description="Dismiss: low-margin items not worth a verdict", permissions=["change"])
+    def dismiss_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        dismissed = reviews.reviews_dismiss(reviews=queryset)
+        kept = queryset.count()
+        messages.success(request, f"{dismissed} dismissed" + (f"; {kept} flagged by users or already resolved kept" if kept else ""))
 
 
 class DetectedObjectInline(admin.TabularInline):

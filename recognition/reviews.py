@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from PIL import Image
 
@@ -110,6 +112,28 @@ def gallery_review_precision(*, gallery: Gallery) -> dict[str, float | int | Non
     )
     resolved = counts["confirmed"] + counts["wrong"]
     return {**counts, "precision": round(counts["confirmed"] / resolved, 4) if resolved else None}
+
+
+def review_queue(*, reviews: QuerySet) -> QuerySet:
+    """Staff's queue: least certain first (the calibrated confidence where the gallery has one, else the score)."""
+    return reviews.annotate(certainty=Coalesce("detected_object__confidence", "detected_object__score")).order_by(
+        "certainty", "created_at", "pk")
+
+
+def reviews_relabel(*, reviews: Sequence[MatchReview], product: Product, reviewer=None) -> list[MatchReview]:
+    """Relabel several reviews to one product: each crop becomes a reference image of it, as a single relabel does.
+    All of them must be in the product's gallery; nothing is changed otherwise."""
+    strays = [review.pk for review in reviews if review.gallery_id != product.gallery_id or review.tenant_id != product.tenant_id]
+    if strays:
+        raise InvalidFeedback("the reviews are not all in the product's gallery", details={"reviews": strays})
+    return [review_relabel(review=review, product=product, reviewer=reviewer, wait_seconds=0) for review in reviews]
+
+
+def reviews_dismiss(*, reviews: QuerySet) -> int:
+    """Drop open low-margin items from the queue: the platform queued them, so a person's "not worth a verdict" ends
+    them. What a user flagged stays, since it is their word on the match; answers how many were dropped."""
+    _, deleted = reviews.filter(reason=MatchReview.Reason.LOW_MARGIN, status=MatchReview.Status.OPEN).delete()
+    return deleted.get(MatchReview._meta.label, 0)
 
 
 def _resolve(review: MatchReview, status: str, reviewer, **fields) -> MatchReview:
