@@ -22,6 +22,7 @@ from recognition.engine.errors import EngineError
 from recognition.engine.imageio import load_image
 from recognition.evidence import stored_evidence_jpeg
 from recognition.models import DetectedObject, MatchReview, Recognition
+from shitu_platform.errors import PlatformError
 from shitu_platform.object_store import object_store
 from shitu_platform.storage.base import ObjectStoreError
 from shitu_platform.tenancy.scoping import dangerously_unscoped, staff_visible
@@ -229,7 +230,12 @@ class MatchReviewAdmin(admin.ModelAdmin):
         if request.POST.get("apply"):
             product = products.filter(pk=request.POST.get("product") or None).first()
             if product is not None:
-                reviews.reviews_relabel(reviews=selected, product=product, reviewer=request.user)
+                try:
+                    reviews.reviews_relabel(reviews=selected, product=product, reviewer=request.user)
+                except (EngineError, ObjectStoreError, PlatformError) as error:  # e.g. a photo already swept away
+                    done = sum(review.resolved_product_id == product.pk for review in selected)
+                    messages.error(request, f"Relabel stopped after {done} of {len(selected)}: {error}")
+                    return None
                 messages.success(request, f"{len(selected)} relabelled to {product.label}; their crops are now its "
                                           "reference images (searchable within seconds)")
                 return None

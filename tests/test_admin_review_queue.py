@@ -134,6 +134,14 @@ def test_bulk_relabel_makes_each_crop_a_reference_image_of_the_chosen_product(te
     assert "Choose the product" in refused.content.decode()
     assert MatchReview.unscoped.get(pk=third.pk).status == "open"
 
+    # a photo the retention sweep already removed stops the relabel with a message, not a server error
+    fourth = shelf.review(confidence=0.5, colour=(120, 120, 20))
+    object_store().delete(fourth.detected_object.recognition.image_key)
+    stopped = _act(client, "relabel_selected", [third, fourth], apply="yes", product=shelf.tea.pk, follow=True)
+    assert stopped.status_code == 200 and "Relabel stopped after 1 of 2" in stopped.content.decode()
+    assert MatchReview.unscoped.get(pk=third.pk).status == "relabelled"
+    assert MatchReview.unscoped.get(pk=fourth.pk).status == "open"
+
 
 @pytest.mark.django_db
 def test_staff_who_are_not_superusers_queue_only_their_tenants(tenant_a, tenant_b):
