@@ -99,6 +99,10 @@ def demo_samples_record(gallery: dict, *, summary: str) -> None:
     samples_file.write_text(json.dumps(recorded, indent=1))
 
 
+def demo_archive_name(folder: Path | None) -> str:
+    return "demo-drinks.zip" if folder is None else f"{folder.name}.zip"
+
+
 def demo_gallery_archive(folder: Path | None) -> tuple[str, bytes]:
     """The zip to import: a folder with labels.txt (e.g. drink-dev), or the generated demo products."""
     import io
@@ -107,7 +111,7 @@ def demo_gallery_archive(folder: Path | None) -> tuple[str, bytes]:
     from shitu_platform.demo_data import demo_gallery_photos, demo_gallery_zip
 
     if folder is None:
-        return "demo-drinks.zip", demo_gallery_zip(demo_gallery_photos())
+        return demo_archive_name(None), demo_gallery_zip(demo_gallery_photos())
     if not (folder / "labels.txt").exists():
         raise FileNotFoundError(f"{folder} has no labels.txt (lines: relative/path<TAB>label)")
     buffer = io.BytesIO()
@@ -115,4 +119,4 @@ def demo_gallery_archive(folder: Path | None) -> tuple[str, bytes]:
         for path in sorted(folder.rglob("*")):
             if path.is_file():
                 archive.write(path, str(path.relative_to(folder)))
-    return f"{folder.name}.zip", buffer.getvalue()
+    return demo_archive_name(folder), buffer.getvalue()

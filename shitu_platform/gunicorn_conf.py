@@ -3,7 +3,12 @@
 Web processes are recycled after a bounded number of requests (with jitter so they do not restart together):
 under sustained multipart uploads the web processes' resident size kept rising (307 -> 369 MB over 2,359
 requests in bench/load.py), and a graceful recycle returns it. Inference state lives in Celery workers, so a
-recycle costs only Django's import time; requests in flight finish first.
+recycle costs only a fork; requests in flight finish first.
+
+The app is loaded once in the master and its URLconf imported there (views, serializers, the API schema's
+modules), so every web process is forked ready to answer: with two processes importing Django side by side, a
+restart of the demo waited twice as long for its first page on a busy 2-core machine (bench/embedded_startup.py).
+Nothing opens a connection at import; Django connects per process on the first query.
 """
 import os
 
@@ -13,3 +18,12 @@ timeout = 120
 max_requests = int(os.environ.get("SHITU_WEB_MAX_REQUESTS", "2000"))  # 0 turns recycling off
 max_requests_jitter = max_requests // 10
 accesslog = "-"
+preload_app = True
+
+
+def when_ready(server) -> None:
+    """In the master, after the app is loaded and before the first fork: import what the first request would."""
+    if server.cfg.preload_app:
+        from django.urls import get_resolver
+
+        get_resolver().url_patterns  # imports every urls module and the views, serializers and schema they name

@@ -37,13 +37,13 @@ class Console:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.interactive = self.out.isatty()
-        self._status_shown = False
+        self._status_shown = ""
 
     def status(self, text: str) -> None:
-        if self.interactive:
+        if self.interactive and text != self._status_shown:
             self.out.write(f"\r\x1b[2K{text}")
             self.out.flush()
-            self._status_shown = True
+            self._status_shown = text
 
     def line(self, text: str = "") -> None:
         self._clear_status()
@@ -61,7 +61,7 @@ class Console:
     def _clear_status(self) -> None:
         if self._status_shown:
             self.out.write("\r\x1b[2K")
-            self._status_shown = False
+            self._status_shown = ""
 
 
 def display_path(path: Path) -> str:
@@ -160,6 +160,7 @@ def collect_static_if_changed() -> bool:
     return True
 
 
+CELERY_WORKER_READY = r"\] \S+@\S+ ready\."  # "[... INFO/MainProcess] embedded@host ready."
 # A PYTHONWARNINGS filter: "ignore" + the start of celery.platforms.ROOT_DISCOURAGED (matched as a literal prefix).
 CELERY_ROOT_WARNING = "ignore:You're running the worker with superuser privileges"
 # Paddle warns on import that it found no ccache, which only matters for compiling C++ extensions (we never do).
@@ -171,6 +172,7 @@ class ChildSpec:
     argv: list[str]
     env: dict[str, str]
     restart: bool  # workers are restarted when they die; the web server dying stops the stack
+    ready_line: str | None = None  # a regex its log shows once it is ready (the web server answers /readyz instead)
 
 
 def child_specs(*, host: str, port: int, web_workers: int, with_worker: bool) -> dict[str, ChildSpec]:
@@ -186,18 +188,21 @@ def child_specs(*, host: str, port: int, web_workers: int, with_worker: bool) ->
     # started it (the Docker image has its own user), so the warning says nothing the user can act on.
     quiet = [os.environ.get("PYTHONWARNINGS", ""), CELERY_ROOT_WARNING, PADDLE_CCACHE_WARNING]
     worker_env = {**env, "PYTHONWARNINGS": ",".join(filter(None, quiet))}
-    # The web server first: it decides when the stack is up, and the workers' imports would slow its start.
+    # The web server first: it decides when the stack is up (the launcher starts the others once it answers).
     specs: dict[str, ChildSpec] = {}
     specs["web"] = ChildSpec([python, "-m", "gunicorn", "shitu_platform.wsgi:application", "--bind", f"{host}:{port}",
                               "--workers", str(web_workers), "--config", "python:shitu_platform.gunicorn_conf"], env, restart=False)
     if with_worker:
         specs["worker"] = ChildSpec([python, "-m", "celery", "-A", "shitu_platform", "worker", "-Q", "default,inference",
-                                     "--concurrency", "1", "--loglevel", "INFO", "-n", "embedded@%h"], worker_env, restart=True)
+                                     "--concurrency", "1", "--loglevel", "INFO", "-n", "embedded@%h"], worker_env, restart=True,
+                                    ready_line=CELERY_WORKER_READY)
         # Fine-tunes run minutes: a worker of their own, so recognitions and imports never queue behind one.
         specs["training-worker"] = ChildSpec([python, "-m", "celery", "-A", "shitu_platform", "worker", "-Q", "training",
-                                              "--concurrency", "1", "--loglevel", "INFO", "-n", "training@%h"], worker_env, restart=True)
+                                              "--concurrency", "1", "--loglevel", "INFO", "-n", "training@%h"], worker_env, restart=True,
+                                             ready_line=CELERY_WORKER_READY)
         specs["beat"] = ChildSpec([python, "-m", "celery", "-A", "shitu_platform", "beat", "--loglevel", "INFO",
-                                   "--schedule", str(Path(settings.VAR_DIR) / "celerybeat-schedule")], worker_env, restart=True)
+                                   "--schedule", str(Path(settings.VAR_DIR) / "celerybeat-schedule")], worker_env, restart=True,
+                                  ready_line=r"beat: Starting\.\.\.")
     return specs
 
 
@@ -205,12 +210,41 @@ def start_child(group: ProcessGroup, name: str, spec: ChildSpec) -> None:
     group.start(name, spec.argv, env=spec.env, cwd=Path(settings.BASE_DIR))
 
 
-def supervise(group: ProcessGroup, specs: dict[str, ChildSpec], *, max_restarts_per_minute: int = 5, log=print) -> tuple[str, int]:
+class ReadyWatch:
+    """Which children have not yet logged their ready line since this launcher started them (logs are appended to
+    across starts, so each child's log is read from where it ended at its start)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, tuple[Path, int, re.Pattern[str]]] = {}
+
+    def start(self, group: ProcessGroup, name: str, spec: ChildSpec) -> None:
+        log_path = group.log_dir / f"{name}.log"
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        start_child(group, name, spec)
+        if spec.ready_line is not None:
+            self._pending[name] = (log_path, offset, re.compile(spec.ready_line))
+
+    def waiting_for(self) -> list[str]:
+        for name, (log_path, offset, ready_line) in list(self._pending.items()):
+            with open(log_path, "rb") as log_file:
+                log_file.seek(offset)
+                if ready_line.search(log_file.read().decode(errors="replace")):
+                    del self._pending[name]
+        return list(self._pending)
+
+
+def supervise(group: ProcessGroup, specs: dict[str, ChildSpec], *, max_restarts_per_minute: int = 5, log=print,
+              tick: Callable[[], None] | None = None) -> tuple[str, int]:
     """Restart dying workers (a crashed or killed worker must not take the platform down); return when the web
-    server exits or a worker keeps dying."""
+    server exits or a worker keeps dying. `tick` is called about once a second meanwhile."""
     restarts: dict[str, list[float]] = {}
     while True:
-        name, code = group.wait_any()
+        exited = group.wait_any(timeout=1.0)
+        if exited is None:
+            if tick is not None:
+                tick()
+            continue
+        name, code = exited
         spec = specs[name]
         recent = [t for t in restarts.get(name, []) if t > time.monotonic() - 60]
         if not spec.restart or len(recent) >= max_restarts_per_minute:
@@ -289,17 +323,18 @@ def multipart_body(field: str, filename: str, data: bytes, fields: dict[str, str
     return b"".join(parts) + head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def gallery_import_via_api(base_url: str, api_key: str, name: str, archive_name: str, archive: bytes, out: TextIO | None = None,
-                           *, progress: Callable[[int, int | None], None] | None = None) -> dict:
-    """Create a gallery through the API and import the archive; skipped when it has images. Progress goes to
-    `progress(done, total)` when given, else to a progress bar on `out`."""
+def gallery_import_via_api(base_url: str, api_key: str, name: str, archive_name: str, archive: bytes | Callable[[], bytes],
+                           out: TextIO | None = None, *, progress: Callable[[int, int | None], None] | None = None) -> dict:
+    """Create a gallery through the API and import the archive (bytes, or a function making them only when needed);
+    skipped when the gallery has images. Progress goes to `progress(done, total)` when given, else to a progress bar
+    on `out`."""
     status, page = api_call(base_url, api_key, "GET", "/api/v1/galleries/?limit=200")
     gallery = next((g for g in page.get("results", []) if g["name"] == name), None)
     if gallery is None:
         status, gallery = api_call(base_url, api_key, "POST", "/api/v1/galleries/", json.dumps({"name": name}).encode())
     if gallery.get("image_count"):
         return gallery
-    body, content_type = multipart_body("archive", archive_name, archive)
+    body, content_type = multipart_body("archive", archive_name, archive() if callable(archive) else archive)
     status, job = api_call(base_url, api_key, "POST", f"/api/v1/galleries/{gallery['id']}/imports/", body, content_type)
     if status != 202:
         raise LauncherError(f"import refused: {job}")

@@ -79,6 +79,7 @@ def test_demo_reaches_logged_in_dashboard_and_restarts_on_existing_data(stack_en
     assert password.search(first).group(1) == password.search(second).group(1), "the demo user did not survive a restart"
     assert marker.stat().st_mtime == initialised_at, "initdb ran again on existing data"
     assert "recognised on the first start" in second, second
+    assert "workers and beat ready in" in second, second  # they start after the web; the smoke run waits for them
     for port in (stack_env["SHITU_EMBEDDED_PG_PORT"], stack_env["SHITU_EMBEDDED_REDIS_PORT"]):
         assert port_is_free("127.0.0.1", int(port)), f"port {port} still taken after the smoke run stopped"
     assert _recognitions_stored(stack_env) == 12, "the second start posted the sample photos again"
@@ -225,6 +226,25 @@ def test_sample_summary_counts_right_no_match_and_wrong():
     rows = [("Cola", "Cola", 0.9, 10.0), ("Tea", launcher.NO_MATCH, 0.0, 10.0), ("Milk", "Cola", 0.6, 10.0)]
     assert launcher.SampleSummary.of(rows).describe() == "1/3 right, 1 no match, 1 wrong"
     assert launcher.SampleSummary.of(rows[:1]).describe() == "1/1 right, 0 no match, none wrong"
+
+
+def test_ready_watch_waits_for_a_ready_line_written_after_this_start(tmp_path):
+    """Logs are appended to across starts: an old "ready" line from the previous run must not count."""
+    from shitu_platform.embedded import ProcessGroup
+
+    (tmp_path / "worker.log").write_text("[2026-12-06 10:00:00: INFO/MainProcess] embedded@host ready.\n")
+    spec = launcher.ChildSpec([sys.executable, "-c", "import time; time.sleep(1.5); "
+                               "print('[2026-12-07 10:00:00: INFO/MainProcess] embedded@host ready.')"],
+                              env={}, restart=False, ready_line=launcher.CELERY_WORKER_READY)
+    with ProcessGroup(tmp_path) as group:
+        watch = launcher.ReadyWatch()
+        watch.start(group, "worker", spec)
+        assert watch.waiting_for() == ["worker"]
+        assert group.wait_any(timeout=0.3) is None  # nothing exited yet
+        deadline = time.monotonic() + 30
+        while watch.waiting_for() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert watch.waiting_for() == []
 
 
 def test_collectstatic_runs_again_only_when_its_sources_changed(settings, tmp_path):

@@ -192,12 +192,16 @@ class ProcessGroup:
         """Exit status per child; None while it runs."""
         return {name: child.process.poll() for name, child in self._children.items()}
 
-    def wait_any(self, *, poll_interval: float = 0.2) -> tuple[str, int]:
-        """Block until some child exits (the launcher then stops the rest); returns its name and exit code."""
+    def wait_any(self, *, poll_interval: float = 0.2, timeout: float | None = None) -> tuple[str, int] | None:
+        """Block until some child exits (the launcher then stops the rest); returns its name and exit code, or None
+        when `timeout` seconds passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             for name, code in self.returncodes().items():
                 if code is not None:
                     return name, code
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
             time.sleep(poll_interval)
 
     def stop(self, timeout: float = 10.0) -> dict[str, int | None]:

@@ -76,10 +76,14 @@ class Command(BaseCommand):
             launcher.prepare_database_and_storage(timings)
             login = self._demo_setup(timings) if demo else None
             specs = launcher.child_specs(host=host, port=port, web_workers=web_workers, with_worker=not no_worker)
-            for name, spec in specs.items():
-                launcher.start_child(group, name, spec)
             base_url = f"http://{host}:{port}"
+            watch = launcher.ReadyWatch()
+            watch.start(group, "web", specs["web"])
             timings.measure("web ready", lambda: launcher.wait_until_ready(base_url))
+            # The workers start once the web answers: on 2 cores their imports would double the wait for the dashboard.
+            for name, spec in specs.items():
+                if name != "web":
+                    watch.start(group, name, spec)
             samples = None
             if login is not None:
                 page = timings.measure("demo login", lambda: launcher.login_and_fetch_dashboard(base_url, login.username, login.password))
@@ -90,9 +94,11 @@ class Command(BaseCommand):
             logs = [log_dir / f"{name}.log" for name in [*specs, *(["demo"] if samples else [])]]
             logs += [server.log_path for server in (servers.postgres, servers.redis) if server is not None]
             self._announce(console, base_url, login, samples, timings, time.perf_counter() - started, logs)
+            if smoke and not no_worker:
+                self._wait_for_children(console, watch, started, log_dir)
             if not smoke:
-                console.status(f"running since {datetime.now():%H:%M:%S}: {', '.join(specs)}")
-                name, code = launcher.supervise(group, specs, log=lambda text: self._child_event(console, text))
+                name, code = launcher.supervise(group, specs, log=lambda text: self._child_event(console, text),
+                                                tick=self._status_updater(console, watch, specs))
                 raise CommandError(f"{name} exited with code {code}; see {launcher.display_path(log_dir / (name + '.log'))}")
         except KeyboardInterrupt:
             console.line("\nstopping…")
@@ -107,6 +113,29 @@ class Command(BaseCommand):
             stop_timings.measure("servers", servers.stop)
             console.line(f"stopped: web, workers and the embedded servers this launcher started ({stop_timings.report()})")
 
+    def _status_updater(self, console: launcher.Console, watch: launcher.ReadyWatch, specs: dict) -> Any:
+        """The status line while running: since when, and which children are still starting."""
+        since = f"running since {datetime.now():%H:%M:%S}"
+
+        def update() -> None:
+            waiting = watch.waiting_for()
+            ready = [name for name in specs if name not in waiting]
+            console.status(f"{since}: {', '.join(ready)} ready" + (f"; starting {', '.join(waiting)}…" if waiting else ""))
+
+        update()
+        return update
+
+    def _wait_for_children(self, console: launcher.Console, watch: launcher.ReadyWatch, started: float, log_dir: Path,
+                           timeout: float = 120) -> None:
+        """Smoke runs also check that the workers and beat come up (they start after the web, so after the banner)."""
+        deadline = time.monotonic() + timeout
+        while waiting := watch.waiting_for():
+            if time.monotonic() > deadline:
+                logs = ", ".join(launcher.display_path(log_dir / f"{name}.log") for name in waiting)
+                raise CommandError(f"not ready after {timeout:.0f}s: {', '.join(waiting)} (see {logs})")
+            time.sleep(0.2)
+        console.line(f"  workers and beat ready in {time.perf_counter() - started:.1f}s")
+
     def _child_event(self, console: launcher.Console, text: str) -> None:
         console.error(f"{datetime.now():%H:%M:%S} {text}")
 
@@ -120,18 +149,18 @@ class Command(BaseCommand):
         sample photos; returns the banner's line about them."""
         import random
 
-        from shitu_platform.demo import (DEMO_GALLERY_NAME, demo_api_key, demo_gallery_archive, demo_samples_posted,
-                                         demo_samples_record)
+        from shitu_platform.demo import (DEMO_GALLERY_NAME, demo_api_key, demo_archive_name, demo_gallery_archive,
+                                         demo_samples_posted, demo_samples_record)
         from shitu_platform.demo_data import DemoPhoto, demo_query_photos
 
         api_key = demo_api_key(login)
-        archive_name, archive = demo_gallery_archive(folder)
         name = DEMO_GALLERY_NAME if folder is None else folder.name
 
         def import_progress(done: int, total: int | None) -> None:
             console.status(f"starting… importing gallery “{name}”: {done}/{total or '?'} images")
 
-        demo_gallery = launcher.gallery_import_via_api(base_url, api_key, name, archive_name, archive, progress=import_progress)
+        demo_gallery = launcher.gallery_import_via_api(base_url, api_key, name, demo_archive_name(folder),
+                                                       lambda: demo_gallery_archive(folder)[1], progress=import_progress)
         demo_log = launcher.display_path(Path(settings.VAR_DIR) / "log" / "demo.log")
         posted = demo_samples_posted(demo_gallery)
         if posted is not None:
