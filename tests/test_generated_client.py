@@ -1,5 +1,6 @@
 """A Python client generated from the live schema (openapi-python-client, as a mobile team would) drives the running
-stack: create a gallery, import a zip, recognise a photo, send feedback, and read typed errors."""
+stack: create a gallery, import a zip, recognise a photo (synchronously and by polling), send feedback, and read typed
+errors."""
 from __future__ import annotations
 
 import importlib
@@ -112,8 +113,23 @@ def test_generated_client_creates_imports_recognises_and_sends_feedback(generate
     assert best.matches[0].label == "Red Cola 330 ml" and isinstance(best.matches[0].score, float)
 
     # the same recognition read back by id
-    again = _module(package, "api.recognitions.recognitions_retrieve").sync(recognition.id, client=client)
+    retrieve_recognition = _module(package, "api.recognitions.recognitions_retrieve")
+    again = retrieve_recognition.sync(recognition.id, client=client)
     assert isinstance(again, models.Recognition) and again.id == recognition.id
+
+    # asynchronous: 202 with a typed, queued recognition to poll until the worker is done
+    queued = _module(package, "api.recognitions.recognitions_create").sync_detailed(
+        client=client,
+        body=models.RecognitionRequest(image=types.File(payload=io.BytesIO(product_photo((45, 175, 65), size=(200, 260))),
+                                                        file_name="tea.jpg", mime_type="image/jpeg"),
+                                       gallery=gallery.id, run_async=True))
+    assert queued.status_code == 202 and isinstance(queued.parsed, models.Recognition), queued.content
+    polled, deadline = queued.parsed, time.monotonic() + 60
+    while polled.status not in (models.RecognitionStatusEnum.DONE, models.RecognitionStatusEnum.FAILED):
+        assert time.monotonic() < deadline, polled
+        time.sleep(0.2)
+        polled = retrieve_recognition.sync(polled.id, client=client)
+    assert polled.status == models.RecognitionStatusEnum.DONE and polled.objects[0].label == "Green Tea"
 
     # feedback: 201 the first time, 200 with the same review when repeated
     feedback = _module(package, "api.recognitions.recognitions_feedback_create")
