@@ -1,4 +1,5 @@
-"""OpenAPI additions: the error envelope every error uses, and descriptions that say what an operation does.
+"""OpenAPI additions: the error envelope every error uses, descriptions that say what an operation does, the quotas
+in force, and request bodies a generated client can send (tests/test_generated_client.py).
 
 drf-spectacular falls back to the first docstring in a view's MRO, so views without their own docstring were
 described by the tenant-scoping mixin's note for developers; `lib_doc_excludes` stops that, and the hook gives
@@ -104,6 +105,9 @@ def _standard_actions(generator: Any) -> dict[tuple[str, str], str]:
     return actions
 
 
+_SCHEMA_REF = "#/components/schemas/"
+
+
 def _replace_refs(node: Any, renamed: dict[str, str]) -> Any:
     if isinstance(node, dict):
         ref = node.get("$ref")
@@ -113,9 +117,6 @@ def _replace_refs(node: Any, renamed: dict[str, str]) -> Any:
     if isinstance(node, list):
         return [_replace_refs(value, renamed) for value in node]
     return node
-
-
-_SCHEMA_REF = "#/components/schemas/"
 
 
 def _undouble_request_names(result: dict[str, Any]) -> dict[str, Any]:
@@ -131,7 +132,9 @@ def _undouble_request_names(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _binary_properties(schema: dict[str, Any]) -> list[str]:
-    return [name for name, prop in schema.get("properties", {}).items() if prop.get("format") == "binary"]
+    """The file fields: a binary string, or an array of them (several photos in one upload)."""
+    return [name for name, prop in schema.get("properties", {}).items()
+            if "binary" in (prop.get("format"), prop.get("items", {}).get("format"))]
 
 
 def _one_media_type_per_body(result: dict[str, Any]) -> None:

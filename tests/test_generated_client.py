@@ -69,6 +69,26 @@ def _module(package, name: str):
     return importlib.import_module(f"{package.__name__}.{name}")
 
 
+def test_request_bodies_are_ones_a_generated_client_can_send():
+    """The schema shapes the generated client depends on, checked without generating one."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    schemas = schema["components"]["schemas"]
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            content = operation.get("requestBody", {}).get("content", {})
+            assert len(content) <= 1, (method, path, sorted(content))  # one body class per media type
+            for media_type, media in content.items():
+                body = schemas[media["schema"]["$ref"].rsplit("/", 1)[-1]]
+                assert not [name for name, prop in body.get("properties", {}).items() if prop.get("readOnly")], (method, path)
+                files = [name for name, prop in body.get("properties", {}).items()
+                         if "binary" in (prop.get("format"), prop.get("items", {}).get("format"))]
+                assert (media_type == "multipart/form-data") == bool(files), (method, path, media_type)
+    assert schemas["ImportStartRequest"]["properties"]["archive"]["format"] == "binary"
+    assert not [name for name in schemas if name.endswith("RequestRequest")]
+
+
 @pytest.mark.slow
 def test_generated_client_creates_imports_recognises_and_sends_feedback(generated_client, celery_worker):
     package, client = generated_client
