@@ -8,7 +8,8 @@ Four findings, from the serving extractor's vectors (pgvector) and the reference
 
 Cost: one Faiss kNN search of every vector (k = NEIGHBOURS + 1, the gallery's index type: exact Flat below 50,000
 vectors), so O(n*k) pairs are examined in numpy; each reference is verified against at most VERIFY_SIBLINGS
-siblings (its nearest by cosine), so O(n*VERIFY_SIBLINGS) homographies. Each list keeps its worst MAX_FINDINGS.
+siblings (its nearest by cosine), so at most O(n*VERIFY_SIBLINGS) homographies, fewer as verified pairs confirm
+both photos. Each list keeps its worst MAX_FINDINGS.
 """
 from __future__ import annotations
 
@@ -143,10 +144,14 @@ def unverified_references(data: GalleryVectors, features_of: Callable[[np.ndarra
         local = [features.get(int(embedding_id)) for embedding_id in data.embedding_ids[group]]
         vectors = data.vectors[group]
         depth = min(siblings, len(group) - 1)
+        # a pair that verifies one way confirms both photos: a sibling confirmed earlier is not verified again
+        confirmed = np.zeros(len(group), dtype=bool)
         for start in range(0, len(group), _SIMILARITY_CHUNK):
             similarity = vectors[start:start + _SIMILARITY_CHUNK] @ vectors.T
             for offset, row in enumerate(similarity):
                 position = start + offset
+                if confirmed[position]:
+                    continue
                 row[position] = -np.inf
                 nearest = np.argsort(-row, kind="stable")[:depth]
                 query = local[position]
@@ -156,6 +161,9 @@ def unverified_references(data: GalleryVectors, features_of: Callable[[np.ndarra
                     found = verifier.verify(query, [local[i] for i in nearest], min_matches=min_inliers)
                     best = max((result.inliers for result in found if result is not None), default=0)
                     reason = "below_min_inliers"
+                    for sibling, result in zip(nearest, found):
+                        if result is not None and result.inliers >= min_inliers:
+                            confirmed[sibling] = True
                 if best < min_inliers:
                     out.append({"image": int(data.image_ids[group[position]]),
                                 "product": int(data.product_ids[group[position]]), "best_inliers": int(best),

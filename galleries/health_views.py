@@ -3,12 +3,14 @@ Recompute button, and merging one product into another (confirmed on a page that
 Every object comes through the tenant-scoped mixin; another tenant's gallery or product is a 404."""
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
 from django.views.generic.detail import SingleObjectMixin
@@ -21,6 +23,7 @@ from shitu_platform.tenancy.models import Role
 from shitu_platform.tenancy.scoping import TenantScopedDashboardMixin
 
 SHOWN_PER_SECTION = 100  # the CSV has every stored finding
+STUCK_AFTER = timedelta(minutes=10)  # the queue's dedup key lasts as long (galleries.health)
 MERGE_CHOICES = 1000  # products offered on the merge page when no target is named (the health page names one)
 
 
@@ -46,7 +49,7 @@ class GalleryHealthView(TenantScopedDashboardMixin, SingleObjectMixin, View):
             "health": health,
             "report": report,
             "findings": findings,
-            "computing": health is not None and health.status in (GalleryHealth.Status.QUEUED, GalleryHealth.Status.RUNNING),
+            "computing": _computing(health),
             "confusable_pairs": findings.confusable_pairs[:SHOWN_PER_SECTION],
             "near_duplicates": findings.near_duplicates[:SHOWN_PER_SECTION],
             "few_references": [dict(item, thumbnails=thumbnails.get(item["product"], [])) for item in few],
@@ -56,6 +59,13 @@ class GalleryHealthView(TenantScopedDashboardMixin, SingleObjectMixin, View):
             "can_write": self.tenant_context.allows(Role.MEMBER),
             "here": request.get_full_path(),
         })
+
+
+def _computing(health: GalleryHealth | None) -> bool:
+    """Queued or running, and asked for recently: a run whose task was lost lets the button work again."""
+    if health is None or health.status not in (GalleryHealth.Status.QUEUED, GalleryHealth.Status.RUNNING):
+        return False
+    return health.requested_at is None or timezone.now() - health.requested_at < STUCK_AFTER
 
 
 class GalleryHealthRecomputeView(TenantScopedDashboardMixin, SingleObjectMixin, View):

@@ -338,3 +338,18 @@ def test_other_tenants_get_404_everywhere(tenant_a, tenant_b):
     # and B's own (empty) health page says nothing of A's
     page = intruder.get(health_url(mine)).content.decode()
     assert "Cola" not in page and GalleryHealth.objects.for_tenant(tenant_b.tenant).count() == 0
+
+
+def test_a_run_whose_task_was_lost_lets_the_button_work_again(tenant_a):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    gallery = Gallery.objects.create(tenant=tenant_a.tenant, name="G")
+    GalleryHealth.objects.create(tenant=tenant_a.tenant, gallery=gallery, status="queued",
+                                 requested_at=timezone.now() - timedelta(minutes=11))
+    page = tenant_a.client("member").get(health_url(gallery)).content.decode()
+    assert 'http-equiv="refresh"' not in page and ">Recompute<" in page
+    GalleryHealth.objects.for_tenant(tenant_a.tenant).filter(gallery=gallery).update(requested_at=timezone.now())
+    page = tenant_a.client("member").get(health_url(gallery)).content.decode()
+    assert 'http-equiv="refresh"' in page and "Computing…" in page
