@@ -19,6 +19,9 @@ max_requests = int(os.environ.get("SHITU_WEB_MAX_REQUESTS", "2000"))  # 0 turns 
 max_requests_jitter = max_requests // 10
 accesslog = "-"
 preload_app = True
+# Gunicorn 27's control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl), shared by every stack the
+# user runs (demo, tests); nothing here uses it.
+control_socket_disable = True
 
 
 def when_ready(server) -> None:

@@ -129,6 +129,7 @@ def test_ctrl_c_stops_every_child_and_the_terminal_stays_calm(stack_env, sigint)
         assert "gunicorn" in names and names.count("celery") >= 3, names  # web (and its workers), two workers, beat
         web_log = Path(stack_env["SHITU_VAR_DIR"]) / "log" / "web.log"
         assert "Booting worker" in web_log.read_text()
+        assert "Control socket" not in web_log.read_text()  # not one per-user socket shared by every stack
         threading.Thread(target=output.extend, args=(launcher_process.stdout,), daemon=True).start()
         time.sleep(2)
         launcher_process.send_signal(signal.SIGINT)
