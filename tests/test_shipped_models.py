@@ -73,6 +73,7 @@ def test_previous_default_extractor_stays_loadable_by_name():
     assert features.shape == (1, 512)
 
 
+@pytest.mark.slow
 def test_shipped_detector_frames_the_product_of_each_demo_photo(detector):
     framed = 0
     for photo in demo_query_photos():
@@ -83,6 +84,7 @@ def test_shipped_detector_frames_the_product_of_each_demo_photo(detector):
     assert framed >= 10, framed
 
 
+@pytest.mark.slow
 def test_shipped_extractor_tells_the_demo_products_apart(extractor):
     right = demo_products_found(extractor)
     assert right >= 10, right
@@ -192,6 +194,7 @@ def test_shipped_detector_on_the_held_out_shelf_scenes(detector, tmp_path):
     assert targets["target_found"] >= 0.93 and targets["main_object_is_target"] >= 0.93, targets
 
 
+@pytest.mark.slow
 def test_evaluations_default_to_the_detector_the_platform_serves():
     """`eval --pipeline` and `eval-crops` without --detector score the newest shipped detector, as served."""
     from training.engine.cli import build_detector

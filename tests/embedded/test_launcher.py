@@ -276,6 +276,7 @@ def test_process_group_wait_any_reports_the_child_that_exited(scratch: Path) -> 
     assert "crasher | boom" in console.getvalue()
 
 
+@pytest.mark.slow
 def test_children_stop_when_the_launcher_is_killed(scratch: Path) -> None:
     """A SIGKILLed launcher cannot stop its children itself: they must not outlive it (no orphaned web or worker)."""
     pid_file = scratch / "child.pid"

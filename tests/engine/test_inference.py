@@ -118,6 +118,7 @@ def _box_rows(boxes: list[Box]) -> np.ndarray:
 # --- extractor ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_exported_extractor_layout_and_manifest(exported_extractor):
     _, out, manifest = exported_extractor
     assert sorted(p.name for p in out.iterdir()) == ["inference.json", "inference.pdiparams",
@@ -128,6 +129,7 @@ def test_exported_extractor_layout_and_manifest(exported_extractor):
     assert program_input_shapes(find_model_files(out)) == {"x": [-1, 3, REC_SIZE, REC_SIZE]}
 
 
+@pytest.mark.slow
 def test_extractor_matches_dygraph_features(exported_extractor):
     model, out, _ = exported_extractor
     extractor = PaddleExtractor.from_dir(out, batch_size=4)  # the official-archive code path
@@ -144,6 +146,7 @@ def test_extractor_matches_dygraph_features(exported_extractor):
     assert extractor.extract([]).shape == (0, 512)
 
 
+@pytest.mark.slow
 def test_extractor_without_onednn_and_without_manifest(exported_extractor, tmp_path):
     model, out, _ = exported_extractor
     bare = tmp_path / "official_like"
@@ -186,6 +189,7 @@ def test_onednn_failure_falls_back_to_plain_kernels(tmp_path):
 # --- detector -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_detector_matches_dygraph_decode_and_nms(detector_model, exported_detector):
     out, manifest = exported_detector
     assert manifest.kind == "detector" and manifest.labels == ("foreground",)
@@ -309,6 +313,7 @@ def legacy_models(tmp_path_factory):
     return out, np.load(out / "expected.npz", allow_pickle=True)
 
 
+@pytest.mark.slow
 def test_pdmodel_extractor_loads_through_the_same_path(legacy_models):
     out, expected = legacy_models
     assert sorted(p.name for p in (out / "rec").iterdir() if p.suffix != ".info") == [
@@ -321,6 +326,7 @@ def test_pdmodel_extractor_loads_through_the_same_path(legacy_models):
     assert np.abs(features - reference).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_pdmodel_detector_loads_through_the_same_path(legacy_models):
     out, expected = legacy_models
     detector = PaddleDetector.from_dir(out / "det")
@@ -346,6 +352,7 @@ def _tar_dir(directory: Path, archive: Path, arcname: str) -> Path:
     return archive
 
 
+@pytest.mark.slow
 def test_install_archive_from_tar_registers_model(exported_extractor, tmp_path):
     _, out, exported = exported_extractor
     archive = _tar_dir(out, tmp_path / "rec-test_infer.tar.gz", "rec-test_infer")
@@ -362,6 +369,7 @@ def test_install_archive_from_tar_registers_model(exported_extractor, tmp_path):
     assert install_archive(archive, root) == manifest  # same files again: a no-op
 
 
+@pytest.mark.slow
 def test_install_refuses_to_clobber_without_overwrite(exported_extractor, legacy_models, tmp_path):
     _, out, _ = exported_extractor
     legacy_dir, _ = legacy_models
@@ -375,6 +383,7 @@ def test_install_refuses_to_clobber_without_overwrite(exported_extractor, legacy
     assert read_manifest(root / "extractor" / "rec-test") == replaced
 
 
+@pytest.mark.slow
 def test_install_detector_from_zip(exported_detector, tmp_path):
     out, _ = exported_detector
     archive = tmp_path / "picodet_mainbody_v1.2_infer.zip"
@@ -389,6 +398,7 @@ def test_install_detector_from_zip(exported_detector, tmp_path):
     assert set(manifest.files) == {"inference.json", "inference.pdiparams", "infer_cfg.yml"}
 
 
+@pytest.mark.slow
 def test_install_from_url(exported_extractor, tmp_path):
     _, out, _ = exported_extractor
     served = tmp_path / "served"
@@ -410,6 +420,7 @@ def test_install_from_url(exported_extractor, tmp_path):
         server.server_close()
 
 
+@pytest.mark.slow
 def test_install_refuses_symlinked_directory_files(exported_extractor, tmp_path):
     _, out, _ = exported_extractor
     source = tmp_path / "linked"

@@ -76,6 +76,7 @@ def test_shitu_backbone_keeps_stride_16_in_stage4(recognition_model):
     assert [b.conv._kernel_size[0] for b in backbone.stages[3][0].dw_conv_list] == [5, 3, 1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer_name", ["momentum", "adamw"])
 def test_bnneck_bias_stays_zero_while_weight_trains(optimizer_name):
     paddle.seed(8)

@@ -305,6 +305,7 @@ def paddle_extractor(tmp_path_factory):
     return inference.PaddleExtractor.from_dir(out, threads=2)
 
 
+@pytest.mark.slow
 def test_pipeline_with_exported_paddle_extractor(paddle_extractor, rng) -> None:
     images, labels = [], {}
     for position, name in enumerate(PRODUCTS):

@@ -10,7 +10,9 @@ from recognition.engine import search as search_module
 from recognition.engine.errors import DimensionMismatch, SearchIndexError
 from recognition.engine.search import VectorIndex, default_ivf_nlist
 
-ALL_TYPES = ["Flat", "HNSW32", "IVF"]
+# HNSW32 takes seconds to build on 5,000 vectors: `-m "not slow"` leaves it to the whole suite.
+HNSW = pytest.param("HNSW32", marks=pytest.mark.slow)
+ALL_TYPES = ["Flat", HNSW, "IVF"]
 
 
 def _unit(rows: int, dim: int, rng: np.random.Generator) -> np.ndarray:
@@ -38,7 +40,7 @@ def test_flat_is_exact_against_numpy(rng) -> None:
     assert scores.dtype == np.float32 and found.dtype == np.int64 and found.shape == (20, 10)
 
 
-@pytest.mark.parametrize("kind", ["HNSW32", "IVF"])
+@pytest.mark.parametrize("kind", [HNSW, "IVF"])
 def test_approximate_recall_at_1_vs_flat(clustered_5k, kind: str) -> None:
     ids, vectors, queries = clustered_5k
     truth = _built("Flat", ids, vectors).search(queries, 1)[1][:, 0]

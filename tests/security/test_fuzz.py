@@ -119,6 +119,7 @@ def test_fuzz_load_image_on_mutated_images(data):
 @FUZZ
 @given(data=st.one_of(st.binary(max_size=4096), st.builds(lambda magic, tail: magic + tail, st.sampled_from(MAGIC_PREFIXES),
                                                            st.binary(max_size=2048))))
+@pytest.mark.slow
 def test_fuzz_load_image_on_random_bytes(data):
     _check_load_image(data)
 

@@ -282,6 +282,7 @@ def test_the_restricted_unpickler_admits_no_code():
     assert "def find_class" in text and "is not allowed" in text
 
 
+@pytest.mark.slow
 def test_no_pickle_in_project_code():
     files = _project_python_files()
     assert len(files) > 50 and any(p.name == "settings.py" for p in files)

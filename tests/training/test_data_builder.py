@@ -48,6 +48,7 @@ def _files(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.jpg"))}
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_bytes_whatever_the_worker_count(icon_folder, tmp_path):
     _build(icon_folder, tmp_path / "a", workers=1)
     _build(icon_folder, tmp_path / "b", workers=2)
@@ -56,12 +57,14 @@ def test_same_seed_gives_the_same_bytes_whatever_the_worker_count(icon_folder, t
     assert len(first) == 12 and first == second
 
 
+@pytest.mark.slow
 def test_another_seed_gives_other_images(icon_folder, tmp_path):
     _build(icon_folder, tmp_path / "a", seed=3)
     _build(icon_folder, tmp_path / "b", seed=4)
     assert _files(tmp_path / "a") != _files(tmp_path / "b")
 
 
+@pytest.mark.slow
 def test_label_file_is_paddleclas_format_and_loads(icon_folder, tmp_path):
     summary = _build(icon_folder, tmp_path / "out")
     lines = (tmp_path / "out" / "labels.txt").read_text(encoding="utf-8").splitlines()
@@ -75,6 +78,7 @@ def test_label_file_is_paddleclas_format_and_loads(icon_folder, tmp_path):
     assert summary["identities"] == 4 and summary["artworks_by_source"] == {"folder": 9}
 
 
+@pytest.mark.slow
 def test_views_of_one_identity_differ_but_share_the_label(icon_folder, tmp_path):
     _build(icon_folder, tmp_path / "out")
     lines = [line.split("\t") for line in (tmp_path / "out" / "labels.txt").read_text().splitlines()]

@@ -22,6 +22,7 @@ PALETTE = np.array([(230, 30, 30), (30, 200, 60), (40, 60, 230), (240, 210, 20),
 TINY = dict(image_size=128, views=2, neck_channels=32, num_convs=1, batch_size=8, warmup_steps=4, threads=2)
 
 
+@pytest.mark.slow
 def test_lite0_maps_end_the_40_112_320_wide_stages():
     blocks = lite0_blocks()
     ends = stage_ends(blocks, (8, 16, 32))

@@ -43,6 +43,7 @@ def composite_set(shapes_folder, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_composite_boxes_frame_the_pasted_products(composite_set):
     records = composites.read_boxes(composite_set / composites.BOXES_NAME)
     assert len(records) == 48 and sum(len(r["boxes"]) for r in records) >= 48
@@ -55,6 +56,7 @@ def test_composite_boxes_frame_the_pasted_products(composite_set):
             assert min(x2 - x1, y2 - y1) >= composites.MIN_SIDE
 
 
+@pytest.mark.slow
 def test_composites_are_a_pure_function_of_the_seed(shapes_folder, tmp_path):
     identities = sources.load_folder(shapes_folder)
     for name, workers in (("a", 1), ("b", 2)):
