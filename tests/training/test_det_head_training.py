@@ -3,6 +3,7 @@ head that learn from them, and an export that Paddle Inference runs exactly like
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -69,20 +70,29 @@ def boxes_file(tmp_path_factory) -> Path:
     return root / "boxes.jsonl"
 
 
+@pytest.fixture(scope="module")
+def maps_dir(boxes_file, tmp_path_factory) -> Path:
+    """The frozen backbone's maps of every view, computed once for the module: the costly half of both tests below."""
+    cache_dir = tmp_path_factory.mktemp("det-maps")
+    cache_maps([DetectionDataset.from_jsonl(boxes_file)], DetHeadConfig(**TINY), cache_dir, chunk=10)
+    return cache_dir
+
+
+class NoBackbone:
+    @property
+    def backbone(self):
+        raise AssertionError("a cached chunk was computed again")
+
+
 @pytest.mark.slow
-def test_cached_maps_resume_without_running_the_backbone_again(boxes_file, tmp_path):
+def test_cached_maps_resume_without_running_the_backbone_again(boxes_file, maps_dir, tmp_path):
     dataset = DetectionDataset.from_jsonl(boxes_file)
     config = DetHeadConfig(**TINY)
-    first = cache_maps([dataset], config, tmp_path, chunk=10)
+    shutil.copytree(maps_dir, tmp_path, dirs_exist_ok=True)
+    first = cache_maps([dataset], config, tmp_path, chunk=10, model=NoBackbone())   # every chunk is there
     assert len(first) == 24 * 2 and [tuple(level.shape[1:]) for level in first.levels] == [(112, 8, 8), (320, 4, 4)]
     assert all(len(b) == 1 + (i // 2) % 2 for i, b in enumerate(first.boxes))   # views of one photo share its boxes
     (next(tmp_path.glob("det-maps-*")) / "chunk-000010.npz").unlink()             # as if killed mid-way
-
-    class NoBackbone:
-        @property
-        def backbone(self):
-            raise AssertionError("a cached chunk was computed again")
-
     with pytest.raises(AssertionError, match="computed again"):
         cache_maps([dataset], config, tmp_path, chunk=10, model=NoBackbone())
     again = cache_maps([dataset], config, tmp_path, chunk=10)   # recomputes the lost chunk only
@@ -91,12 +101,12 @@ def test_cached_maps_resume_without_running_the_backbone_again(boxes_file, tmp_p
 
 
 @pytest.mark.slow
-def test_neck_and_head_learn_and_the_export_runs_like_dygraph(boxes_file, tmp_path):
+def test_neck_and_head_learn_and_the_export_runs_like_dygraph(boxes_file, maps_dir, tmp_path):
     dataset = DetectionDataset.from_jsonl(boxes_file)
     config = DetHeadConfig(epochs=12, base_lr=0.1, **TINY)
     model = build_lite_detector(config)
     frozen_before = {k: v.numpy().copy() for k, v in model.backbone.state_dict().items()}
-    cache = cache_maps([dataset], config, tmp_path / "cache", model=model)
+    cache = cache_maps([dataset], config, maps_dir, model=model, chunk=10)   # the module's maps: same backbone
     samples = [dataset.load(i) for i in range(len(dataset))]
     result = train_det_head(cache, config, tmp_path / "run", model=model, eval_samples=samples)
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
