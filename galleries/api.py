@@ -25,7 +25,7 @@ from galleries.serializers import (
     ReferenceImageSerializer,
 )
 from shitu_platform.parsers import SafeJSONParser
-from shitu_platform.tenancy.scoping import TenantScopedAPIMixin, scoped
+from shitu_platform.tenancy.scoping import TenantScopedAPIMixin
 
 
 class GalleryViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
@@ -53,7 +53,7 @@ class GalleryViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
     def perform_create(self, serializer: Any) -> None:
         super().perform_create(serializer)
         # read back with the counts, so the 201 has the same fields as the list (a client may cache either)
-        serializer.instance = selectors.galleries_with_counts(scoped(Gallery, self.tenant)).get(pk=serializer.instance.pk)
+        serializer.instance = selectors.galleries_with_counts(Gallery.objects.for_tenant(self.tenant)).get(pk=serializer.instance.pk)
 
     def perform_destroy(self, instance: Gallery) -> None:
         services.gallery_delete(gallery=instance)
@@ -110,7 +110,7 @@ class ProductViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
 
     def perform_create(self, serializer: Any) -> None:
         super().perform_create(serializer)
-        serializer.instance = selectors.products_with_counts(scoped(Product, self.tenant)).get(pk=serializer.instance.pk)
+        serializer.instance = selectors.products_with_counts(Product.objects.for_tenant(self.tenant)).get(pk=serializer.instance.pk)
 
 
 class ReferenceImageViewSet(TenantScopedAPIMixin, mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):

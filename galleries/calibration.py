@@ -58,7 +58,7 @@ def gallery_calibration_refit(*, gallery: Gallery, model_key: str) -> Calibratio
     # too small (or too easy) to fit: calibrate_gallery answers the default, which only its own model may use
     calibration = fitted if fitted is not DEFAULT_CALIBRATION else default_calibration(model_key)
     stored = calibration.to_dict() if calibration is not None else {}
-    GalleryCalibration.objects.update_or_create(
+    GalleryCalibration.objects.for_tenant(gallery.tenant).update_or_create(
         gallery=gallery, model_key=model_key, defaults={"calibration": stored, "images": len(rows)},
         create_defaults={"tenant": gallery.tenant, "calibration": stored, "images": len(rows)},
     )

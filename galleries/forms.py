@@ -8,7 +8,6 @@ from django import forms
 
 from galleries.archive import has_control_characters
 from galleries.models import Gallery, Product
-from shitu_platform.tenancy.scoping import scoped
 
 
 class GalleryEditForm(forms.Form):
@@ -24,7 +23,7 @@ class GalleryEditForm(forms.Form):
         if has_control_characters(name):
             raise forms.ValidationError("A name may not contain control characters.")
         # Names are unique per tenant; the database constraint still decides a race (the view catches it).
-        if scoped(Gallery, self.gallery.tenant).filter(name=name).exclude(pk=self.gallery.pk).exists():
+        if Gallery.objects.for_tenant(self.gallery.tenant).filter(name=name).exclude(pk=self.gallery.pk).exists():
             raise forms.ValidationError(f"A gallery named “{name}” already exists.")
         return name
 
@@ -54,7 +53,7 @@ class ProductEditForm(forms.Form):
             raise forms.ValidationError("A label needs at least one visible character.")
         if has_control_characters(label):
             raise forms.ValidationError("A label may not contain control characters.")
-        clash = scoped(Product, self.product.tenant).filter(gallery_id=self.product.gallery_id, label=label)
+        clash = Product.objects.for_tenant(self.product.tenant).filter(gallery_id=self.product.gallery_id, label=label)
         if clash.exclude(pk=self.product.pk).exists():
             raise forms.ValidationError("This gallery already has a product with this label.")
         return label

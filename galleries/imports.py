@@ -43,8 +43,8 @@ def import_run(
     sent to take over from a runner known dead (`takeover` = that runner's token)."""
     token = jobs.new_run_token(worker)
     if not _claim(job_id, token, takeover=takeover):
-        return ImportJob.objects.get(pk=job_id)
-    job = ImportJob.objects.select_related("gallery", "tenant").get(pk=job_id)
+        return ImportJob.unscoped.get(pk=job_id)
+    job = ImportJob.unscoped.select_related("gallery", "tenant").get(pk=job_id)
     try:
         archive = _open_archive(object_store().get(job.archive_key))
         rows = archive.rows()
@@ -65,7 +65,7 @@ def import_run(
 
 def stale_imports(*, this_worker: str, live_workers: set[str]) -> list[tuple[int, str]]:
     """Unfinished imports whose worker is gone, with the dead run's token (see shitu_platform.jobs)."""
-    unfinished = ImportJob.objects.filter(status__in=[ImportJob.Status.QUEUED, ImportJob.Status.RUNNING])
+    unfinished = ImportJob.unscoped.filter(status__in=[ImportJob.Status.QUEUED, ImportJob.Status.RUNNING])
     return jobs.stale_jobs(unfinished, this_worker=this_worker, live_workers=live_workers,
                            waiting=ImportJob.Status.QUEUED, state_field="status")
 
@@ -92,11 +92,11 @@ def _import_batch(job: ImportJob, archive: ImportArchive, batch: list[ImportRow]
             to_embed.append(image.pk)
     if to_embed:
         outcome = reference_images_embed(reference_image_ids=to_embed)
-        failed_rows = ReferenceImage.objects.filter(pk__in=to_embed, status=ReferenceImage.Status.FAILED)
+        failed_rows = ReferenceImage.objects.for_tenant(job.tenant).filter(pk__in=to_embed, status=ReferenceImage.Status.FAILED)
         errors.extend({"row": None, "path": "", "code": "embedding_failed", "message": r.failure_reason} for r in failed_rows)
         imported -= outcome.failed
     with transaction.atomic():
-        locked = ImportJob.objects.select_for_update().get(pk=job.pk)
+        locked = ImportJob.objects.for_tenant(job.tenant).select_for_update().get(pk=job.pk)
         if locked.run_token != token:
             raise RuntimeError("another worker took over this import")
         locked.next_row += len(batch)
@@ -137,7 +137,7 @@ def _claim(job_id: int, token: str, *, takeover: str = "") -> bool:
 
 
 def _finish(job: ImportJob, status: str, *, reason: str = "") -> ImportJob:
-    ImportJob.objects.filter(pk=job.pk).update(status=status, failure_reason=reason, finished_at=timezone.now())
+    ImportJob.objects.for_tenant(job.tenant).filter(pk=job.pk).update(status=status, failure_reason=reason, finished_at=timezone.now())
     job.refresh_from_db()
     return job
 

@@ -178,7 +178,7 @@ class GalleryIndexCache:
     def _warm(self, gallery_id: int, model_key: str) -> None:
         try:
             with self._warm_slot:
-                gallery = Gallery.objects.select_related("tenant").filter(pk=gallery_id).first()
+                gallery = Gallery.unscoped.select_related("tenant").filter(pk=gallery_id).first()
                 if gallery is None:
                     return
                 entry, loaded = self._load_or_refresh(gallery, model_key)
@@ -263,7 +263,7 @@ def gallery_searcher(gallery: Gallery, model_key: str) -> GallerySearcher:
 
 
 def gallery_index_version(gallery: Gallery) -> int:
-    return Gallery.objects.values_list("index_version", flat=True).get(pk=gallery.pk)
+    return Gallery.unscoped.values_list("index_version", flat=True).get(pk=gallery.pk)
 
 
 def _new_index() -> VectorIndex:

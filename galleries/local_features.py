@@ -40,7 +40,7 @@ def local_features_store(*, image: ReferenceImage, crop: np.ndarray) -> None:
         object_store().put(key, features.to_bytes())
     except ObjectStoreError:
         return  # the backfill command (or the next embed) writes it once storage is back
-    ReferenceImage.objects.filter(pk=image.pk).update(local_features_key=key)
+    ReferenceImage.unscoped.filter(pk=image.pk).update(local_features_key=key)
     image.local_features_key = key
     _remember(image.pk, features)
 

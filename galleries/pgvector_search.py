@@ -210,10 +210,10 @@ def drop_pgvector_indexes(gallery: Gallery | int, model_key: str | None = None) 
 def prune_pgvector_indexes() -> list[str]:
     """Drop indexes whose gallery is gone or whose model has no vectors left in it (a retired extractor)."""
     indexes = pgvector_indexes()
-    galleries = set(Gallery.objects.filter(pk__in={i.gallery_id for i in indexes}).values_list("pk", flat=True))
+    galleries = set(Gallery.unscoped.filter(pk__in={i.gallery_id for i in indexes}).values_list("pk", flat=True))
     live_models: dict[int, set[str]] = {}
     # Platform-wide maintenance over index names, not a tenant read: only (gallery id, model key) pairs are loaded.
-    for gallery_id, key in Embedding.objects.filter(gallery_id__in=galleries).values_list("gallery_id", "model_key").distinct():
+    for gallery_id, key in Embedding.unscoped.filter(gallery_id__in=galleries).values_list("gallery_id", "model_key").distinct():
         live_models.setdefault(gallery_id, set()).add(model_hash(key))
     stale = [i.name for i in indexes if i.gallery_id not in galleries or i.model_hash not in live_models.get(i.gallery_id, set())]
     _drop(stale)

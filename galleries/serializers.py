@@ -69,7 +69,7 @@ class ProductSerializer(serializers.ModelSerializer):
     def validate(self, data: dict) -> dict:
         gallery = data.get("gallery") or getattr(self.instance, "gallery", None)
         label = data.get("label") or getattr(self.instance, "label", None)
-        clash = Product.objects.filter(gallery=gallery, label=label)
+        clash = Product.objects.for_tenant(gallery.tenant).filter(gallery=gallery, label=label) if gallery else Product.objects.none()
         if self.instance is not None:
             clash = clash.exclude(pk=self.instance.pk)
         if gallery is not None and clash.exists():

@@ -15,7 +15,6 @@ from recognition.engine.imageio import load_image, sniff_format
 from shitu_platform.errors import PlatformError, QuotaExceeded
 from shitu_platform.object_store import object_store
 from shitu_platform.storage import tenant_key
-from shitu_platform.tenancy.scoping import scoped
 
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "bmp": "image/bmp", "gif": "image/gif"}
 
@@ -43,11 +42,11 @@ def reference_image_upload(
     bbox = _checked_bbox(bbox, width=width, height=height)
     gallery = product.gallery
     checksum = hashlib.sha256(data).hexdigest()
-    existing = scoped(ReferenceImage, product.tenant).filter(gallery=gallery, checksum=checksum).first()
+    existing = ReferenceImage.objects.for_tenant(product.tenant).filter(gallery=gallery, checksum=checksum).first()
     if existing is not None:
         return UploadOutcome(existing, created=False)
     limit = product.tenant.max_images_per_gallery
-    if scoped(ReferenceImage, product.tenant).filter(gallery=gallery).count() >= limit:
+    if ReferenceImage.objects.for_tenant(product.tenant).filter(gallery=gallery).count() >= limit:
         raise QuotaExceeded(f"gallery '{gallery.name}' holds its quota of {limit} images", details={"limit": limit})
     key = reference_image_object_key(gallery=gallery, checksum=checksum)
     object_store().put(key, data, content_type=CONTENT_TYPES.get(sniff_format(data) or "", "application/octet-stream"))
@@ -59,7 +58,7 @@ def reference_image_upload(
             )
             reference_image.save()
     except IntegrityError:  # a concurrent upload of the same bytes won the race
-        return UploadOutcome(scoped(ReferenceImage, product.tenant).get(gallery=gallery, checksum=checksum), created=False)
+        return UploadOutcome(ReferenceImage.objects.for_tenant(product.tenant).get(gallery=gallery, checksum=checksum), created=False)
     if import_job is None:  # imports embed their own batches
         _enqueue_embedding([reference_image.pk])
     return UploadOutcome(reference_image, created=True)
@@ -78,7 +77,7 @@ def gallery_version_bump(*, gallery_id: int) -> None:
     says when (``index_updated_at``, in the same UPDATE as the version)."""
     from django.utils import timezone
 
-    Gallery.objects.filter(pk=gallery_id).update(index_version=F("index_version") + 1, index_updated_at=timezone.now())
+    Gallery.unscoped.filter(pk=gallery_id).update(index_version=F("index_version") + 1, index_updated_at=timezone.now())
 
 
 def _enqueue_embedding(reference_image_ids: list[int]) -> None:
@@ -119,7 +118,7 @@ def reference_images_embed(*, reference_image_ids: list[int]) -> EmbedOutcome:
 
     # Runs in a worker for ids it was handed by a tenant-scoped upload; rows are re-read with their tenant.
     images = list(
-        ReferenceImage.objects.filter(pk__in=reference_image_ids, status=ReferenceImage.Status.PENDING)
+        ReferenceImage.unscoped.filter(pk__in=reference_image_ids, status=ReferenceImage.Status.PENDING)
         .select_related("gallery", "tenant").order_by("tenant_id", "pk")
     )
     ready = failed = 0
@@ -147,9 +146,8 @@ def default_model_backfill(*, batch_size: int | None = None, progress=None) -> d
     default = active_extractor()
     size = batch_size or settings.SHITU_IMPORT_BATCH_SIZE
     embedded = galleries_done = 0
-    from shitu_platform.tenancy.scoping import dangerously_unscoped
 
-    for gallery in dangerously_unscoped(Gallery).select_related("tenant").order_by("pk"):
+    for gallery in Gallery.unscoped.all().select_related("tenant").order_by("pk"):
         if active_extractor_version(tenant=gallery.tenant) is not None:
             continue  # the tenant has its own model: a promotion re-embeds for it
         missing = (ReferenceImage.objects.for_tenant(gallery.tenant)
@@ -199,11 +197,10 @@ def reference_images_embed_with(*, images: list[ReferenceImage], extractor) -> t
 
 def reference_local_features_backfill(*, batch_size: int = 64, progress=None) -> int:
     """Compute the missing local features of every ready reference image (all tenants; worker/admin code)."""
-    from shitu_platform.tenancy.scoping import dangerously_unscoped
 
     done = 0
     # each image's crop is the box its vector came from: fetch the embeddings with the batch, not one query each
-    pending = images_without_local_features(dangerously_unscoped(ReferenceImage)).prefetch_related("embeddings")
+    pending = images_without_local_features(ReferenceImage.unscoped.all()).prefetch_related("embeddings")
     batch = list(pending[:batch_size])
     while batch:
         for image in batch:
@@ -228,19 +225,20 @@ def _store_embeddings(images: list[ReferenceImage], vectors, boxes, model_key: s
 
     with transaction.atomic():
         for reference_image, vector, box in zip(images, vectors, boxes, strict=True):
-            Embedding.objects.update_or_create(
+            Embedding.unscoped.update_or_create(
                 reference_image=reference_image, model_key=model_key,
                 defaults={"vector": vector.tolist(), "box": box},
                 create_defaults={"tenant_id": reference_image.tenant_id, "gallery_id": reference_image.gallery_id,
                                  "vector": vector.tolist(), "box": box},
             )
-        ReferenceImage.objects.filter(pk__in=[i.pk for i in images]).update(status=ReferenceImage.Status.READY, failure_reason="")
+        ReferenceImage.unscoped.filter(pk__in=[i.pk for i in images]).update(status=ReferenceImage.Status.READY, failure_reason="")
         for gallery_id in {i.gallery_id for i in images}:
             gallery_version_bump(gallery_id=gallery_id)
 
 
 def _mark_failed(reference_image: ReferenceImage, reason: str) -> None:
-    ReferenceImage.objects.filter(pk=reference_image.pk).update(status=ReferenceImage.Status.FAILED, failure_reason=reason[:2000])
+    ReferenceImage.objects.for_tenant(reference_image.tenant).filter(pk=reference_image.pk).update(
+        status=ReferenceImage.Status.FAILED, failure_reason=reason[:2000])
 
 
 def _main_object_box(detector, pixels) -> list[float] | None:
@@ -253,8 +251,8 @@ def _main_object_box(detector, pixels) -> list[float] | None:
 
 def gallery_indexes_refresh(*, reference_image_ids: list[int]) -> None:
     """Refresh this worker's caches of the galleries these images belong to, and persist them for other workers."""
-    gallery_ids = set(ReferenceImage.objects.filter(pk__in=reference_image_ids).values_list("gallery_id", flat=True))
-    for gallery in Gallery.objects.filter(pk__in=gallery_ids).select_related("tenant"):
+    gallery_ids = set(ReferenceImage.unscoped.filter(pk__in=reference_image_ids).values_list("gallery_id", flat=True))
+    for gallery in Gallery.unscoped.filter(pk__in=gallery_ids).select_related("tenant"):
         gallery_index_refresh(gallery=gallery)
 
 
@@ -293,7 +291,7 @@ def reference_image_box_set(*, reference_image: ReferenceImage, bbox: list[float
     if not (width and height):
         raise InvalidBoundingBox("the image's size is not known, so no box can be checked against it")
     checked = _checked_bbox([0, 0, width, height] if bbox is None else bbox, width=width, height=height)
-    ReferenceImage.objects.filter(pk=reference_image.pk).update(bbox=checked)
+    ReferenceImage.objects.for_tenant(reference_image.tenant).filter(pk=reference_image.pk).update(bbox=checked)
     reference_image.bbox = checked
     _enqueue_reembedding(reference_image.pk)
     return reference_image
@@ -310,7 +308,7 @@ def reference_image_reembed(*, reference_image_id: int) -> list[str]:
     from shitu_platform.errors import ServiceUnavailable
 
     # Worker code, for an id that a tenant-scoped request handed over: the row is re-read with its tenant.
-    reference_image = (ReferenceImage.objects.select_related("gallery", "tenant")
+    reference_image = (ReferenceImage.unscoped.select_related("gallery", "tenant")
                        .filter(pk=reference_image_id, status=ReferenceImage.Status.READY).first())
     if reference_image is None:
         return []  # deleted, or failed, since the box was saved
@@ -318,7 +316,7 @@ def reference_image_reembed(*, reference_image_id: int) -> list[str]:
     with transaction.atomic():
         # No key: the first embed below extracts the features of the new crop and writes them over the old object.
         # Should the crop have none, the image is left unverified rather than pointing at the old crop's features.
-        ReferenceImage.objects.filter(pk=reference_image.pk).update(local_features_key="")
+        ReferenceImage.objects.for_tenant(reference_image.tenant).filter(pk=reference_image.pk).update(local_features_key="")
         reference_image.local_features_key = ""
         Embedding.objects.for_tenant(reference_image.tenant).filter(reference_image=reference_image).delete()
         for extractor in extractors:

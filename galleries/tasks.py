@@ -67,7 +67,7 @@ def refit_calibration(gallery_id: int, model_key: str) -> dict:
     from galleries.models import Gallery
 
     try:
-        gallery = Gallery.objects.select_related("tenant").filter(pk=gallery_id).first()
+        gallery = Gallery.unscoped.select_related("tenant").filter(pk=gallery_id).first()
         if gallery is None:
             return {"skipped": "the gallery is gone"}
         calibration = gallery_calibration_refit(gallery=gallery, model_key=model_key)

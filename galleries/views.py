@@ -43,7 +43,7 @@ from galleries.services import (
 from galleries.thumbnails import THUMBNAIL_MAX_SIDE, placeholder_jpeg, thumbnail_jpeg
 from shitu_platform.errors import PlatformError, error_body
 from shitu_platform.tenancy.models import Role
-from shitu_platform.tenancy.scoping import TenantScopedDashboardMixin, scoped
+from shitu_platform.tenancy.scoping import TenantScopedDashboardMixin
 
 READY, PENDING, FAILED = ReferenceImage.Status.READY, ReferenceImage.Status.PENDING, ReferenceImage.Status.FAILED
 MIN_READY_IMAGES = 2  # fewer ready reference images than this and recognition of the product is unreliable
@@ -112,14 +112,14 @@ class GalleryDetailView(TenantScopedDashboardMixin, _WriteRoleMixin, DetailView)
         query = self.request.GET.get("q", "").strip()
         attention_only = self.request.GET.get("attention") == "1"
         label, attributes = parse_product_filter(query)
-        products = _products_with_coverage(scoped(Product, self.tenant).filter(gallery=gallery)).order_by("label", "pk")
+        products = _products_with_coverage(Product.objects.for_tenant(self.tenant).filter(gallery=gallery)).order_by("label", "pk")
         attention = Q(ready_count__lt=MIN_READY_IMAGES) | Q(failed_count__gt=0)
         filtered = selectors.products_filtered(products, label=label, attributes=attributes)
         if attention_only:
             filtered = filtered.filter(attention)
         page = Paginator(filtered, PRODUCTS_PER_PAGE).get_page(self.request.GET.get("page"))
         status_counts = dict(
-            scoped(ReferenceImage, self.tenant).filter(gallery=gallery).order_by().values_list("status").annotate(n=Count("pk"))
+            ReferenceImage.objects.for_tenant(self.tenant).filter(gallery=gallery).order_by().values_list("status").annotate(n=Count("pk"))
         )
         return super().get_context_data(
             products_page=page,
@@ -136,7 +136,7 @@ class GalleryDetailView(TenantScopedDashboardMixin, _WriteRoleMixin, DetailView)
                 "attention": products.filter(attention).count(),
             },
             min_ready=MIN_READY_IMAGES,
-            recent_imports=scoped(ImportJob, self.tenant).filter(gallery=gallery)[:RECENT_IMPORTS],
+            recent_imports=ImportJob.objects.for_tenant(self.tenant).filter(gallery=gallery)[:RECENT_IMPORTS],
             import_url=reverse("gallery-start-import", args=[gallery.pk]),
             import_poll_url=reverse("import-job-list") + "{id}/",  # filled in by galleries.js
             **kwargs,
@@ -153,7 +153,7 @@ class ProductDetailView(TenantScopedDashboardMixin, _WriteRoleMixin, DetailView)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         product: Product = self.object
-        images = scoped(ReferenceImage, self.tenant).filter(product=product).order_by("-created_at", "-pk")
+        images = ReferenceImage.objects.for_tenant(self.tenant).filter(product=product).order_by("-created_at", "-pk")
         page = Paginator(images, IMAGES_PER_PAGE).get_page(self.request.GET.get("page"))
         page.object_list = _with_boxes(list(page.object_list), tenant=self.tenant, gallery=product.gallery)
         reembedding = sum(1 for image in page.object_list if image.box.reembedding)
@@ -442,9 +442,9 @@ def _count_subquery(queryset: QuerySet) -> Coalesce:
 
 def _galleries_with_status_counts(queryset: QuerySet, *, tenant) -> QuerySet:
     # One subquery per count: joining products and images together would multiply rows in big galleries.
-    images = scoped(ReferenceImage, tenant)
+    images = ReferenceImage.objects.for_tenant(tenant)
     return queryset.annotate(
-        product_count=_count_subquery(scoped(Product, tenant)),
+        product_count=_count_subquery(Product.objects.for_tenant(tenant)),
         image_count=_count_subquery(images),
         ready_count=_count_subquery(images.filter(status=READY)),
         pending_count=_count_subquery(images.filter(status=PENDING)),
@@ -464,7 +464,7 @@ def _with_thumbnails(products: Any, *, tenant) -> list[Product]:
     """The page's products, each with `thumbnails`: its first few images, fetched in one query."""
     products = list(products)
     ranked = (
-        scoped(ReferenceImage, tenant)
+        ReferenceImage.objects.for_tenant(tenant)
         .filter(product__in=products)
         .annotate(rank=Window(RowNumber(), partition_by=[F("product_id")], order_by=[F("created_at").asc(), F("pk").asc()]))
         .filter(rank__lte=THUMBNAILS_PER_PRODUCT)

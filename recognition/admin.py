@@ -25,7 +25,7 @@ from recognition.models import DetectedObject, MatchReview, Recognition
 from shitu_platform.errors import PlatformError
 from shitu_platform.object_store import object_store
 from shitu_platform.storage.base import ObjectStoreError
-from shitu_platform.tenancy.scoping import dangerously_unscoped, staff_visible
+from shitu_platform.tenancy.scoping import staff_visible
 
 
 def jpeg_thumbnail(data: bytes, box: list[float] | None = None, max_side: int = 160) -> bytes:
@@ -102,7 +102,7 @@ class MatchReviewAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         """One queue across the tenants this staff member may see, least certain first."""
-        return reviews.review_queue(reviews=staff_visible(dangerously_unscoped(MatchReview), request).select_related("tenant"))
+        return reviews.review_queue(reviews=staff_visible(MatchReview.unscoped.all(), request).select_related("tenant"))
 
     def get_ordering(self, request: HttpRequest) -> list[str]:
         return ["certainty", "created_at"]
@@ -270,7 +270,7 @@ class RecognitionAdmin(admin.ModelAdmin):
     inlines = [DetectedObjectInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return staff_visible(dangerously_unscoped(Recognition), request)
+        return staff_visible(Recognition.unscoped.all(), request)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

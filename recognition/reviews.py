@@ -149,7 +149,7 @@ def _resolve(review: MatchReview, status: str, reviewer, **fields) -> MatchRevie
 def _wait_until_embedded(reference_image_id: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = ReferenceImage.objects.filter(pk=reference_image_id).values_list("status", flat=True).first()
+        status = ReferenceImage.unscoped.filter(pk=reference_image_id).values_list("status", flat=True).first()
         if status != ReferenceImage.Status.PENDING:
             return True
         time.sleep(0.1)

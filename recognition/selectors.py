@@ -4,7 +4,6 @@ from __future__ import annotations
 from galleries.models import Gallery, ReferenceImage
 from shitu_platform.object_store import object_store
 from shitu_platform.tenancy.models import Tenant
-from shitu_platform.tenancy.scoping import scoped
 
 
 def gallery_to_search(*, tenant: Tenant, gallery: Gallery | None, reference_image: ReferenceImage | None) -> Gallery | None:
@@ -12,11 +11,11 @@ def gallery_to_search(*, tenant: Tenant, gallery: Gallery | None, reference_imag
     if gallery is not None:
         return gallery
     if reference_image is not None:
-        return scoped(Gallery, tenant).get(pk=reference_image.gallery_id)
-    return scoped(Gallery, tenant).order_by("created_at").first()
+        return Gallery.objects.for_tenant(tenant).get(pk=reference_image.gallery_id)
+    return Gallery.objects.for_tenant(tenant).order_by("created_at").first()
 
 
 def reference_image_photo(*, tenant: Tenant, reference_image: ReferenceImage) -> bytes:
     """The stored photo of one of the tenant's reference images, as uploaded (a foreign one reads as missing)."""
-    reference_image = scoped(ReferenceImage, tenant).get(pk=reference_image.pk)
+    reference_image = ReferenceImage.objects.for_tenant(tenant).get(pk=reference_image.pk)
     return object_store().get(reference_image.object_key)

@@ -22,7 +22,6 @@ from recognition.reviews import low_margin_reviews_open
 from shitu_platform.object_store import object_store
 from shitu_platform.storage import tenant_key
 from shitu_platform.tenancy.models import Tenant
-from shitu_platform.tenancy.scoping import scoped
 
 
 def recognition_submit(
@@ -71,7 +70,7 @@ def recognition_run(*, recognition_id: int) -> Recognition:
     from galleries.local_features import local_features_for_embeddings
     from recognition.model_registry import active_detector, extractor_for_gallery
 
-    recognition = Recognition.objects.select_related("gallery", "tenant").get(pk=recognition_id)
+    recognition = Recognition.unscoped.select_related("gallery", "tenant").get(pk=recognition_id)
     if recognition.status != Recognition.Status.QUEUED:
         return recognition
     started = time.time()
@@ -98,7 +97,7 @@ def recognition_run(*, recognition_id: int) -> Recognition:
     with transaction.atomic():
         _store_objects(recognition, timed.objects, min_inliers=params.min_inliers)
         low_margin_reviews_open(recognition=recognition)
-        Recognition.objects.filter(pk=recognition.pk).update(
+        Recognition.objects.for_tenant(recognition.tenant).filter(pk=recognition.pk).update(
             status=Recognition.Status.DONE, model_key=extractor.key, index_version=searcher.version,
             timings_ms=timings, finished_at=timezone.now(),
         )
@@ -107,7 +106,7 @@ def recognition_run(*, recognition_id: int) -> Recognition:
 
 
 def _labels_for(tenant: Tenant, embedding_ids: Any) -> dict[int, str]:
-    rows = scoped(Embedding, tenant).filter(pk__in=[int(i) for i in embedding_ids]).values_list("pk", "reference_image__product__label")
+    rows = Embedding.objects.for_tenant(tenant).filter(pk__in=[int(i) for i in embedding_ids]).values_list("pk", "reference_image__product__label")
     return dict(rows)
 
 
@@ -115,7 +114,7 @@ def _store_objects(recognition: Recognition, objects: list[RecognizedObject], *,
     embedding_ids = {m.item_id for obj in objects for m in obj.matches}
     info = {
         row["pk"]: row
-        for row in scoped(Embedding, recognition.tenant)
+        for row in Embedding.objects.for_tenant(recognition.tenant)
         .filter(pk__in=embedding_ids)
         .values("pk", "box", "reference_image_id", "reference_image__product_id", "reference_image__product__label",
                 "reference_image__product__display_name")
@@ -154,7 +153,7 @@ def _match_json(embedding_id: int, score: float, row: dict | None, inliers: int 
 
 
 def _fail(recognition: Recognition, code: str, reason: str) -> Recognition:
-    Recognition.objects.filter(pk=recognition.pk).update(
+    Recognition.objects.for_tenant(recognition.tenant).filter(pk=recognition.pk).update(
         status=Recognition.Status.FAILED, failure_code=code, failure_reason=reason[:2000], finished_at=timezone.now()
     )
     recognition.refresh_from_db()

@@ -3,7 +3,7 @@
 The Try-it page posts straight to the REST API (session auth + CSRF) and draws the answer in the browser;
 these views render pages, serve pictures (query photos, object crops, reference thumbnails, matched-keypoint
 evidence) and resolve reviews through `recognition.reviews`. Every row comes through the tenant-scoped mixin
-or `scoped()`.
+or `Model.objects.for_tenant()`.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ from shitu_platform.errors import PlatformError, error_body
 from shitu_platform.object_store import object_store
 from shitu_platform.storage.base import ObjectStoreError
 from shitu_platform.tenancy.models import Role
-from shitu_platform.tenancy.scoping import TenantDashboardMixin, TenantScopedDashboardMixin, scoped
+from shitu_platform.tenancy.scoping import TenantDashboardMixin, TenantScopedDashboardMixin
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class ObjectEvidenceView(TenantScopedDashboardMixin, View):
 
     def get(self, request: HttpRequest, public_id: uuid.UUID, position: int) -> HttpResponse:
         detected = _object_at(self.get_queryset(), public_id, position)
-        reference_image = (scoped(ReferenceImage, self.tenant).filter(pk=detected.reference_image_id).first()
+        reference_image = (ReferenceImage.objects.for_tenant(self.tenant).filter(pk=detected.reference_image_id).first()
                            if detected.evidence and detected.reference_image_id else None)
         if reference_image is None:
             return JsonResponse(error_body("no_evidence", "This object was not verified geometrically: "
@@ -298,7 +298,7 @@ class TryItView(TenantDashboardMixin, TemplateView):
     template_name = "recognition/tryit.html"
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        galleries = list(scoped(Gallery, self.tenant).order_by("created_at", "pk"))
+        galleries = list(Gallery.objects.for_tenant(self.tenant).order_by("created_at", "pk"))
         wanted = self.request.GET.get("gallery", "")
         selected = next((g for g in galleries if str(g.pk) == wanted), galleries[0] if galleries else None)
         return super().get_context_data(
@@ -335,7 +335,7 @@ class RecognitionListView(TenantScopedDashboardMixin, _ForgivingPaginationMixin,
 
     def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
         queryset = queryset.select_related("gallery").annotate(object_count=Count("detected_objects")).prefetch_related(
-            Prefetch("detected_objects", queryset=scoped(DetectedObject, self.tenant).order_by("rank").only("recognition_id", "rank", "matches", "score"))
+            Prefetch("detected_objects", queryset=DetectedObject.objects.for_tenant(self.tenant).order_by("rank").only("recognition_id", "rank", "matches", "score"))
         )
         gallery = self.request.GET.get("gallery", "")
         if gallery.isdigit():
@@ -356,7 +356,7 @@ class RecognitionListView(TenantScopedDashboardMixin, _ForgivingPaginationMixin,
             recognition.best_labels = labels[:3]
             recognition.more_labels = max(0, len(labels) - 3)
         context.update(
-            galleries=scoped(Gallery, self.tenant).order_by("name"), statuses=Recognition.Status.choices,
+            galleries=Gallery.objects.for_tenant(self.tenant).order_by("name"), statuses=Recognition.Status.choices,
             gallery_filter=self.request.GET.get("gallery", ""), status_filter=self.request.GET.get("status", ""),
             filter_query=_filter_query(self.request, ("gallery", "status")).rstrip("&"),
         )
@@ -374,7 +374,7 @@ class RecognitionDetailView(TenantScopedDashboardMixin, DetailView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         recognition: Recognition = self.object
-        detected = list(scoped(DetectedObject, self.tenant).filter(recognition=recognition).select_related(
+        detected = list(DetectedObject.objects.for_tenant(self.tenant).filter(recognition=recognition).select_related(
             "review", "review__suggested_product", "review__resolved_product"))
         timings = recognition.timings_ms or {}
         return super().get_context_data(
@@ -399,7 +399,7 @@ class ReviewFilterForm(forms.Form):
 
     def __init__(self, *args: Any, tenant: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["gallery"].queryset = scoped(Gallery, tenant).order_by("name")
+        self.fields["gallery"].queryset = Gallery.objects.for_tenant(tenant).order_by("name")
 
     def filter(self, queryset: QuerySet) -> QuerySet:
         """Apply the filters that are valid; an invalid one (another tenant's gallery, a bad date) is ignored."""
@@ -444,7 +444,7 @@ class ReviewQueueView(TenantScopedDashboardMixin, _ForgivingPaginationMixin, Lis
     def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
         self.filter_form = ReviewFilterForm(self.request.GET or None, tenant=self.tenant)
         # The object's index in its recognition's `objects` (crop URLs use it); ranks can skip numbers.
-        earlier = (scoped(DetectedObject, self.tenant)
+        earlier = (DetectedObject.objects.for_tenant(self.tenant)
                    .filter(recognition_id=OuterRef("detected_object__recognition_id"), rank__lt=OuterRef("detected_object__rank"))
                    .order_by().values("recognition_id").annotate(n=Count("pk")).values("n"))
         queryset = queryset.filter(status=MatchReview.Status.OPEN).select_related(
@@ -458,7 +458,7 @@ class ReviewQueueView(TenantScopedDashboardMixin, _ForgivingPaginationMixin, Lis
         context = super().get_context_data(**kwargs)
         page_reviews = list(context["reviews"])
         products_by_gallery: dict[int, list[Product]] = {}
-        for product in scoped(Product, self.tenant).filter(gallery_id__in={r.gallery_id for r in page_reviews}).order_by("label", "pk"):
+        for product in Product.objects.for_tenant(self.tenant).filter(gallery_id__in={r.gallery_id for r in page_reviews}).order_by("label", "pk"):
             products_by_gallery.setdefault(product.gallery_id, []).append(product)
         rows = []
         for review in page_reviews:
@@ -477,7 +477,7 @@ class ReviewQueueView(TenantScopedDashboardMixin, _ForgivingPaginationMixin, Lis
                 "preselected": review.suggested_product_id,
             })
         precision = []
-        for gallery in scoped(Gallery, self.tenant).order_by("name"):
+        for gallery in Gallery.objects.for_tenant(self.tenant).order_by("name"):
             figures = reviews.gallery_review_precision(gallery=gallery)
             if figures["confirmed"] or figures["wrong"] or figures["open"]:
                 precision.append({"gallery": gallery, **figures,
@@ -532,7 +532,7 @@ class ReviewRelabelView(_ReviewActionView):
         if not product_id.isdigit():
             messages.error(request, "Choose the right product to relabel to.")
             return
-        product = get_object_or_404(scoped(Product, self.tenant), pk=int(product_id))  # another tenant's product: 404
+        product = get_object_or_404(Product.objects.for_tenant(self.tenant), pk=int(product_id))  # another tenant's product: 404
         try:
             reviews.review_relabel(review=review, product=product, reviewer=request.user)
         except reviews.InvalidFeedback as error:

@@ -129,24 +129,24 @@ def webhook_payload(recognition: Recognition) -> bytes:
 
 def webhook_mark_pending(*, recognition_id: int) -> bool:
     """Claim the delivery once per recognition (a redelivered recognition task must not send it twice)."""
-    return bool(Recognition.objects.filter(pk=recognition_id, webhook_status="").exclude(webhook_url="")
+    return bool(Recognition.unscoped.filter(pk=recognition_id, webhook_status="").exclude(webhook_url="")
                 .update(webhook_status=Recognition.WebhookStatus.PENDING))
 
 
 def webhook_record_failure(*, recognition_id: int, reason: str) -> None:
-    Recognition.objects.filter(pk=recognition_id).update(webhook_status=Recognition.WebhookStatus.FAILED,
+    Recognition.unscoped.filter(pk=recognition_id).update(webhook_status=Recognition.WebhookStatus.FAILED,
                                                          webhook_last_error=reason[:2000])
 
 
 def webhook_attempt(*, recognition_id: int, last_attempt: bool) -> DeliveryOutcome:
     """Send the result once and record what happened; transient failures ask for a retry until `last_attempt`."""
     # a worker re-reading the row it was handed: no tenant to scope by
-    recognition = Recognition.objects.prefetch_related("detected_objects").filter(pk=recognition_id).first()
+    recognition = Recognition.unscoped.prefetch_related("detected_objects").filter(pk=recognition_id).first()
     if recognition is None:  # purged by retention while the delivery waited for a retry
         return DeliveryOutcome(status="", retry=False)
     if recognition.webhook_status == Recognition.WebhookStatus.DELIVERED or not recognition.webhook_url:
         return DeliveryOutcome(status=recognition.webhook_status, retry=False)
-    Recognition.objects.filter(pk=recognition_id).update(webhook_attempts=F("webhook_attempts") + 1)
+    Recognition.unscoped.filter(pk=recognition_id).update(webhook_attempts=F("webhook_attempts") + 1)
     recognition.webhook_attempts += 1  # the payload tells the receiver which attempt this is
     body = webhook_payload(recognition)
     headers = {"Content-Type": "application/json", "User-Agent": "ShiTu-Webhook/1",
@@ -160,13 +160,13 @@ def webhook_attempt(*, recognition_id: int, last_attempt: bool) -> DeliveryOutco
         reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
     else:
         if 200 <= status < 300:
-            Recognition.objects.filter(pk=recognition_id).update(
+            Recognition.unscoped.filter(pk=recognition_id).update(
                 webhook_status=Recognition.WebhookStatus.DELIVERED, webhook_last_error="", webhook_delivered_at=timezone.now())
             return DeliveryOutcome(status=Recognition.WebhookStatus.DELIVERED, retry=False)
         reason = f"the receiver answered HTTP {status}"
         retryable = status >= 500 or status in RETRYABLE_STATUSES  # 3xx are not followed, 4xx refuse this payload
     if retryable and not last_attempt:
-        Recognition.objects.filter(pk=recognition_id).update(webhook_last_error=reason[:2000])
+        Recognition.unscoped.filter(pk=recognition_id).update(webhook_last_error=reason[:2000])
         return DeliveryOutcome(status=Recognition.WebhookStatus.PENDING, retry=True)
     webhook_record_failure(recognition_id=recognition_id, reason=reason)
     return DeliveryOutcome(status=Recognition.WebhookStatus.FAILED, retry=False)

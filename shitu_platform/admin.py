@@ -1,6 +1,6 @@
 """The staff admin: its branding, and the base of every admin over tenant-owned rows.
 
-Staff see rows through `staff_visible(dangerously_unscoped(...))`: superusers every tenant, other staff only the
+Staff see rows through `staff_visible(Model.unscoped.all())`: superusers every tenant, other staff only the
 tenants they administer. Rows are written by their tenant through the dashboard or the API (where the services
 keep indexes and stored files in step), so these admins are views with links, not editors, unless they say otherwise.
 """
@@ -16,7 +16,7 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 
-from shitu_platform.tenancy.scoping import dangerously_unscoped, staff_visible
+from shitu_platform.tenancy.scoping import staff_visible
 
 admin.site.site_header = "ShiTu Platform staff"
 admin.site.site_title = "ShiTu Platform staff"
@@ -45,7 +45,7 @@ class TenantOwnedAdmin(admin.ModelAdmin):
     list_per_page = 50
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return staff_visible(dangerously_unscoped(self.model), request)
+        return staff_visible(self.model.unscoped.all(), request)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

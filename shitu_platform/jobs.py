@@ -25,7 +25,7 @@ def claim(model: type[models.Model], job_id: int, token: str, *, state_field: st
     """Take the job for `token` unless it is finished or a live run holds it (and it is not the dead `takeover`)."""
     cutoff = timezone.now() - STALE_AFTER
     with transaction.atomic():
-        job = model.objects.select_for_update().get(pk=job_id)
+        job = model.unscoped.select_for_update().get(pk=job_id)
         state = getattr(job, state_field)
         if state in finished:
             return False
@@ -35,13 +35,13 @@ def claim(model: type[models.Model], job_id: int, token: str, *, state_field: st
         updates = {"run_token": token, "heartbeat_at": timezone.now(), **(extra_updates or {})}
         if state == waiting:
             updates[state_field] = running
-        model.objects.filter(pk=job_id).update(**updates)
+        model.unscoped.filter(pk=job_id).update(**updates)
     return True
 
 
 def holds(model: type[models.Model], job_id: int, token: str) -> bool:
     """Beat the heartbeat; False when another run has taken the job over (this one must stop)."""
-    return bool(model.objects.filter(pk=job_id, run_token=token).update(heartbeat_at=timezone.now()))
+    return bool(model.unscoped.filter(pk=job_id, run_token=token).update(heartbeat_at=timezone.now()))
 
 
 def stale_jobs(queryset: models.QuerySet, *, this_worker: str, live_workers: set[str], waiting: str,

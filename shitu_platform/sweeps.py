@@ -33,9 +33,9 @@ def orphan_objects_sweep() -> int:
     from galleries.models import ReferenceImage
     from recognition.models import Recognition
 
-    referenced = set(ReferenceImage.objects.values_list("object_key", flat=True))
-    referenced |= set(ReferenceImage.objects.exclude(local_features_key="").values_list("local_features_key", flat=True))
-    referenced |= set(Recognition.objects.values_list("image_key", flat=True))
+    referenced = set(ReferenceImage.unscoped.values_list("object_key", flat=True))
+    referenced |= set(ReferenceImage.unscoped.exclude(local_features_key="").values_list("local_features_key", flat=True))
+    referenced |= set(Recognition.unscoped.values_list("image_key", flat=True))
     cutoff = timezone.now() - ORPHAN_GRACE
     removed = 0
     for info in object_store().list("tenants/"):

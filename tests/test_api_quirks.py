@@ -83,7 +83,7 @@ def test_the_same_feedback_twice_makes_one_review_and_answers_200(tenant_a):
     recognition = _recognition(tenant_a)
     client = tenant_a.key_client("member")
     url = f"/api/v1/recognitions/{recognition.public_id}/feedback/"
-    lemonade = Product.objects.get(gallery=recognition.gallery, label="Lemonade").pk
+    lemonade = Product.unscoped.get(gallery=recognition.gallery, label="Lemonade").pk
     first = client.post(url, {"object": 0, "verdict": "wrong", "product": lemonade}, format="json")
     again = client.post(url, {"object": 0, "verdict": "wrong", "product": lemonade}, format="json")
     assert (first.status_code, again.status_code) == (201, 200)
@@ -102,7 +102,7 @@ def test_a_resent_feedback_leaves_a_staff_decision_standing(tenant_a):
     url = f"/api/v1/recognitions/{recognition.public_id}/feedback/"
     first = client.post(url, {"object": 0, "verdict": "not_in_catalogue"}, format="json")
     staff = get_user_model().objects.create_user("staff", password="x-password-123", is_staff=True)
-    review_confirm(review=MatchReview.objects.get(pk=first.json()["id"]), reviewer=staff)
+    review_confirm(review=MatchReview.unscoped.get(pk=first.json()["id"]), reviewer=staff)
     again = client.post(url, {"object": 0, "verdict": "not_in_catalogue"}, format="json")
     assert again.status_code == 200 and again.json()["status"] == "confirmed"
 

@@ -14,11 +14,11 @@ pytestmark = pytest.mark.django_db
 
 
 def _recognition(world, key: str, age_days: int) -> Recognition:
-    gallery, _ = Gallery.objects.get_or_create(tenant=world.tenant, name="g")
+    gallery, _ = Gallery.unscoped.get_or_create(tenant=world.tenant, name="g")
     object_store().put(key, b"photo")
     recognition = Recognition(tenant=world.tenant, gallery=gallery, image_key=key, image_width=1, image_height=1)
     recognition.save()
-    Recognition.objects.filter(pk=recognition.pk).update(created_at=timezone.now() - timedelta(days=age_days))
+    Recognition.unscoped.filter(pk=recognition.pk).update(created_at=timezone.now() - timedelta(days=age_days))
     return recognition
 
 
@@ -28,7 +28,7 @@ def test_purge_follows_each_tenants_retention(tenant_a, tenant_b):
     new_a = _recognition(tenant_a, f"tenants/{tenant_a.tenant.pk}/recognitions/new", 1)
     old_b = _recognition(tenant_b, f"tenants/{tenant_b.tenant.pk}/recognitions/old", 10)  # B keeps 90 days
     assert recognitions_purge_expired() == 1
-    assert set(Recognition.objects.values_list("pk", flat=True)) == {new_a.pk, old_b.pk}
+    assert set(Recognition.unscoped.values_list("pk", flat=True)) == {new_a.pk, old_b.pk}
     assert not object_store().exists(old_a.image_key) and object_store().exists(new_a.image_key)
 
 

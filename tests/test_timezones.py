@@ -18,7 +18,7 @@ MIDNIGHT_UTC = dt.datetime(2025, 1, 1, 0, 0, tzinfo=dt.timezone.utc)
 def _key_made_at_midnight(world) -> ApiKey:
     world.api_key("member")
     api_key = ApiKey.objects.for_tenant(world.tenant).get()
-    ApiKey.objects.filter(pk=api_key.pk).update(created_at=MIDNIGHT_UTC)
+    ApiKey.unscoped.filter(pk=api_key.pk).update(created_at=MIDNIGHT_UTC)
     return api_key
 
 
@@ -52,7 +52,7 @@ def test_fine_tuning_pages_label_their_times(tenant_a):
     _set_zone(tenant_a, "America/New_York")
     gallery = Gallery.objects.create(tenant=tenant_a.tenant, name="drinks")
     job = FineTuneJob.objects.create(tenant=tenant_a.tenant, gallery=gallery, state=FineTuneJob.State.FAILED)
-    FineTuneJob.objects.filter(pk=job.pk).update(created_at=MIDNIGHT_UTC, finished_at=MIDNIGHT_UTC)
+    FineTuneJob.unscoped.filter(pk=job.pk).update(created_at=MIDNIGHT_UTC, finished_at=MIDNIGHT_UTC)
     client = tenant_a.client("member")
     assert "2024-12-31 19:00 EST" in client.get("/dashboard/training/").content.decode()
     assert "2024-12-31 19:00:00 EST" in client.get(f"/dashboard/training/jobs/{job.pk}/").content.decode()

@@ -78,7 +78,7 @@ class ModelVersionAdmin(TenantOwnedAdmin):
     readonly_fields = ["scope", "parent_link", "children"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        # not tenant-owned (a global row has no tenant), so not dangerously_unscoped's: the same staff door
+        # not tenant-owned (a global row has no tenant), so it has no `unscoped` manager: the same staff door
         return staff_visible(ModelVersion.objects.all(), request)
 
     @admin.display(description="scope", ordering="tenant__name")

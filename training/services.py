@@ -90,8 +90,8 @@ def finetune_cancel(*, job: FineTuneJob) -> FineTuneJob:
     """Ask the runner to stop (it checks between steps); a job no worker has started is cancelled at once."""
     if job.state in FINISHED:
         raise InvalidJobState(f"the job is already {job.state}")
-    FineTuneJob.objects.filter(pk=job.pk).update(cancel_requested=True)
-    FineTuneJob.objects.filter(pk=job.pk, state=State.QUEUED).update(state=State.CANCELLED, finished_at=timezone.now())
+    FineTuneJob.objects.for_tenant(job.tenant).filter(pk=job.pk).update(cancel_requested=True)
+    FineTuneJob.objects.for_tenant(job.tenant).filter(pk=job.pk, state=State.QUEUED).update(state=State.CANCELLED, finished_at=timezone.now())
     job.refresh_from_db()
     return job
 
@@ -105,8 +105,8 @@ def finetune_run(*, job_id: int, worker: str = "", takeover: str = "") -> FineTu
     claimed = jobs.claim(FineTuneJob, job_id, token, state_field="state", waiting=State.QUEUED, running=State.PREPARING,
                          finished=FINISHED, takeover=takeover)
     if not claimed:
-        return FineTuneJob.objects.get(pk=job_id)
-    job = FineTuneJob.objects.select_related("gallery", "tenant", "base_model").get(pk=job_id)
+        return FineTuneJob.unscoped.get(pk=job_id)
+    job = FineTuneJob.unscoped.select_related("gallery", "tenant", "base_model").get(pk=job_id)
     try:
         return _run(job, token)
     except FineTuneCancelled:
@@ -160,8 +160,8 @@ def _run(job: FineTuneJob, token: str) -> FineTuneJob:
     _set_state(job, State.EVALUATING, token)
     metrics_before, metrics_after = _evaluate_before_after(job, result.model_dir, samples, holdout)
     version = _register_model(job, result, config)
-    FineTuneJob.objects.filter(pk=job.pk).update(metrics_before=metrics_before, metrics_after=metrics_after,
-                                                 result_model=version, progress=1.0)
+    FineTuneJob.objects.for_tenant(job.tenant).filter(pk=job.pk).update(
+        metrics_before=metrics_before, metrics_after=metrics_after, result_model=version, progress=1.0)
     _log(job, f"held-out mAP {metrics_before.get('mAP')} -> {metrics_after.get('mAP')}, "
               f"recall@1 {metrics_before.get('recall@1')} -> {metrics_after.get('recall@1')}")
     return _finish(job, State.READY)
@@ -196,8 +196,8 @@ def _run_head(job: FineTuneJob, token: str, train_set: Any, samples: list, holdo
     _set_state(job, State.EVALUATING, token)
     metrics_before, metrics_after = _evaluate_before_after(job, model_dir, samples, holdout)
     version = _store_model(job, model_dir, key=f"{config.model_name}@{config.model_version}")
-    FineTuneJob.objects.filter(pk=job.pk).update(metrics_before=metrics_before, metrics_after=metrics_after,
-                                                 result_model=version, progress=1.0)
+    FineTuneJob.objects.for_tenant(job.tenant).filter(pk=job.pk).update(
+        metrics_before=metrics_before, metrics_after=metrics_after, result_model=version, progress=1.0)
     _log(job, f"held-out mAP {metrics_before.get('mAP')} -> {metrics_after.get('mAP')}, "
               f"recall@1 {metrics_before.get('recall@1')} -> {metrics_after.get('recall@1')} "
               f"({result.seconds:.0f} s, {result.cache_seconds:.0f} s of it caching features)")
@@ -320,7 +320,7 @@ def _progress_writer(job: FineTuneJob, token: str):
         job.refresh_from_db(fields=["loss_history"])
         history = (job.loss_history + pending)[-500:]
         pending.clear()
-        updated = FineTuneJob.objects.filter(pk=job.pk, run_token=token).update(
+        updated = FineTuneJob.objects.for_tenant(job.tenant).filter(pk=job.pk, run_token=token).update(
             progress=round(0.85 * fraction, 4), current_step=info.get("step", 0), current_epoch=epoch[0],
             total_steps=info.get("total_steps", 0), loss_history=history, heartbeat_at=timezone.now(),
         )
@@ -332,24 +332,25 @@ def _progress_writer(job: FineTuneJob, token: str):
 
 def _cancel_checker(job: FineTuneJob, token: str):
     def cancelled() -> bool:
-        return FineTuneJob.objects.filter(pk=job.pk, cancel_requested=True).exists() or not jobs.holds(FineTuneJob, job.pk, token)
+        requested = FineTuneJob.objects.for_tenant(job.tenant).filter(pk=job.pk, cancel_requested=True).exists()
+        return requested or not jobs.holds(FineTuneJob, job.pk, token)
 
     return cancelled
 
 
 def _set_state(job: FineTuneJob, state: str, token: str) -> None:
-    FineTuneJob.objects.filter(pk=job.pk, run_token=token).update(state=state, heartbeat_at=timezone.now())
+    FineTuneJob.objects.for_tenant(job.tenant).filter(pk=job.pk, run_token=token).update(state=state, heartbeat_at=timezone.now())
     job.state = state
 
 
 def _log(job: FineTuneJob, line: str) -> None:
     stamp = timezone.now().strftime("%H:%M:%S")
     job.refresh_from_db(fields=["log"])
-    FineTuneJob.objects.filter(pk=job.pk).update(log=(job.log + f"{stamp} {line}\n")[-20000:])
+    FineTuneJob.objects.for_tenant(job.tenant).filter(pk=job.pk).update(log=(job.log + f"{stamp} {line}\n")[-20000:])
 
 
 def _finish(job: FineTuneJob, state: str, *, reason: str = "") -> FineTuneJob:
-    FineTuneJob.objects.filter(pk=job.pk).update(state=state, failure_reason=reason, finished_at=timezone.now())
+    FineTuneJob.objects.for_tenant(job.tenant).filter(pk=job.pk).update(state=state, failure_reason=reason, finished_at=timezone.now())
     job.refresh_from_db()
     return job
 
@@ -372,7 +373,7 @@ def finetune_promote(*, job: FineTuneJob, force: bool = False, by: Any = None) -
         raise InvalidJobState("the new model is not better on the held-out images; staff may force it")
     if force and not getattr(by, "is_staff", False):
         raise InvalidJobState("only platform staff may force a promotion")
-    updated = FineTuneJob.objects.filter(pk=job.pk, state=State.READY).update(
+    updated = FineTuneJob.objects.for_tenant(job.tenant).filter(pk=job.pk, state=State.READY).update(
         state=State.REEMBEDDING, forced_promotion_by=by if force and not better else None
     )
     if not updated:
@@ -390,7 +391,7 @@ def finetune_promote_run(*, job_id: int) -> FineTuneJob:
     from galleries.services import gallery_index_refresh, reference_images_embed_with
     from recognition.model_registry import extractor_for_version
 
-    job = FineTuneJob.objects.select_related("tenant", "result_model").get(pk=job_id)
+    job = FineTuneJob.unscoped.select_related("tenant", "result_model").get(pk=job_id)
     if job.state != State.REEMBEDDING:
         return job
     new_model = extractor_for_version(job.result_model)
@@ -405,7 +406,7 @@ def finetune_promote_run(*, job_id: int) -> FineTuneJob:
         gallery_index_refresh(gallery=gallery, model_key=new_model.key)
     with transaction.atomic():
         model_switch(tenant=job.tenant, version=job.result_model)
-        FineTuneJob.objects.filter(pk=job.pk).update(state=State.PROMOTED, finished_at=timezone.now())
+        FineTuneJob.objects.for_tenant(job.tenant).filter(pk=job.pk).update(state=State.PROMOTED, finished_at=timezone.now())
     job.refresh_from_db()
     return job
 

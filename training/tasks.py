@@ -23,7 +23,7 @@ def resume_stale_finetunes(self) -> list[int]:
 
     live_workers = {name for reply in (self.app.control.ping(timeout=1.0) or []) for name in reply}
     live_workers.add(self.request.hostname or "")
-    unfinished = FineTuneJob.objects.filter(state__in=[s for s in FineTuneJob.ACTIVE_STATES if s != FineTuneJob.State.REEMBEDDING])
+    unfinished = FineTuneJob.unscoped.filter(state__in=[s for s in FineTuneJob.ACTIVE_STATES if s != FineTuneJob.State.REEMBEDDING])
     stale = jobs.stale_jobs(unfinished, this_worker=self.request.hostname or "", live_workers=live_workers,
                             waiting=FineTuneJob.State.QUEUED, state_field="state")
     for job_id, dead_token in stale:

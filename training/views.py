@@ -23,7 +23,7 @@ from django.views.generic.detail import SingleObjectMixin
 from galleries.models import Gallery
 from shitu_platform.errors import PlatformError
 from shitu_platform.tenancy.models import Role
-from shitu_platform.tenancy.scoping import TenantDashboardMixin, TenantScopedDashboardMixin, scoped
+from shitu_platform.tenancy.scoping import TenantDashboardMixin, TenantScopedDashboardMixin
 from training import services
 from training.models import ActiveModel, FineTuneJob, ModelVersion
 
@@ -51,7 +51,7 @@ class FineTuneStartForm(forms.Form):
 
     def __init__(self, *args: Any, tenant: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["gallery"].queryset = scoped(Gallery, tenant).order_by("name")
+        self.fields["gallery"].queryset = Gallery.objects.for_tenant(tenant).order_by("name")
         self.fields["epochs"] = forms.IntegerField(min_value=1, max_value=settings.SHITU_FINETUNE_MAX_EPOCHS, required=False)
 
 
@@ -70,11 +70,11 @@ class FineTuneJobListView(TenantScopedDashboardMixin, _AdminActionsMixin, ListVi
         # ModelVersion is not tenant-owned (global rows have no tenant): visible_to is its scoping.
         versions = list(ModelVersion.objects.visible_to(self.tenant).select_related("parent"))
         produced_by = dict(
-            scoped(FineTuneJob, self.tenant).filter(result_model__in=versions).values_list("result_model_id", "pk")
+            FineTuneJob.objects.for_tenant(self.tenant).filter(result_model__in=versions).values_list("result_model_id", "pk")
         )
         for version in versions:
             version.job_id = produced_by.get(version.pk)
-        running = scoped(FineTuneJob, self.tenant).filter(state__in=FineTuneJob.ACTIVE_STATES).first()
+        running = FineTuneJob.objects.for_tenant(self.tenant).filter(state__in=FineTuneJob.ACTIVE_STATES).first()
         context = super().get_context_data(**kwargs)
         for job in context["jobs"]:
             job.map_before = job.metrics_before.get("mAP")

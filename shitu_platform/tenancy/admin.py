@@ -11,7 +11,7 @@ from django.utils.safestring import SafeString
 
 from shitu_platform.admin import admin_link, admin_list_link
 from shitu_platform.tenancy.models import ApiKey, Membership, Tenant
-from shitu_platform.tenancy.scoping import dangerously_unscoped, scoped, staff_visible
+from shitu_platform.tenancy.scoping import staff_visible
 
 
 class MembershipInline(admin.TabularInline):
@@ -47,7 +47,7 @@ class TenantAdmin(admin.ModelAdmin):
 
 
 def _count(model: Any, tenant: Tenant) -> int | str:
-    return scoped(model, tenant).count() if tenant.pk else "-"
+    return model.objects.for_tenant(tenant).count() if tenant.pk else "-"
 
 
 def membership_add_form(request: HttpRequest) -> type[forms.ModelForm]:
@@ -65,7 +65,7 @@ def membership_add_form(request: HttpRequest) -> type[forms.ModelForm]:
             cleaned = super().clean()
             tenant, user = cleaned.get("tenant"), cleaned.get("user")
             if tenant is not None and user is not None:
-                if scoped(Membership, tenant).filter(user=user).exists():
+                if Membership.objects.for_tenant(tenant).filter(user=user).exists():
                     raise forms.ValidationError(f"{user} is already a member of {tenant}: change the role on that membership.")
                 self.instance.tenant = tenant
             return cleaned
@@ -82,7 +82,7 @@ class MembershipAdmin(admin.ModelAdmin):
     autocomplete_fields = ["user"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return staff_visible(dangerously_unscoped(Membership), request)
+        return staff_visible(Membership.unscoped.all(), request)
 
     def get_form(self, request: HttpRequest, obj: Membership | None = None, change: bool = False, **kwargs: Any) -> Any:
         if obj is None:
@@ -108,7 +108,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     readonly_fields = ["tenant", "prefix", "key_hash", "created_by", "created_at", "last_used_at"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return staff_visible(dangerously_unscoped(ApiKey), request)
+        return staff_visible(ApiKey.unscoped.all(), request)
 
     def has_add_permission(self, request: HttpRequest) -> bool:  # keys are created by their tenant, so the plaintext reaches only them
         return False

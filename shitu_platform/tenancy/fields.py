@@ -10,7 +10,6 @@ from rest_framework import serializers
 
 from shitu_platform.tenancy.context import tenant_context
 from shitu_platform.tenancy.models import TenantOwnedModel
-from shitu_platform.tenancy.scoping import scoped
 
 
 @extend_schema_field(OpenApiTypes.INT)
@@ -26,4 +25,4 @@ class TenantScopedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
         context = tenant_context(request) if request is not None else None
         if context is None:
             return self.scoped_model.objects.none()
-        return scoped(self.scoped_model, context.tenant)
+        return self.scoped_model.objects.for_tenant(context.tenant)

@@ -62,12 +62,53 @@ class TenantOwnedQuerySet(models.QuerySet):
         return self.filter(tenant=tenant)
 
 
+class UnscopedQueryError(RuntimeError):
+    """A tenant-owned model was queried through `objects` without naming a tenant."""
+
+
+class TenantScopedManager(models.Manager):
+    """`Model.objects`: fails closed. Reads start at `for_tenant(tenant)`; `create()` needs the tenant.
+
+    Every other entry (`all`, `filter`, `get`, `count`, `update`, `bulk_create`, ...) goes through
+    `get_queryset()`, which raises `UnscopedQueryError`, so a hurried query cannot forget the tenant.
+    `none()` is allowed: it matches no row (choice fields start from it).
+    """
+
+    _queryset_class = TenantOwnedQuerySet
+
+    def get_queryset(self) -> TenantOwnedQuerySet:
+        name = self.model.__name__
+        raise UnscopedQueryError(
+            f"{name}.objects needs a tenant: use {name}.objects.for_tenant(tenant).<query>, or, in worker, "
+            f"sweep and staff code that must cross tenants, {name}.unscoped.<query> (listed in the README)."
+        )
+
+    def for_tenant(self, tenant: Tenant) -> TenantOwnedQuerySet:
+        return super().get_queryset().for_tenant(tenant)
+
+    def create(self, **fields) -> "TenantOwnedModel":
+        tenant = fields.get("tenant")
+        if (tenant is None or tenant.pk is None) and fields.get("tenant_id") is None:
+            raise UnscopedQueryError(f"{self.model.__name__}.objects.create() needs tenant=<a saved Tenant>")
+        return super().get_queryset().create(**fields)
+
+    def none(self) -> TenantOwnedQuerySet:
+        return super().get_queryset().none()
+
+
 class TenantOwnedModel(models.Model):
-    """Every tenant-owned row carries its tenant; reads go through `objects.for_tenant()` only."""
+    """Every tenant-owned row carries its tenant; reads go through `objects.for_tenant()` only.
+
+    `unscoped` is declared first, so it is the default and base manager: Django's own machinery (admin,
+    model forms, related lookups, deletion cascades, DRF validators) keeps working across rows it was
+    handed. Application code names it only in the short list of worker, sweep and staff callers that
+    tests/tenancy/test_fail_closed.py pins.
+    """
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", editable=False)
 
-    objects = TenantOwnedQuerySet.as_manager()
+    unscoped = TenantOwnedQuerySet.as_manager()
+    objects = TenantScopedManager()
 
     class Meta:
         abstract = True

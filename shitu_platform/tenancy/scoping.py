@@ -2,8 +2,9 @@
 
 Views name a `scoped_model`; the mixins build the queryset from `scoped_model.objects.for_tenant()`
 and let subclasses narrow it in `safely_get_queryset`. Overriding `get_queryset` is refused at
-class creation, so a view cannot drop the tenant filter by accident. A read that must cross
-tenants (staff tools) uses `dangerously_unscoped()`, which stands out in review.
+class creation, so a view cannot drop the tenant filter by accident. `Model.objects` itself fails
+closed (`UnscopedQueryError`); a read that must cross tenants (staff tools, workers, sweeps) names
+`Model.unscoped`, whose callers tests/tenancy/test_fail_closed.py keeps to a written list.
 """
 from __future__ import annotations
 
@@ -16,16 +17,6 @@ from django.http import Http404, HttpRequest, HttpResponse
 
 from shitu_platform.tenancy.context import TenantContext, tenant_context
 from shitu_platform.tenancy.models import Role, Tenant, TenantOwnedModel
-
-
-def scoped(model: type[TenantOwnedModel], tenant: Tenant) -> QuerySet:
-    """Every tenant-owned read starts here."""
-    return model.objects.for_tenant(tenant)
-
-
-def dangerously_unscoped(model: type[TenantOwnedModel]) -> QuerySet:
-    """All tenants' rows: only for platform staff tools and background sweeps."""
-    return model.objects.all()
 
 
 class _ScopedQuerysetMixin:
@@ -50,7 +41,7 @@ class _ScopedQuerysetMixin:
     def get_queryset(self) -> QuerySet:
         if getattr(self, "swagger_fake_view", False):  # OpenAPI generation inspects views without a request
             return self.scoped_model.objects.none()
-        return self.safely_get_queryset(scoped(self.scoped_model, self.tenant))
+        return self.safely_get_queryset(self.scoped_model.objects.for_tenant(self.tenant))
 
     def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
         return queryset
@@ -97,5 +88,5 @@ def staff_visible(queryset: QuerySet, request: HttpRequest, *, tenant_field: str
         return queryset
     from shitu_platform.tenancy.models import Membership
 
-    tenant_ids = Membership.objects.filter(user=request.user, role__in=[Role.ADMIN, Role.OWNER]).values_list("tenant_id", flat=True)
+    tenant_ids = Membership.unscoped.filter(user=request.user, role__in=[Role.ADMIN, Role.OWNER]).values_list("tenant_id", flat=True)
     return queryset.filter(**{f"{tenant_field}__in": list(tenant_ids)})

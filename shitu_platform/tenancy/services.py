@@ -66,7 +66,7 @@ def api_key_authenticate(raw_key: str) -> ApiKey | None:
         return None
     prefix = raw_key[len(API_KEY_PREFIX) : len(API_KEY_PREFIX) + _PREFIX_LEN]
     # Lookup by the globally unique prefix is the one unscoped read: the key is what names the tenant.
-    api_key = ApiKey.objects.select_related("tenant").filter(prefix=prefix).first()
+    api_key = ApiKey.unscoped.select_related("tenant").filter(prefix=prefix).first()
     if api_key is None or not secrets.compare_digest(api_key.key_hash, hash_api_key(raw_key)):
         return None
     if api_key.revoked_at is not None or not api_key.tenant.is_active:
@@ -79,7 +79,7 @@ def _touch_last_used(api_key: ApiKey) -> None:
     now = timezone.now()
     resolution = timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)
     if api_key.last_used_at is None or now - api_key.last_used_at > resolution:
-        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        ApiKey.objects.for_tenant(api_key.tenant).filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
 
 

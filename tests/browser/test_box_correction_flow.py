@@ -37,7 +37,7 @@ def close_up() -> bytes:
 
 def wait_until_ready(image_ids, timeout=60.0) -> None:
     deadline = time.monotonic() + timeout
-    while ReferenceImage.objects.filter(pk__in=image_ids, status=ReferenceImage.Status.READY).count() < len(image_ids):
+    while ReferenceImage.unscoped.filter(pk__in=image_ids, status=ReferenceImage.Status.READY).count() < len(image_ids):
         assert time.monotonic() < deadline, "the worker did not embed the uploads"
         time.sleep(0.3)
 
@@ -96,10 +96,10 @@ def test_draw_save_and_see_the_corrected_box(page, live_server, celery_worker, t
 
     with page.expect_navigation():
         page.click("[data-testid=box-save]")  # saved; the page reloads and follows the re-embedding
-    saved = ReferenceImage.objects.get(pk=shelf.pk).bbox
+    saved = ReferenceImage.unscoped.get(pk=shelf.pk).bbox
     assert saved == [float(v) for v in corners]
     page.locator(f"[data-image-id='{shelf.pk}'] [data-testid=box-overlay]").wait_for(timeout=60_000)
-    assert Embedding.objects.get(reference_image=shelf).box == saved
+    assert Embedding.unscoped.get(reference_image=shelf).box == saved
 
     page.reload()
     wait_for_images(page, "[data-testid=image-card] img")
@@ -126,5 +126,5 @@ def test_draw_save_and_see_the_corrected_box(page, live_server, celery_worker, t
     with page.expect_navigation():
         page.click("#gallery-settings button[type=submit]")
     assert page.locator("[data-testid=detect-references]").is_checked()
-    assert Gallery.objects.get(pk=gallery.pk).detect_references is True
+    assert Gallery.unscoped.get(pk=gallery.pk).detect_references is True
     screenshot("box-05-gallery-setting")

@@ -30,11 +30,11 @@ def test_start_watch_promote_and_roll_back_a_fine_tune(page, live_server, tenant
     page.fill("[data-testid=start-form] input[name=epochs]", "4")
     page.click("[data-testid=start-form] button[type=submit]")
     page.wait_for_selector("[data-testid=job-state]")
-    job = FineTuneJob.objects.get(gallery_id=gallery_id)
+    job = FineTuneJob.unscoped.get(gallery_id=gallery_id)
     assert page.url.endswith(f"/dashboard/training/jobs/{job.pk}/")
 
     # The page follows the job by itself: progress moves, the loss curve fills, the comparison appears.
-    _wait(lambda: FineTuneJob.objects.get(pk=job.pk).state in ("ready", "failed"), what="the fine-tune")
+    _wait(lambda: FineTuneJob.unscoped.get(pk=job.pk).state in ("ready", "failed"), what="the fine-tune")
     job.refresh_from_db()
     assert job.state == "ready", job.failure_reason + job.log
     # without a reload: the page polls the job and redraws its sections when the state changes

@@ -35,7 +35,7 @@ def stocked_gallery(world) -> tuple[Gallery, Product]:
         for shot in range(3):
             reference_image_upload(product=product, data=can_photo(colour, shot), import_job=job)
         products[label] = product
-    ReferenceImage.objects.filter(gallery=gallery).update(status="ready")
+    ReferenceImage.unscoped.filter(gallery=gallery).update(status="ready")
     return gallery, products["Cola 330 ml"]
 
 
@@ -49,7 +49,7 @@ def test_rename_a_gallery_and_delete_a_product(page, live_server, tenant_a, scre
     page.click("[data-testid=gallery-save]")
     page.wait_for_selector("text=Gallery renamed")
     assert page.inner_text("[data-testid=page-title]") == "Cold drinks – Kühlregal"
-    assert Gallery.objects.get(pk=gallery.pk).name == "Cold drinks – Kühlregal"
+    assert Gallery.unscoped.get(pk=gallery.pk).name == "Cold drinks – Kühlregal"
 
     page.click("a.product-label >> text=Cola 330 ml")
     page.click("[data-testid=product-edit]")
@@ -58,14 +58,14 @@ def test_rename_a_gallery_and_delete_a_product(page, live_server, tenant_a, scre
     screenshot("product-edit")
     page.click("[data-testid=product-delete-link]")
     assert page.inner_text("[data-testid=count-images]") == "3"
-    assert Product.objects.filter(pk=cola.pk).exists()  # the confirmation page deletes nothing
+    assert Product.unscoped.filter(pk=cola.pk).exists()  # the confirmation page deletes nothing
     screenshot("product-delete-confirmation")
 
     page.click("[data-testid=confirm-delete]")
     page.wait_for_selector("text=deleted with its images")
     labels = page.locator("[data-testid=product-row] a.product-label").all_inner_texts()
     assert labels == ["Lemon Soda 330 ml"]
-    assert not Product.objects.filter(pk=cola.pk).exists()
+    assert not Product.unscoped.filter(pk=cola.pk).exists()
     wait_for_images(page, "[data-testid=product-row] img.thumb")
     screenshot("gallery-after-rename-and-product-delete")
 

@@ -41,10 +41,10 @@ def _gallery_of_colour_products(world) -> None:
                 format="multipart")
     client.post("/api/v1/products/", {"gallery": gallery, "label": "Orange Juice"}, format="json")
     deadline = time.monotonic() + 90
-    while ReferenceImage.objects.filter(status="pending").exists():
+    while ReferenceImage.unscoped.filter(status="pending").exists():
         assert time.monotonic() < deadline, "reference images were not embedded"
         time.sleep(0.2)
-    assert ReferenceImage.objects.filter(status="ready").count() == 7
+    assert ReferenceImage.unscoped.filter(status="ready").count() == 7
 
 
 def _wait_for_evidence(page, card) -> None:
@@ -117,7 +117,7 @@ def test_try_flag_relabel_and_try_again(page, live_server, tenant_a, celery_work
     screenshot("tryit-04-wrong-picker")
     first_card.locator("[data-action=send-wrong]").click()
     page.wait_for_selector("[data-testid=feedback-status] >> text=Flagged: this is Orange Juice")
-    flagged = MatchReview.objects.get(reason="flagged", status="open")
+    flagged = MatchReview.unscoped.get(reason="flagged", status="open")
     assert flagged.suggested_product.label == "Orange Juice"
     screenshot("tryit-05-flagged")
 
@@ -173,7 +173,7 @@ def test_try_flag_relabel_and_try_again(page, live_server, tenant_a, celery_work
     # Platform staff reviewing that object in the Django admin see the same picture.
     from django.contrib.auth import get_user_model
 
-    verified = DetectedObject.objects.get(evidence__isnull=False)
+    verified = DetectedObject.unscoped.get(evidence__isnull=False)
     review = MatchReview(tenant=verified.tenant, detected_object=verified, gallery=verified.recognition.gallery,
                          reason=MatchReview.Reason.LOW_MARGIN)
     review.save()
@@ -257,7 +257,7 @@ def test_several_objects_get_their_own_colours_on_the_page_and_in_try_it(page, l
     second = page.locator("[data-testid=object-card]").nth(1)
     second.locator("button[data-verdict=correct]").click()
     second.locator("[data-testid=feedback-status] >> text=confirmed as Green Tea").wait_for()
-    assert MatchReview.objects.get(detected_object__rank=1).status == "confirmed"
+    assert MatchReview.unscoped.get(detected_object__rank=1).status == "confirmed"
     page.evaluate("window.scrollTo(0, 0)")  # the photo column is sticky: show it at the top
     screenshot("recognitions-03-shelf-detail")
 

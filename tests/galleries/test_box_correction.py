@@ -41,7 +41,7 @@ def embedded_image(world, *, name="Shelf", detect_references=False) -> Reference
     product = Product.objects.create(tenant=world.tenant, gallery=gallery, label="cola")
     image = reference_image_upload(product=product, data=shelf_photo()).reference_image
     assert reference_images_embed(reference_image_ids=[image.pk]).ready == 1
-    return ReferenceImage.objects.select_related("gallery").get(pk=image.pk)
+    return ReferenceImage.unscoped.select_related("gallery").get(pk=image.pk)
 
 
 @pytest.fixture()
@@ -71,29 +71,29 @@ def test_a_corrected_box_reembeds_the_image_for_every_model(tenant_a, shipped_ex
     for key in (BASELINE_EXTRACTOR_KEY, "retired-extractor@1"):
         Embedding.objects.create(tenant=image.tenant, gallery=image.gallery, reference_image=image, model_key=key,
                                  vector=[1.0] + [0.0] * 511, box=None)
-    before = Embedding.objects.get(reference_image=image, model_key=default.key)
+    before = Embedding.unscoped.get(reference_image=image, model_key=default.key)
     assert before.box is None  # the gallery embeds whole photos
     features_before = object_store().get(image.local_features_key)
     cache_before = gallery_index_cache.get(image.gallery, default.key)
     assert before.pk in set(cache_before.index.ids().tolist())
-    version_before = Gallery.objects.get(pk=image.gallery_id).index_version
+    version_before = Gallery.unscoped.get(pk=image.gallery_id).index_version
 
     with django_capture_on_commit_callbacks(execute=True):
         saved = reference_image_box_set(reference_image=image, bbox=PRODUCT_BOX)
-    assert saved.bbox == PRODUCT_BOX and ReferenceImage.objects.get(pk=image.pk).bbox == PRODUCT_BOX
+    assert saved.bbox == PRODUCT_BOX and ReferenceImage.unscoped.get(pk=image.pk).bbox == PRODUCT_BOX
     assert queued == [(image.pk, "default")]
-    assert Embedding.objects.get(pk=before.pk).box is None  # nothing changes until the worker runs
+    assert Embedding.unscoped.get(pk=before.pk).box is None  # nothing changes until the worker runs
 
     written = reference_image_reembed(reference_image_id=image.pk)
 
     assert sorted(written) == sorted([default.key, BASELINE_EXTRACTOR_KEY])
-    rows = {row.model_key: row for row in Embedding.objects.filter(reference_image=image)}
+    rows = {row.model_key: row for row in Embedding.unscoped.filter(reference_image=image)}
     assert set(rows) == {default.key, BASELINE_EXTRACTOR_KEY}  # the retired model's stale vector is gone
     after = rows[default.key]
     assert after.box == PRODUCT_BOX and rows[BASELINE_EXTRACTOR_KEY].box == PRODUCT_BOX
     assert after.pk != before.pk  # a new row: caches that follow row ids drop the old vector
     assert not np.allclose(np.asarray(after.vector), np.asarray(before.vector), atol=1e-3)
-    assert Gallery.objects.get(pk=image.gallery_id).index_version > version_before
+    assert Gallery.unscoped.get(pk=image.gallery_id).index_version > version_before
     cached_ids = set(gallery_index_cache.get(image.gallery, default.key).index.ids().tolist())
     assert after.pk in cached_ids and before.pk not in cached_ids
 
@@ -112,9 +112,9 @@ def test_the_dashboard_knows_the_serving_model_without_loading_it(tenant_a, ship
     assert model_registry._loaded == {}  # nothing was loaded to answer
     assert key == extractor_for_gallery(image.tenant, image.gallery).key
     # a gallery the new default has not reached yet is still answered by the previous default that covers it
-    Embedding.objects.filter(reference_image=image).update(model_key=BASELINE_EXTRACTOR_KEY)
+    Embedding.unscoped.filter(reference_image=image).update(model_key=BASELINE_EXTRACTOR_KEY)
     gallery_version_bump(gallery_id=image.gallery_id)
-    gallery = Gallery.objects.get(pk=image.gallery_id)
+    gallery = Gallery.unscoped.get(pk=image.gallery_id)
     assert serving_model_key(gallery=gallery) == extractor_for_gallery(gallery.tenant, gallery).key == BASELINE_EXTRACTOR_KEY
 
 
@@ -122,9 +122,9 @@ def test_the_dashboard_knows_the_serving_model_without_loading_it(tenant_a, ship
 def test_whole_image_is_the_full_frame_and_wins_over_detection(tenant_a, queued):
     image = embedded_image(tenant_a, detect_references=True)
     reference_image_box_set(reference_image=image, bbox=None)
-    assert ReferenceImage.objects.get(pk=image.pk).bbox == [0.0, 0.0, 640.0, 480.0]
+    assert ReferenceImage.unscoped.get(pk=image.pk).bbox == [0.0, 0.0, 640.0, 480.0]
     reference_image_reembed(reference_image_id=image.pk)
-    assert Embedding.objects.get(reference_image=image).box == [0.0, 0.0, 640.0, 480.0]
+    assert Embedding.unscoped.get(reference_image=image).box == [0.0, 0.0, 640.0, 480.0]
 
 
 @pytest.mark.django_db
@@ -133,13 +133,13 @@ def test_a_bad_box_is_refused_and_nothing_changes(tenant_a, queued, bbox):
     image = embedded_image(tenant_a)
     with pytest.raises(InvalidBoundingBox):
         reference_image_box_set(reference_image=image, bbox=bbox)
-    assert ReferenceImage.objects.get(pk=image.pk).bbox is None and queued == []
+    assert ReferenceImage.unscoped.get(pk=image.pk).bbox is None and queued == []
 
 
 @pytest.mark.django_db
 def test_only_ready_images_take_a_box(tenant_a, queued):
     image = embedded_image(tenant_a)
-    ReferenceImage.objects.filter(pk=image.pk).update(status=ReferenceImage.Status.PENDING)
+    ReferenceImage.unscoped.filter(pk=image.pk).update(status=ReferenceImage.Status.PENDING)
     image.refresh_from_db()
     with pytest.raises(ReferenceImageNotReady):
         reference_image_box_set(reference_image=image, bbox=PRODUCT_BOX)
@@ -149,11 +149,11 @@ def test_only_ready_images_take_a_box(tenant_a, queued):
 @pytest.mark.django_db
 def test_gallery_settings_update_changes_only_how_new_photos_are_cropped(tenant_a):
     image = embedded_image(tenant_a)
-    version = Gallery.objects.get(pk=image.gallery_id).index_version
+    version = Gallery.unscoped.get(pk=image.gallery_id).index_version
     gallery_settings_update(gallery=image.gallery, detect_references=True)
-    gallery = Gallery.objects.get(pk=image.gallery_id)
+    gallery = Gallery.unscoped.get(pk=image.gallery_id)
     assert gallery.detect_references is True and gallery.index_version == version
-    assert Embedding.objects.get(reference_image=image).box is None
+    assert Embedding.unscoped.get(reference_image=image).box is None
 
 
 # --- dashboard views -----------------------------------------------------------------------------
@@ -169,7 +169,7 @@ def test_a_member_saves_a_box_and_the_worker_is_asked(tenant_a, queued, django_c
         response = tenant_a.client("member").post(box_url(image), {"bbox": json.dumps(PRODUCT_BOX)})
     assert response.status_code == 202, response.content
     assert response.json() == {"id": image.pk, "bbox": PRODUCT_BOX, "reembedding": True}
-    assert ReferenceImage.objects.get(pk=image.pk).bbox == PRODUCT_BOX and queued == [(image.pk, "default")]
+    assert ReferenceImage.unscoped.get(pk=image.pk).bbox == PRODUCT_BOX and queued == [(image.pk, "default")]
     whole = tenant_a.client("member").post(box_url(image), {"bbox": ""})
     assert whole.status_code == 202 and whole.json()["bbox"] == [0.0, 0.0, 640.0, 480.0]
 
@@ -182,13 +182,13 @@ def test_a_bad_box_is_a_400_with_a_code(tenant_a, queued, value):
     response = tenant_a.client("member").post(box_url(image), {"bbox": value})
     assert response.status_code == 400, response.content
     assert response.json()["error"]["code"] == "invalid_bbox"
-    assert ReferenceImage.objects.get(pk=image.pk).bbox is None and queued == []
+    assert ReferenceImage.unscoped.get(pk=image.pk).bbox is None and queued == []
 
 
 @pytest.mark.django_db
 def test_a_pending_image_is_a_409(tenant_a, queued):
     image = embedded_image(tenant_a)
-    ReferenceImage.objects.filter(pk=image.pk).update(status=ReferenceImage.Status.PENDING)
+    ReferenceImage.unscoped.filter(pk=image.pk).update(status=ReferenceImage.Status.PENDING)
     response = tenant_a.client("member").post(box_url(image), {"bbox": json.dumps(PRODUCT_BOX)})
     assert response.status_code == 409 and response.json()["error"]["code"] == "image_not_ready"
 
@@ -199,8 +199,8 @@ def test_viewers_cannot_change_boxes_or_settings(tenant_a, queued):
     viewer = tenant_a.client("viewer")
     assert viewer.post(box_url(image), {"bbox": json.dumps(PRODUCT_BOX)}).status_code == 403
     assert viewer.post(f"/dashboard/galleries/{image.gallery_id}/settings/", {"detect_references": "on"}).status_code == 403
-    assert ReferenceImage.objects.get(pk=image.pk).bbox is None and queued == []
-    assert Gallery.objects.get(pk=image.gallery_id).detect_references is False
+    assert ReferenceImage.unscoped.get(pk=image.pk).bbox is None and queued == []
+    assert Gallery.unscoped.get(pk=image.gallery_id).detect_references is False
     page = viewer.get(f"/dashboard/galleries/products/{image.product_id}/").content.decode()
     assert 'data-testid="box-label"' in page and 'data-testid="box-edit"' not in page
 
@@ -212,8 +212,8 @@ def test_another_tenants_image_and_gallery_are_404(tenant_a, tenant_b, queued):
     assert member_of_a.post(box_url(image), {"bbox": json.dumps(PRODUCT_BOX)}).status_code == 404
     assert member_of_a.post(f"/dashboard/galleries/{image.gallery_id}/settings/", {"detect_references": "on"}).status_code == 404
     assert member_of_a.get(f"/dashboard/galleries/images/{image.pk}/preview/").status_code == 404
-    assert ReferenceImage.objects.get(pk=image.pk).bbox is None and queued == []
-    assert Gallery.objects.get(pk=image.gallery_id).detect_references is False
+    assert ReferenceImage.unscoped.get(pk=image.pk).bbox is None and queued == []
+    assert Gallery.unscoped.get(pk=image.gallery_id).detect_references is False
 
 
 @pytest.mark.django_db
@@ -244,9 +244,9 @@ def test_the_gallery_setting_is_saved_from_its_page(tenant_a):
     assert 'data-testid="detect-references"' in client.get(f"/dashboard/galleries/{image.gallery_id}/").content.decode()
     response = client.post(url, {"detect_references": "on"})
     assert response.status_code == 302 and response["Location"] == f"/dashboard/galleries/{image.gallery_id}/"
-    assert Gallery.objects.get(pk=image.gallery_id).detect_references is True
+    assert Gallery.unscoped.get(pk=image.gallery_id).detect_references is True
     assert client.post(url, {}).status_code == 302  # an unticked checkbox sends nothing
-    assert Gallery.objects.get(pk=image.gallery_id).detect_references is False
+    assert Gallery.unscoped.get(pk=image.gallery_id).detect_references is False
 
 
 @pytest.mark.django_db

@@ -37,7 +37,7 @@ def add_ready_images(product, count) -> list[ReferenceImage]:
         vector = rng.standard_normal(512).astype(np.float32)
         Embedding.objects.create(tenant=product.tenant, gallery=product.gallery, reference_image=image,
                                  model_key=MODEL, vector=(vector / np.linalg.norm(vector)).tolist())
-        ReferenceImage.objects.filter(pk=image.pk).update(status="ready")
+        ReferenceImage.unscoped.filter(pk=image.pk).update(status="ready")
         images.append(image)
     gallery_version_bump(gallery_id=product.gallery_id)
     return images
@@ -84,7 +84,7 @@ def product_url(product, action=""):
 def test_member_renames_a_gallery_and_sees_the_new_name(tenant_a, shelf):
     client = tenant_a.client("member")
     gallery = shelf["gallery"]
-    version = Gallery.objects.get(pk=gallery.pk).index_version
+    version = Gallery.unscoped.get(pk=gallery.pk).index_version
     page = client.get(gallery_url(gallery, "edit/"))
     assert page.status_code == 200 and 'value="Drinks"' in page.content.decode()
 
@@ -105,7 +105,7 @@ def test_rename_to_a_taken_or_blank_name_is_a_form_error(tenant_a, shelf):
     assert taken.status_code == 400 and "already exists" in taken.content.decode()
     blank = client.post(gallery_url(shelf["gallery"], "edit/"), {"name": "   "})
     assert blank.status_code == 400 and 'data-testid="field-error"' in blank.content.decode()
-    assert Gallery.objects.get(pk=shelf["gallery"].pk).name == "Drinks"
+    assert Gallery.unscoped.get(pk=shelf["gallery"].pk).name == "Drinks"
 
 
 def test_the_same_name_as_another_tenants_gallery_is_fine(tenant_a, shelf, b_shelf):
@@ -125,21 +125,21 @@ def test_gallery_delete_confirmation_lists_what_goes_and_get_deletes_nothing(ten
     assert 'data-testid="count-products">2<' in html and 'data-testid="count-images">5<' in html
     assert 'data-testid="count-recognitions">1<' in html  # they go with the gallery (cascade): say so
     assert 'method="post"' in html
-    assert Gallery.objects.filter(pk=gallery.pk).exists()
-    assert ReferenceImage.objects.filter(gallery_id=gallery.pk).count() == 5
+    assert Gallery.unscoped.filter(pk=gallery.pk).exists()
+    assert ReferenceImage.unscoped.filter(gallery_id=gallery.pk).count() == 5
 
 
 def test_member_deletes_a_gallery_rows_now_objects_with_the_sweep(tenant_a, shelf):
     gallery = shelf["gallery"]
-    keys = list(ReferenceImage.objects.filter(gallery=gallery).values_list("object_key", flat=True))
+    keys = list(ReferenceImage.unscoped.filter(gallery=gallery).values_list("object_key", flat=True))
     client = tenant_a.client("member")
     response = client.post(gallery_url(gallery, "delete/"))
     assert response.status_code == 302 and response["Location"] == "/dashboard/galleries/"
-    assert not Gallery.objects.filter(pk=gallery.pk).exists()
-    assert not Product.objects.filter(gallery_id=gallery.pk).exists()
-    assert not ReferenceImage.objects.filter(gallery_id=gallery.pk).exists()
-    assert not Embedding.objects.filter(gallery_id=gallery.pk).exists()
-    assert not ImportJob.objects.filter(gallery_id=gallery.pk).exists()
+    assert not Gallery.unscoped.filter(pk=gallery.pk).exists()
+    assert not Product.unscoped.filter(gallery_id=gallery.pk).exists()
+    assert not ReferenceImage.unscoped.filter(gallery_id=gallery.pk).exists()
+    assert not Embedding.unscoped.filter(gallery_id=gallery.pk).exists()
+    assert not ImportJob.unscoped.filter(gallery_id=gallery.pk).exists()
     from shitu_platform.object_store import object_store
 
     assert all(object_store().exists(key) for key in keys)  # the house rule: the orphan sweep removes them later
@@ -191,10 +191,10 @@ def test_relabel_keeps_vectors_and_the_cache_answers_with_the_new_label(tenant_a
 
     gallery = shelf["gallery"]
     gallery_index_cache.get(gallery, MODEL)
-    version = Gallery.objects.get(pk=gallery.pk).index_version
-    ids = list(Embedding.objects.filter(reference_image__product=shelf["cola"]).values_list("pk", flat=True))
+    version = Gallery.unscoped.get(pk=gallery.pk).index_version
+    ids = list(Embedding.unscoped.filter(reference_image__product=shelf["cola"]).values_list("pk", flat=True))
     tenant_a.client("member").post(product_url(shelf["cola"], "edit/"), {"label": "Cola Light"})
-    assert Gallery.objects.get(pk=gallery.pk).index_version == version
+    assert Gallery.unscoped.get(pk=gallery.pk).index_version == version
     assert drift(gallery, MODEL).drift == 0
     assert set(_labels_for(tenant_a.tenant, ids).values()) == {"Cola Light"}
 
@@ -205,25 +205,25 @@ def test_product_delete_confirmation_shows_its_images_and_get_deletes_nothing(te
     page = tenant_a.client("member").get(product_url(shelf["cola"], "delete/"))
     assert page.status_code == 200 and page.context["counts"] == {"images": 3}
     assert 'data-testid="count-images">3<' in page.content.decode()
-    assert Product.objects.filter(pk=shelf["cola"].pk).exists()
+    assert Product.unscoped.filter(pk=shelf["cola"].pk).exists()
 
 
 def test_member_deletes_a_product_and_the_faiss_cache_drops_its_vectors(tenant_a, shelf):
     gallery, cola = shelf["gallery"], shelf["cola"]
     before = gallery_index_cache.get(gallery, MODEL)
-    cola_ids = set(Embedding.objects.filter(reference_image__product=cola).values_list("pk", flat=True))
+    cola_ids = set(Embedding.unscoped.filter(reference_image__product=cola).values_list("pk", flat=True))
     assert cola_ids <= set(before.index.ids().tolist())
-    version = Gallery.objects.get(pk=gallery.pk).index_version
+    version = Gallery.unscoped.get(pk=gallery.pk).index_version
 
     response = tenant_a.client("member").post(product_url(cola, "delete/"))
     assert response.status_code == 302 and response["Location"] == gallery_url(gallery)
-    assert not Product.objects.filter(pk=cola.pk).exists()
-    assert not ReferenceImage.objects.filter(product_id=cola.pk).exists()
-    assert Gallery.objects.get(pk=gallery.pk).index_version > version
+    assert not Product.unscoped.filter(pk=cola.pk).exists()
+    assert not ReferenceImage.unscoped.filter(product_id=cola.pk).exists()
+    assert Gallery.unscoped.get(pk=gallery.pk).index_version > version
     report = drift(gallery, MODEL)  # refreshes the warm cache to the new version
     assert report.drift == 0 and report.in_cache == 2
     assert not cola_ids & set(gallery_index_cache.get(gallery, MODEL).index.ids().tolist())
-    assert Product.objects.filter(pk=shelf["water"].pk).exists()
+    assert Product.unscoped.filter(pk=shelf["water"].pk).exists()
 
 
 # --- image delete (the existing path, reached from the product page) ---
@@ -234,7 +234,7 @@ def test_member_deletes_one_image_and_the_cache_follows(tenant_a, shelf):
     image = water.reference_images.first()
     response = tenant_a.client("member").post(f"/dashboard/galleries/images/{image.pk}/delete/")
     assert response.status_code == 302
-    assert not ReferenceImage.objects.filter(pk=image.pk).exists()
+    assert not ReferenceImage.unscoped.filter(pk=image.pk).exists()
     assert water.reference_images.count() == 1
     assert drift(gallery, MODEL).drift == 0 and drift(gallery, MODEL).in_cache == 4
 
@@ -250,9 +250,9 @@ def test_viewer_gets_403_and_nothing_changes(tenant_a, shelf):
         assert viewer.post(url, {"name": "pwned", "label": "pwned"}).status_code == 403, url
     image = cola.reference_images.first()
     assert viewer.post(f"/dashboard/galleries/images/{image.pk}/delete/").status_code == 403
-    assert Gallery.objects.get(pk=gallery.pk).name == "Drinks"
-    assert Product.objects.get(pk=cola.pk).label == "Cola 330 ml"
-    assert ReferenceImage.objects.filter(gallery=gallery).count() == 5
+    assert Gallery.unscoped.get(pk=gallery.pk).name == "Drinks"
+    assert Product.unscoped.get(pk=cola.pk).label == "Cola 330 ml"
+    assert ReferenceImage.unscoped.filter(gallery=gallery).count() == 5
     # and the pages offer them no such buttons
     assert 'data-testid="gallery-edit"' not in viewer.get(gallery_url(gallery)).content.decode()
     assert 'data-testid="product-edit"' not in viewer.get(product_url(cola)).content.decode()
@@ -280,9 +280,9 @@ def test_another_tenants_gallery_and_product_are_404(tenant_a, shelf, b_shelf, m
             continue  # POST-only route
         response = getattr(owner, method)(url, {"name": "pwned", "label": "pwned"})
         assert response.status_code == 404, url
-    assert Gallery.objects.get(pk=b_shelf["gallery"].pk).name == "B shelf"
-    assert Product.objects.get(pk=b_shelf["product"].pk).label == "b-cola"
-    assert ReferenceImage.objects.filter(pk=b_shelf["image"].pk).exists()
+    assert Gallery.unscoped.get(pk=b_shelf["gallery"].pk).name == "B shelf"
+    assert Product.unscoped.get(pk=b_shelf["product"].pk).label == "b-cola"
+    assert ReferenceImage.unscoped.filter(pk=b_shelf["image"].pk).exists()
 
 
 def test_anonymous_is_sent_to_log_in(shelf):
@@ -290,13 +290,13 @@ def test_anonymous_is_sent_to_log_in(shelf):
 
     response = Client().post(gallery_url(shelf["gallery"], "delete/"))
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
-    assert Gallery.objects.filter(pk=shelf["gallery"].pk).exists()
+    assert Gallery.unscoped.filter(pk=shelf["gallery"].pk).exists()
 
 
 def test_api_product_delete_takes_the_dashboards_path_and_drops_cached_vectors(tenant_a, shelf):
     gallery, cola = shelf["gallery"], shelf["cola"]
-    version = Gallery.objects.get(pk=gallery.pk).index_version
+    version = Gallery.unscoped.get(pk=gallery.pk).index_version
     response = tenant_a.key_client("member").delete(f"/api/v1/products/{cola.pk}/")
     assert response.status_code == 204, response.content
-    assert not Product.objects.filter(pk=cola.pk).exists()
-    assert Gallery.objects.get(pk=gallery.pk).index_version > version  # before: the cache kept the vectors
+    assert not Product.unscoped.filter(pk=cola.pk).exists()
+    assert Gallery.unscoped.get(pk=gallery.pk).index_version > version  # before: the cache kept the vectors

@@ -82,11 +82,11 @@ def test_hostile_members_fail_their_rows_only():
 def _wait_job(job_id, timeout=120):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = ImportJob.objects.get(pk=job_id)
+        job = ImportJob.unscoped.get(pk=job_id)
         if job.status in ("done", "failed"):
             return job
         time.sleep(0.25)
-    raise AssertionError(f"import {job_id} not finished: {ImportJob.objects.get(pk=job_id).__dict__}")
+    raise AssertionError(f"import {job_id} not finished: {ImportJob.unscoped.get(pk=job_id).__dict__}")
 
 
 def _start(client, gallery_id, data, name="gallery.zip"):
@@ -101,7 +101,7 @@ def test_bad_archive_is_a_400_with_code(tenant_a):
     gallery = client.post("/api/v1/galleries/", {"name": "G"}, format="json").json()["id"]
     response = _start(client, gallery, b"not a zip")
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_archive"
-    assert not ImportJob.objects.exists()
+    assert not ImportJob.unscoped.exists()
 
 
 @pytest.mark.django_db
@@ -127,16 +127,16 @@ def test_import_reports_rows_and_a_rerun_changes_nothing(tenant_a, celery_worker
     job = _wait_job(started.json()["id"])
     assert (job.status, job.total_rows, job.imported, job.skipped, job.failed) == ("done", 5, 2, 0, 3)
     assert {e["code"] for e in job.row_errors} == {"not_an_image", "unsafe_path", "missing_file"}
-    assert set(Product.objects.filter(gallery_id=gallery).values_list("label", flat=True)) >= {"Red Can 330 ml", "Green Bottle"}
-    assert ReferenceImage.objects.filter(gallery_id=gallery, status="ready").count() == 2
+    assert set(Product.unscoped.filter(gallery_id=gallery).values_list("label", flat=True)) >= {"Red Can 330 ml", "Green Bottle"}
+    assert ReferenceImage.unscoped.filter(gallery_id=gallery, status="ready").count() == 2
 
     polled = client.get(f"/api/v1/imports/{job.pk}/").json()
     assert polled["progress"] == 1.0 and polled["imported"] == 2
 
     rerun = _wait_job(_start(client, gallery, make_zip(members)).json()["id"])
     assert (rerun.imported, rerun.skipped, rerun.failed) == (0, 2, 3)
-    assert ReferenceImage.objects.filter(gallery_id=gallery).count() == 2
-    assert Embedding.objects.filter(gallery_id=gallery).count() == 2
+    assert ReferenceImage.unscoped.filter(gallery_id=gallery).count() == 2
+    assert Embedding.unscoped.filter(gallery_id=gallery).count() == 2
 
 
 @pytest.mark.slow
@@ -147,21 +147,21 @@ def test_killed_worker_mid_import_is_resumed_without_duplicates(tenant_a, celery
     gallery = client.post("/api/v1/galleries/", {"name": "Big"}, format="json").json()["id"]
     job_id = _start(client, gallery, labelled_zip(40, 4)).json()["id"]
     deadline = time.monotonic() + 60
-    while ImportJob.objects.get(pk=job_id).next_row < 10:
+    while ImportJob.unscoped.get(pk=job_id).next_row < 10:
         assert time.monotonic() < deadline, "import made no progress"
         time.sleep(0.05)
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
-    interrupted_at = ImportJob.objects.get(pk=job_id).next_row
+    interrupted_at = ImportJob.unscoped.get(pk=job_id).next_row
     assert interrupted_at < 160, "the import finished before the kill: make it bigger"
 
     celery_workers.start("victim", slow_batches)  # same node name, new process: it resumes the job on start
     job = _wait_job(job_id, timeout=180)
     assert job.status == "done" and job.attempts >= 2
     assert (job.imported, job.skipped, job.failed) == (160, 0, 0)
-    assert ReferenceImage.objects.filter(gallery_id=gallery).count() == 160
-    assert Embedding.objects.filter(gallery_id=gallery).count() == 160
-    assert Product.objects.filter(gallery_id=gallery).count() == 40
+    assert ReferenceImage.unscoped.filter(gallery_id=gallery).count() == 160
+    assert Embedding.unscoped.filter(gallery_id=gallery).count() == 160
+    assert Product.unscoped.filter(gallery_id=gallery).count() == 40
 
 
 DRINK_DEV = Path(__file__).resolve().parents[3] / "shared" / "data" / "drink-dev" / "gallery"
@@ -175,7 +175,7 @@ def test_drink_dev_gallery_imports_through_the_api(tenant_a, celery_worker):
     gallery = client.post("/api/v1/galleries/", {"name": "drink-dev"}, format="json").json()["id"]
     job = _wait_job(_start(client, gallery, make_zip(members)).json()["id"], timeout=600)
     assert (job.status, job.imported, job.failed) == ("done", 518, 0), job.row_errors[:5]
-    assert Product.objects.filter(gallery_id=gallery).count() == 106
+    assert Product.unscoped.filter(gallery_id=gallery).count() == 106
     rerun = _wait_job(_start(client, gallery, make_zip(members)).json()["id"], timeout=600)
     assert (rerun.imported, rerun.skipped) == (0, 518)
 
@@ -188,7 +188,7 @@ def test_drink_dev_gallery_imports_through_the_api(tenant_a, celery_worker):
     from recognition.model_registry import active_extractor
 
     extractor = active_extractor()
-    rows = list(Embedding.objects.filter(gallery_id=gallery, model_key=extractor.key).values_list("pk", "vector", "reference_image__product__label"))
+    rows = list(Embedding.unscoped.filter(gallery_id=gallery, model_key=extractor.key).values_list("pk", "vector", "reference_image__product__label"))
     index = VectorIndex(dim=512, index_type="Flat")
     index.build(np.array([r[0] for r in rows], dtype=np.int64), np.array([np.asarray(r[1], dtype=np.float32) for r in rows]))
     engine = RecognitionPipeline(GivenBoxDetector([]), extractor.model, index, labels={r[0]: r[2] for r in rows})

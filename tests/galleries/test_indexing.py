@@ -35,14 +35,14 @@ def unit_vectors(rng, n):
 
 def add_embeddings(gallery, vectors, *, model_key=MODEL, bump=True):
     """One reference image per vector, written straight to the tables (no files, no extractor)."""
-    product, _ = Product.objects.get_or_create(tenant=gallery.tenant, gallery=gallery, label="item")
+    product, _ = Product.unscoped.get_or_create(tenant=gallery.tenant, gallery=gallery, label="item")
     serials = [next(_serial) for _ in range(len(vectors))]
-    images = ReferenceImage.objects.bulk_create([
+    images = ReferenceImage.unscoped.bulk_create([
         ReferenceImage(tenant=gallery.tenant, gallery=gallery, product=product, object_key=f"k/{serial}",
                        checksum=f"c{serial}", size_bytes=1, status="ready")
         for serial in serials
     ])
-    rows = Embedding.objects.bulk_create([
+    rows = Embedding.unscoped.bulk_create([
         Embedding(tenant=gallery.tenant, gallery=gallery, reference_image=image, model_key=model_key, vector=vector)
         for image, vector in zip(images, vectors)
     ])
@@ -150,9 +150,9 @@ def test_partial_hnsw_index_is_built_per_gallery_and_used_by_the_planner(tenant_
 
     assert drop_pgvector_indexes(gallery, "another-model@1") == []
     assert drop_pgvector_indexes(gallery.pk, hostile_key) == [name]
-    assert pgvector_indexes() == [] and Embedding.objects.filter(gallery=gallery).count() == 1500
+    assert pgvector_indexes() == [] and Embedding.unscoped.filter(gallery=gallery).count() == 1500
     assert ensure_pgvector_index(gallery, hostile_key) == name
-    Gallery.objects.filter(pk=gallery.pk).delete()  # its index stays behind (empty) until pruned
+    Gallery.unscoped.filter(pk=gallery.pk).delete()  # its index stays behind (empty) until pruned
     assert prune_pgvector_indexes() == [name] and pgvector_indexes() == []
 
 
@@ -241,7 +241,7 @@ def test_new_embedding_is_found_within_5s_of_its_bump_and_a_deleted_one_never_ag
     warm = search_gallery(gallery, MODEL, query, 1)
     assert warm.source == "faiss" and warm.ids[0, 0] == new_id
 
-    ReferenceImage.objects.filter(embeddings__pk=new_id).delete()
+    ReferenceImage.unscoped.filter(embeddings__pk=new_id).delete()
     gallery_version_bump(gallery_id=gallery.pk)
     seen = set()
     for _ in range(20):  # right after the delete (pgvector), during and after the warm-up (Faiss)

@@ -37,7 +37,7 @@ def _upload(client, product, *payloads, **extra):
 def _wait_ready(ids, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not ReferenceImage.objects.filter(pk__in=ids, status="pending").exists():
+        if not ReferenceImage.unscoped.filter(pk__in=ids, status="pending").exists():
             return
         time.sleep(0.2)
     raise AssertionError("images still pending")
@@ -51,13 +51,13 @@ def test_upload_stores_object_then_row_and_is_idempotent(tenant_a, monkeypatch):
     data = png_bytes((200, 30, 30))
     first = _upload(client, product, data)
     assert first.status_code == 201, first.json()
-    row = ReferenceImage.objects.get(pk=first.json()[0]["id"])
+    row = ReferenceImage.unscoped.get(pk=first.json()[0]["id"])
     assert row.status == "pending" and (row.width, row.height) == (96, 128)
     assert object_store().get(row.object_key) == data
     assert row.object_key.startswith(f"tenants/{tenant_a.tenant.pk}/")
     again = _upload(client, product, data)
     assert again.json()[0]["id"] == row.pk and again.json()[0]["created"] is False
-    assert ReferenceImage.objects.count() == 1
+    assert ReferenceImage.unscoped.count() == 1
 
 
 @pytest.mark.django_db
@@ -71,7 +71,7 @@ def test_bad_uploads_get_a_4xx_code_and_store_nothing(tenant_a, payload, code):
     response = _upload(client, product, payload)
     assert 400 <= response.status_code < 500
     assert response.json()["error"]["code"] == code
-    assert ReferenceImage.objects.count() == 0
+    assert ReferenceImage.unscoped.count() == 0
 
 
 @pytest.mark.django_db
@@ -92,7 +92,7 @@ def test_b_cannot_upload_to_or_delete_as_a(tenant_a, tenant_b, monkeypatch):
     assert _upload(client_b, product, png_bytes((8, 8, 8))).status_code == 404
     assert client_b.get(f"/api/v1/reference-images/{image_id}/").status_code == 404
     assert client_b.delete(f"/api/v1/reference-images/{image_id}/").status_code == 404
-    assert ReferenceImage.objects.filter(pk=image_id).exists()
+    assert ReferenceImage.unscoped.filter(pk=image_id).exists()
 
 
 @pytest.mark.slow
@@ -103,15 +103,15 @@ def test_worker_embeds_uploads_and_search_finds_them_then_forgets_deleted(tenant
     red_ids = [r["id"] for r in _upload(client, red, png_bytes((220, 20, 20)), png_bytes((200, 40, 30), stripe=(255, 255, 255))).json()]
     green_ids = [r["id"] for r in _upload(client, green, png_bytes((20, 200, 40))).json()]
     _wait_ready(red_ids + green_ids)
-    assert set(ReferenceImage.objects.filter(pk__in=red_ids + green_ids).values_list("status", flat=True)) == {"ready"}
+    assert set(ReferenceImage.unscoped.filter(pk__in=red_ids + green_ids).values_list("status", flat=True)) == {"ready"}
     extractor = active_extractor()
-    assert Embedding.objects.filter(model_key=extractor.key).count() == 3
+    assert Embedding.unscoped.filter(model_key=extractor.key).count() == 3
 
-    gallery = Gallery.objects.get(pk=gallery_id)
+    gallery = Gallery.unscoped.get(pk=gallery_id)
     cache = gallery_index_cache.get(gallery, extractor.key)
     query = extractor.model.extract([np.full((64, 64, 3), (215, 25, 25), dtype=np.uint8)])
     scores, ids = cache.index.search(query, 1)
-    best = Embedding.objects.get(pk=int(ids[0][0])).reference_image
+    best = Embedding.unscoped.get(pk=int(ids[0][0])).reference_image
     assert best.product.label == "red can"
     assert drift(gallery, extractor.key).drift == 0
 

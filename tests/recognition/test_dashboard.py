@@ -176,7 +176,7 @@ def test_viewers_see_recognitions_without_feedback_controls(tenant_a):
 def test_failed_recognition_shows_its_reason(tenant_a):
     scene = _scene(tenant_a)
     failed = _recognition(tenant_a, scene.gallery, product_photo((1, 2, 3)))
-    Recognition.objects.filter(pk=failed.pk).update(status="failed", failure_code="model_not_found", failure_reason="no extractor installed")
+    Recognition.unscoped.filter(pk=failed.pk).update(status="failed", failure_code="model_not_found", failure_reason="no extractor installed")
     html = tenant_a.client("member").get(f"/dashboard/recognition/{failed.public_id}/").content.decode()
     assert "model_not_found" in html and "no extractor installed" in html and 'data-testid="box"' not in html
 
@@ -200,13 +200,13 @@ def test_undecodable_or_missing_stored_images_get_a_placeholder_not_an_error(ten
     scene = _scene(tenant_a)
     object_store().put(scene.recognition.image_key, truncated_jpeg())
     object_store().put(scene.cola_image.object_key, b"not an image at all")
-    ReferenceImage.objects.filter(pk=scene.tea_image.pk).update(object_key=tenant_key(tenant_a.tenant.pk, "gone", "missing"))
+    ReferenceImage.unscoped.filter(pk=scene.tea_image.pk).update(object_key=tenant_key(tenant_a.tenant.pk, "gone", "missing"))
     client = tenant_a.client("viewer")
     urls = _urls(scene)
     for url in [urls["image"], urls["crop"], urls["thumb"], f"/dashboard/recognition/reference-images/{scene.tea_image.pk}/thumb/"]:
         response = client.get(url)
         assert _jpeg_size(response) == (160, 160) and response["X-Shitu-Placeholder"] == "1", url
-    DetectedObject.objects.filter(pk=scene.whole.pk).update(bbox=["left", "top", None, 1])
+    DetectedObject.unscoped.filter(pk=scene.whole.pk).update(bbox=["left", "top", None, 1])
     assert client.get(urls["crop"].replace("/1/crop/", "/0/crop/"))["X-Shitu-Placeholder"] == "1"
     assert client.get(urls["detail"]).status_code == 200
     admin = tenant_a.client("admin")
@@ -332,7 +332,7 @@ def test_admin_confirms_marks_unknown_and_bulk_confirms(tenant_a):
 
 def _scene_extra_open(world, scene: Scene) -> MatchReview:
     review = _scene_extra_confirmed(world, scene)
-    MatchReview.objects.filter(pk=review.pk).update(status=MatchReview.Status.OPEN, verdict="")
+    MatchReview.unscoped.filter(pk=review.pk).update(status=MatchReview.Status.OPEN, verdict="")
     review.refresh_from_db()
     return review
 

@@ -82,7 +82,7 @@ def _verified_recognition(world) -> Verified:
                               image_height=scene.shape[0], status="done", params={"score_threshold": 0.0, "top_k": 5})
     recognition.save()
     _store_objects(recognition, objects, min_inliers=params.min_inliers)
-    verified, unverified = DetectedObject.objects.filter(recognition=recognition).order_by("rank")
+    verified, unverified = DetectedObject.unscoped.filter(recognition=recognition).order_by("rank")
     return Verified(recognition, verified, unverified, reference, verified.bbox)
 
 
@@ -129,20 +129,20 @@ def test_evidence_is_404_for_another_tenant_and_for_an_object_without_any(tenant
         assert response.status_code == 404, url
     assert own.get(_url(scene.recognition, 1)).json()["error"]["code"] == "no_evidence"
     # The reference image deleted since: nothing to draw against.
-    ReferenceImage.objects.filter(pk=scene.verified.reference_image_id).delete()
+    ReferenceImage.unscoped.filter(pk=scene.verified.reference_image_id).delete()
     assert own.get(_url(scene.recognition, 0)).json()["error"]["code"] == "no_evidence"
 
 
 def test_a_damaged_record_or_picture_gets_a_placeholder_not_an_error(tenant_a):
     scene = _verified_recognition(tenant_a)
     client = tenant_a.client("viewer")
-    DetectedObject.objects.filter(pk=scene.verified.pk).update(evidence={"query": [[1, 2]], "reference": "x"})
+    DetectedObject.unscoped.filter(pk=scene.verified.pk).update(evidence={"query": [[1, 2]], "reference": "x"})
     response = client.get(_url(scene.recognition, 0))
     assert response.status_code == 200 and response["X-Shitu-Placeholder"] == "1"
-    DetectedObject.objects.filter(pk=scene.verified.pk).update(evidence=scene.verified.evidence, bbox=["left", None, 3, 4])
+    DetectedObject.unscoped.filter(pk=scene.verified.pk).update(evidence=scene.verified.evidence, bbox=["left", None, 3, 4])
     assert client.get(_url(scene.recognition, 0))["X-Shitu-Placeholder"] == "1"
     object_store().put(scene.recognition.image_key, b"not a picture")
-    DetectedObject.objects.filter(pk=scene.verified.pk).update(bbox=scene.box)
+    DetectedObject.unscoped.filter(pk=scene.verified.pk).update(bbox=scene.box)
     assert client.get(_url(scene.recognition, 0))["X-Shitu-Placeholder"] == "1"
 
 
@@ -173,6 +173,6 @@ def test_pages_show_the_evidence_only_where_there_is_some(tenant_a):
     assert picture_url in change and "keypoints agree" in change
     picture = admin.get(picture_url)
     assert picture.status_code == 200 and picture["Content-Type"] == "image/jpeg"
-    DetectedObject.objects.filter(pk=scene.verified.pk).update(evidence=None)
+    DetectedObject.unscoped.filter(pk=scene.verified.pk).update(evidence=None)
     assert "not verified" in admin.get("/admin/recognition/matchreview/").content.decode()
     assert admin.get(picture_url).status_code == 404

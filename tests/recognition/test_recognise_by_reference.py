@@ -28,7 +28,7 @@ def _upload(client, gallery: int, label: str, photos: list[bytes]) -> list[int]:
 
 def _wait_embedded(ids: list[int], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
-    while ReferenceImage.objects.filter(pk__in=ids, status="pending").exists():
+    while ReferenceImage.unscoped.filter(pk__in=ids, status="pending").exists():
         assert time.monotonic() < deadline, "reference images still pending"
         time.sleep(0.2)
 
@@ -68,7 +68,7 @@ def test_another_tenants_reference_image_reads_as_a_missing_one(tenant_a, tenant
     b_image = _upload(owner_b, b_gallery, "b-cola", [product_photo((200, 40, 40))])[0]
     client = tenant_a.key_client("member")
     client.post("/api/v1/galleries/", {"name": "A shelf"}, format="json")
-    missing = max(ReferenceImage.objects.values_list("pk", flat=True)) + 1000
+    missing = max(ReferenceImage.unscoped.values_list("pk", flat=True)) + 1000
 
     foreign = client.post("/api/v1/recognitions/", {"reference_image": b_image}, format="json")
     absent = client.post("/api/v1/recognitions/", {"reference_image": missing}, format="json")
@@ -76,7 +76,7 @@ def test_another_tenants_reference_image_reads_as_a_missing_one(tenant_a, tenant
     assert foreign.status_code == absent.status_code == 400
     assert foreign.json()["error"]["code"] == absent.json()["error"]["code"] == "invalid_request"
     assert str(foreign.json()).replace(str(b_image), "ID") == str(absent.json()).replace(str(missing), "ID")
-    assert not Recognition.objects.exists()
+    assert not Recognition.unscoped.exists()
 
 
 @pytest.mark.django_db
@@ -91,4 +91,4 @@ def test_exactly_one_photo_source(tenant_a, monkeypatch):
     for response in (both, neither):
         assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_request"
         assert "reference_image" in response.json()["error"]["details"]["image"][0]
-    assert not Recognition.objects.exists()
+    assert not Recognition.unscoped.exists()

@@ -32,7 +32,7 @@ def _gallery(client):
         product = client.post("/api/v1/products/", {"gallery": gallery, "label": label}, format="json").json()["id"]
         client.post(f"/api/v1/products/{product}/images/", {"image": [_file(product_photo(colour))]}, format="multipart")
     orange = client.post("/api/v1/products/", {"gallery": gallery, "label": "Orange Juice"}, format="json").json()["id"]
-    _wait(lambda: not ReferenceImage.objects.filter(status="pending").exists())
+    _wait(lambda: not ReferenceImage.unscoped.filter(status="pending").exists())
     return gallery, orange
 
 
@@ -47,7 +47,7 @@ def test_relabel_in_admin_fixes_the_next_answer(tenant_a, celery_workers):
     _, orange = _gallery(client)
     first = _recognise(client, ORANGE_PHOTO)
     assert first["objects"][0]["label"] != "Orange Juice"
-    assert MatchReview.objects.filter(reason="low_margin").exists()
+    assert MatchReview.unscoped.filter(reason="low_margin").exists()
 
     flagged = client.post(f"{first['url']}feedback/", {"object": 0, "verdict": "wrong", "product": orange}, format="json")
     assert flagged.status_code == 201 and flagged.json()["status"] == "open" and flagged.json()["reason"] == "flagged"
@@ -57,7 +57,7 @@ def test_relabel_in_admin_fixes_the_next_answer(tenant_a, celery_workers):
 
     admin = Client()
     admin.force_login(staff)
-    review = MatchReview.objects.get(pk=flagged.json()["id"])
+    review = MatchReview.unscoped.get(pk=flagged.json()["id"])
     listing = admin.get("/admin/recognition/matchreview/")
     assert listing.status_code == 200 and f"/admin/recognition/matchreview/{review.pk}/picture/crop.jpg" in listing.content.decode()
     picture = admin.get(f"/admin/recognition/matchreview/{review.pk}/picture/crop.jpg")

@@ -28,7 +28,7 @@ def shipped_worker(celery_workers, settings):
 def test_reference_features_are_stored_at_ingest_and_answers_carry_inliers(tenant_a, tenant_b, shipped_worker):
     client = tenant_a.key_client("admin")
     gallery = import_demo_gallery(client, "Verified")
-    images = list(ReferenceImage.objects.filter(gallery_id=gallery, status="ready"))
+    images = list(ReferenceImage.unscoped.filter(gallery_id=gallery, status="ready"))
     assert images and all(image.local_features_key.endswith(".rootsift") for image in images)
     assert all(object_store().exists(image.local_features_key) for image in images)
 
@@ -54,7 +54,7 @@ def test_reference_features_are_stored_at_ingest_and_answers_carry_inliers(tenan
                                               for a in answers]
 
     # another tenant's ids give nothing, even when asked directly
-    ids = list(Embedding.objects.filter(gallery_id=gallery).values_list("pk", flat=True))
+    ids = list(Embedding.unscoped.filter(gallery_id=gallery).values_list("pk", flat=True))
     assert local_features_for_embeddings(tenant=tenant_b.tenant, embedding_ids=ids) == {}
     assert len(local_features_for_embeddings(tenant=tenant_a.tenant, embedding_ids=ids)) == len(ids)
 
@@ -62,10 +62,10 @@ def test_reference_features_are_stored_at_ingest_and_answers_carry_inliers(tenan
 def test_backfill_command_fills_in_missing_features(tenant_a, celery_worker, capsys):
     client = tenant_a.key_client("admin")
     gallery = import_demo_gallery(client, "Verified")
-    ReferenceImage.objects.filter(gallery_id=gallery).update(local_features_key="")
+    ReferenceImage.unscoped.filter(gallery_id=gallery).update(local_features_key="")
     call_command("shitu_local_features")
     assert "local features computed for" in capsys.readouterr().out
-    assert not ReferenceImage.objects.filter(gallery_id=gallery, status="ready", local_features_key="").exists()
+    assert not ReferenceImage.unscoped.filter(gallery_id=gallery, status="ready", local_features_key="").exists()
 
 
 def _stranger_photo() -> bytes:
@@ -88,11 +88,11 @@ def test_calibration_is_fitted_per_gallery_and_strangers_get_no_match(tenant_a, 
     client = tenant_a.key_client("admin")
     gallery = import_demo_gallery(client, "Calibrated")
     deadline = time.monotonic() + 120
-    while not GalleryCalibration.objects.filter(gallery_id=gallery).exists():
+    while not GalleryCalibration.unscoped.filter(gallery_id=gallery).exists():
         assert time.monotonic() < deadline, "the gallery's calibration was not fitted"
         time.sleep(0.3)
-    fitted = GalleryCalibration.objects.get(gallery_id=gallery)
-    assert fitted.images == ReferenceImage.objects.filter(gallery_id=gallery, status="ready").count()
+    fitted = GalleryCalibration.unscoped.get(gallery_id=gallery)
+    assert fitted.images == ReferenceImage.unscoped.filter(gallery_id=gallery, status="ready").count()
     assert fitted.calibration["samples"] > 0 and 0 < fitted.calibration["threshold"] < 1
 
     answers = [client.post("/api/v1/recognitions/", {"image": upload_file(photo.data), "gallery": gallery},

@@ -172,7 +172,7 @@ def tenant_snapshot(tenant) -> dict[str, object]:
 
     rows: dict[str, object] = {}
     for model in tenant_owned_models():
-        rows[model._meta.label] = django_serializers.serialize("json", model.objects.filter(tenant=tenant).order_by("pk"))
+        rows[model._meta.label] = django_serializers.serialize("json", model.objects.for_tenant(tenant).order_by("pk"))
     rows["tenant"] = django_serializers.serialize("json", Tenant.objects.filter(pk=tenant.pk))
     rows["model_versions"] = django_serializers.serialize("json", ModelVersion.objects.filter(tenant=tenant).order_by("pk"))
     users = get_user_model().objects.filter(memberships__tenant=tenant).order_by("pk")

@@ -96,8 +96,8 @@ def test_hostile_image_is_refused_with_its_code_on_every_path(own, no_inference_
     for path in IMAGE_PATHS:
         wanted = "invalid_request" if (path, case) == ("recognition-base64", "zero_bytes") else code  # empty field
         assert_error_envelope(_post_image(client, own, path, data), status=status, code=wanted)
-    assert not ReferenceImage.objects.filter(product=own.product).exists()
-    assert Recognition.objects.filter(tenant=own.world.tenant).count() == 1
+    assert not ReferenceImage.unscoped.filter(product=own.product).exists()
+    assert Recognition.unscoped.filter(tenant=own.world.tenant).count() == 1
     assert own.stored_objects() == stored_before, "a refused upload left an object in storage"
     assert_healthy()
 
@@ -152,7 +152,7 @@ def test_upload_field_shapes(own):
                  "[0, 0, 99999, 99999]", '{"x": 1}', "[[1], 2, 3, 4]"]:
         response = client.post(url, {"image": upload(jpeg_bytes((8, 8, 8))), "bbox": bbox}, format="multipart")
         assert_error_envelope(response, status=400)
-    assert not ReferenceImage.objects.filter(product=own.product).exists()
+    assert not ReferenceImage.unscoped.filter(product=own.product).exists()
 
 
 # --- import archives, refused when uploaded -----------------------------------------------------------
@@ -293,7 +293,7 @@ def test_bad_archive_is_refused_at_upload(own, settings, case):
         setattr(settings, name, value)
     response = _start_import(safe_key_client(own.world, "member"), own.gallery.pk, make())
     assert_error_envelope(response, status=status, code=code)
-    assert not ImportJob.objects.exists()
+    assert not ImportJob.unscoped.exists()
     assert_healthy()
 
 
@@ -351,11 +351,11 @@ def _hostile_rows_archive() -> bytes:
 def _wait_for(job_id: int, timeout: float = 60) -> ImportJob:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = ImportJob.objects.get(pk=job_id)
+        job = ImportJob.unscoped.get(pk=job_id)
         if job.status in (ImportJob.Status.DONE, ImportJob.Status.FAILED):
             return job
         time.sleep(0.2)
-    job = ImportJob.objects.get(pk=job_id)
+    job = ImportJob.unscoped.get(pk=job_id)
     raise AssertionError(f"import {job_id} never finished: status {job.status}, next_row {job.next_row}/{job.total_rows}")
 
 
@@ -379,9 +379,9 @@ def test_hostile_rows_fail_one_by_one_and_the_rest_imports(tenant_a, celery_work
     assert {"label_too_long", "missing_label"} <= reasons
     assert all(error["message"] for error in job.row_errors)
     assert (job.imported, job.failed) == (2, len(ROW_CASES) + 2)
-    labels = set(Product.objects.filter(gallery_id=gallery).values_list("label", flat=True))
+    labels = set(Product.unscoped.filter(gallery_id=gallery).values_list("label", flat=True))
     assert {CSV_INJECTION_LABEL, UNICODE_LABEL} <= labels, labels  # stored verbatim and whole
-    assert ReferenceImage.objects.filter(gallery_id=gallery).count() == 2
+    assert ReferenceImage.unscoped.filter(gallery_id=gallery).count() == 2
     keys = [info.key for info in object_store().list(tenant_prefix(tenant_a.tenant.pk))]
     assert all(key.startswith(tenant_prefix(tenant_a.tenant.pk)) and ".." not in key for key in keys)
     polled = client.get(f"/api/v1/imports/{job.pk}/")
@@ -403,7 +403,7 @@ def _run_import_here(tenant, data: bytes, monkeypatch) -> ImportJob:
     response = _start_import(tenant.key_client("member"), gallery.pk, data)
     assert response.status_code == 202, response.content[:300]
     import_run(job_id=response.json()["id"])
-    return ImportJob.objects.get(pk=response.json()["id"])
+    return ImportJob.unscoped.get(pk=response.json()["id"])
 
 
 @pytest.mark.parametrize("manifest", [
@@ -451,7 +451,7 @@ def test_csv_injection_labels_are_stored_verbatim_and_there_is_no_csv_export(ten
     data = make_zip({"a.jpg": jpeg_bytes((1, 2, 3)), "b.jpg": jpeg_bytes((3, 2, 1)), "products.csv": text})
     job = _run_import_here(tenant_a, data, monkeypatch)
     assert (job.status, job.imported, job.failed) == ("done", 2, 0), job.row_errors
-    stored = {p.label: p for p in Product.objects.filter(tenant=tenant_a.tenant)}
+    stored = {p.label: p for p in Product.unscoped.filter(tenant=tenant_a.tenant)}
     assert stored[CSV_INJECTION_LABEL].display_name == "@SUM(1+1)*cmd|' /C calc'!A0"
     assert stored[CSV_INJECTION_LABEL].sku == "+1-1" and stored[CSV_INJECTION_LABEL].attributes == {"k": "-2+3"}
     assert UNICODE_LABEL in stored
@@ -467,7 +467,7 @@ def test_json_body_over_the_request_limit_is_a_clear_4xx(own):
     body = json.dumps({"name": "x", "description": "d" * (django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1024)})
     response = safe_key_client(own.world).generic("POST", "/api/v1/galleries/", body, content_type="application/json")
     assert_error_envelope(response)
-    assert not Gallery.objects.filter(name="x").exists()
+    assert not Gallery.unscoped.filter(name="x").exists()
 
 
 def test_deeply_nested_json_is_a_clear_4xx(own):
@@ -606,7 +606,7 @@ def test_dashboard_forms_refuse_garbage_without_500(own, route_name):
 def test_review_actions_refuse_garbage_without_500(own):
     from recognition.models import MatchReview
 
-    detected = DetectedObject.objects.get(recognition=own.recognition)
+    detected = DetectedObject.unscoped.get(recognition=own.recognition)
     review = MatchReview(tenant=own.world.tenant, detected_object=detected, gallery=own.gallery, reason="flagged")
     review.save()
     client = safe_session_client(own.world)

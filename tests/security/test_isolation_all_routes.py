@@ -30,7 +30,7 @@ def _with_evidence(objects):
     """Give the tenant's detected object matched keypoints, so its evidence picture answers its owner (and another
     tenant's 404 comes from scoping, not from a missing drawing)."""
     corners = [[4, 4], [60, 4], [60, 76], [4, 76], [32, 40]]
-    DetectedObject.objects.filter(pk=objects.detected_object.pk).update(evidence={
+    DetectedObject.unscoped.filter(pk=objects.detected_object.pk).update(evidence={
         "inliers": len(corners), "query": corners, "reference": corners, "reference_size": [64, 80], "reference_box": None})
     objects.detected_object.refresh_from_db()
     return objects
@@ -383,8 +383,8 @@ def test_bulk_confirm_with_one_foreign_review_changes_none(a_objects, b_objects)
     response = client.post(reverse("dashboard:review-bulk-confirm"),
                            {"review": [a_objects.match_review.pk, b_objects.match_review.pk]})
     assert response.status_code == 404
-    assert MatchReview.objects.get(pk=a_objects.match_review.pk).status == MatchReview.Status.OPEN
-    assert MatchReview.objects.get(pk=b_objects.match_review.pk).status == MatchReview.Status.OPEN
+    assert MatchReview.unscoped.get(pk=a_objects.match_review.pk).status == MatchReview.Status.OPEN
+    assert MatchReview.unscoped.get(pk=b_objects.match_review.pk).status == MatchReview.Status.OPEN
 
 
 def test_relabel_own_review_to_bs_product_is_refused(a_objects, b_objects):
@@ -392,7 +392,7 @@ def test_relabel_own_review_to_bs_product_is_refused(a_objects, b_objects):
     response = client.post(reverse("dashboard:review-relabel", args=[a_objects.match_review.pk]),
                            {"product": b_objects.product.pk})
     assert response.status_code == 404
-    assert MatchReview.objects.get(pk=a_objects.match_review.pk).status == MatchReview.Status.OPEN
+    assert MatchReview.unscoped.get(pk=a_objects.match_review.pk).status == MatchReview.Status.OPEN
 
 
 # --- the Django admin: staff who are not superusers see only their tenants ----------------------------

@@ -13,7 +13,7 @@ def test_created_key_is_shown_once_and_only_its_hash_is_stored(tenant_a):
     created = client.post("/api/v1/api-keys/", {"name": "ios app", "role": "member"}, content_type="application/json")
     assert created.status_code == 201
     raw_key = created.json()["key"]
-    stored = ApiKey.objects.get(pk=created.json()["id"])
+    stored = ApiKey.unscoped.get(pk=created.json()["id"])
     assert raw_key not in (stored.key_hash, stored.prefix) and stored.key_hash == hash_api_key(raw_key)
     listed = client.get(f"/api/v1/api-keys/{stored.pk}/").json()
     assert "key" not in listed and listed["prefix"] == stored.prefix
@@ -25,14 +25,14 @@ def test_key_authenticates_as_its_tenant_and_records_last_use(tenant_a):
     response = client.get("/api/v1/tenant/", HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
     assert response.status_code == 200
     assert response.json()["slug"] == tenant_a.tenant.slug and response.json()["role"] == "member"
-    assert ApiKey.objects.get(prefix=raw_key[6:18]).last_used_at is not None
+    assert ApiKey.unscoped.get(prefix=raw_key[6:18]).last_used_at is not None
     assert client.get("/api/v1/tenant/", HTTP_X_API_KEY=raw_key).status_code == 200
 
 
 def test_revoked_key_is_refused(tenant_a):
     raw_key = tenant_a.api_key("member")
     admin = tenant_a.client("admin")
-    key_id = ApiKey.objects.get(prefix=raw_key[6:18]).pk
+    key_id = ApiKey.unscoped.get(prefix=raw_key[6:18]).pk
     assert admin.post(f"/api/v1/api-keys/{key_id}/revoke/").status_code == 200
     response = APIClient().get("/api/v1/tenant/", HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
     assert response.status_code == 401

@@ -80,4 +80,4 @@ def test_add_member_refuses_bad_input_with_a_clear_error(tenant_a, args, message
     get_user_model().objects.create_user("dave", password="x-password-123")
     with pytest.raises(CommandError, match=message):
         run(*[arg.format(slug=tenant_a.tenant.slug) for arg in args])
-    assert not Membership.objects.filter(user__username="dave").exists()
+    assert not Membership.unscoped.filter(user__username="dave").exists()

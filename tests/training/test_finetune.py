@@ -48,7 +48,7 @@ def _gallery(client, products=4, shots=4) -> int:
         product = client.post("/api/v1/products/", {"gallery": gallery, "label": f"product {number}"}, format="json").json()["id"]
         files = [_file(photo(number, shot)) for shot in range(shots)]
         client.post(f"/api/v1/products/{product}/images/", {"image": files}, format="multipart")
-    _wait(lambda: not ReferenceImage.objects.filter(status="pending").exists(), what="embedding")
+    _wait(lambda: not ReferenceImage.unscoped.filter(status="pending").exists(), what="embedding")
     return gallery
 
 
@@ -118,9 +118,9 @@ def test_fine_tune_through_the_api_promote_switch_and_rollback(tenant_a, celery_
     celery_workers.start("ft", TINY)
     client = tenant_a.key_client("admin")
     gallery = _gallery(client)
-    default_key = Embedding.objects.values_list("model_key", flat=True).first()
+    default_key = Embedding.unscoped.values_list("model_key", flat=True).first()
     job = client.post("/api/v1/fine-tune-jobs/", {"gallery": gallery, "epochs": 4}, format="json").json()
-    _wait(lambda: FineTuneJob.objects.get(pk=job["id"]).state in ("ready", "failed"), what="fine-tune")
+    _wait(lambda: FineTuneJob.unscoped.get(pk=job["id"]).state in ("ready", "failed"), what="fine-tune")
     done = client.get(f"/api/v1/fine-tune-jobs/{job['id']}/").json()
     assert done["state"] == "ready", done["failure_reason"] + done["log"]
     assert done["loss_history"] and done["metrics_before"]["mAP"] is not None and done["metrics_after"]["mAP"] is not None
@@ -135,14 +135,14 @@ def test_fine_tune_through_the_api_promote_switch_and_rollback(tenant_a, celery_
     session.force_login(staff)
     promoted = session.post(f"/api/v1/fine-tune-jobs/{job['id']}/promote/", {"force": True}, content_type="application/json")
     assert promoted.status_code == 202, promoted.json()
-    _wait(lambda: FineTuneJob.objects.get(pk=job["id"]).state == "promoted", what="promotion")
-    new_key = FineTuneJob.objects.get(pk=job["id"]).result_model.key
-    ready = ReferenceImage.objects.filter(gallery_id=gallery, status="ready").count()
-    assert Embedding.objects.filter(gallery_id=gallery, model_key=new_key).count() == ready
-    assert Embedding.objects.filter(gallery_id=gallery, model_key=default_key).count() == ready  # old vectors kept for rollback
+    _wait(lambda: FineTuneJob.unscoped.get(pk=job["id"]).state == "promoted", what="promotion")
+    new_key = FineTuneJob.unscoped.get(pk=job["id"]).result_model.key
+    ready = ReferenceImage.unscoped.filter(gallery_id=gallery, status="ready").count()
+    assert Embedding.unscoped.filter(gallery_id=gallery, model_key=new_key).count() == ready
+    assert Embedding.unscoped.filter(gallery_id=gallery, model_key=default_key).count() == ready  # old vectors kept for rollback
 
     answer = client.post("/api/v1/recognitions/", {"image": _file(photo(2, 1)), "score_threshold": 0}, format="multipart").json()
-    assert Recognition.objects.get(public_id=answer["id"]).model_key == new_key
+    assert Recognition.unscoped.get(public_id=answer["id"]).model_key == new_key
     assert client.post("/api/v1/models/rollback/").status_code == 200
     answer = client.post("/api/v1/recognitions/", {"image": _file(photo(2, 1)), "score_threshold": 0}, format="multipart").json()
     assert answer["model_key"] == default_key
@@ -154,10 +154,10 @@ def test_cancel_stops_a_running_job_within_seconds(tenant_a, celery_workers):
     client = tenant_a.key_client("admin")
     gallery = _gallery(client, products=3, shots=3)
     job = client.post("/api/v1/fine-tune-jobs/", {"gallery": gallery, "epochs": 50}, format="json").json()
-    _wait(lambda: FineTuneJob.objects.get(pk=job["id"]).current_step >= 2, what="training steps")
+    _wait(lambda: FineTuneJob.unscoped.get(pk=job["id"]).current_step >= 2, what="training steps")
     asked = time.monotonic()
     client.post(f"/api/v1/fine-tune-jobs/{job['id']}/cancel/")
-    _wait(lambda: FineTuneJob.objects.get(pk=job["id"]).state == "cancelled", timeout=30, what="cancel")
+    _wait(lambda: FineTuneJob.unscoped.get(pk=job["id"]).state == "cancelled", timeout=30, what="cancel")
     assert time.monotonic() - asked < 15
 
 
@@ -167,13 +167,13 @@ def test_killed_training_worker_resumes_from_its_checkpoint(tenant_a, celery_wor
     client = tenant_a.key_client("admin")
     gallery = _gallery(client, products=3, shots=3)
     job = client.post("/api/v1/fine-tune-jobs/", {"gallery": gallery, "epochs": 12}, format="json").json()
-    _wait(lambda: FineTuneJob.objects.get(pk=job["id"]).current_step >= 5, what="training steps")
+    _wait(lambda: FineTuneJob.unscoped.get(pk=job["id"]).current_step >= 5, what="training steps")
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
-    step_at_kill = FineTuneJob.objects.get(pk=job["id"]).current_step
+    step_at_kill = FineTuneJob.unscoped.get(pk=job["id"]).current_step
     celery_workers.start("trainer", TINY)  # same node name: it takes over the dead run on start
-    _wait(lambda: FineTuneJob.objects.get(pk=job["id"]).state in ("ready", "failed"), what="resumed fine-tune")
-    finished = FineTuneJob.objects.get(pk=job["id"])
+    _wait(lambda: FineTuneJob.unscoped.get(pk=job["id"]).state in ("ready", "failed"), what="resumed fine-tune")
+    finished = FineTuneJob.unscoped.get(pk=job["id"])
     assert finished.state == "ready", finished.failure_reason
     assert "resumed from the checkpoint at step" in finished.log
     resumed_at = int(finished.log.split("checkpoint at step ")[1].split()[0])
@@ -212,7 +212,7 @@ def test_fast_fine_tune_of_the_pretrained_default_through_the_api(tenant_a, cele
     gallery = _gallery(client, products=4, shots=4)
     job = client.post("/api/v1/fine-tune-jobs/", {"gallery": gallery, "epochs": 6}, format="json").json()
     assert job["mode"] == "fast"
-    _wait(lambda: FineTuneJob.objects.get(pk=job["id"]).state in ("ready", "failed"), what="fast fine-tune")
+    _wait(lambda: FineTuneJob.unscoped.get(pk=job["id"]).state in ("ready", "failed"), what="fast fine-tune")
     done = client.get(f"/api/v1/fine-tune-jobs/{job['id']}/").json()
     assert done["state"] == "ready", done["failure_reason"] + done["log"]
     assert "fast fine-tune" in done["log"] and "embedding head" in done["log"]

@@ -17,7 +17,6 @@ from tqdm import tqdm
 from galleries.indexing import agreement, drift, rebuild
 from galleries.models import Embedding, Gallery
 from galleries.pgvector_search import ensure_pgvector_index, pgvector_index_name, pgvector_indexes, prune_pgvector_indexes
-from shitu_platform.tenancy.scoping import dangerously_unscoped
 
 
 class Command(BaseCommand):
@@ -53,7 +52,7 @@ class Command(BaseCommand):
         if not options["all"] and not options["gallery"]:
             raise CommandError("name galleries with --gallery ID, or use --all")
         # A platform staff tool: it walks every tenant's galleries.
-        galleries = dangerously_unscoped(Gallery).select_related("tenant").order_by("pk")
+        galleries = Gallery.unscoped.all().select_related("tenant").order_by("pk")
         if not options["all"]:
             galleries = galleries.filter(pk__in=options["gallery"])
             missing = set(options["gallery"]) - {g.pk for g in galleries}

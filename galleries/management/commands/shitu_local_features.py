@@ -17,9 +17,8 @@ class Command(BaseCommand):
         from galleries.local_features import images_without_local_features
         from galleries.models import ReferenceImage
         from galleries.services import reference_local_features_backfill
-        from shitu_platform.tenancy.scoping import dangerously_unscoped
 
-        total = images_without_local_features(dangerously_unscoped(ReferenceImage)).count()
+        total = images_without_local_features(ReferenceImage.unscoped.all()).count()
         bar = tqdm(total=total, desc="local features", unit="img")
         try:
             done = reference_local_features_backfill(progress=lambda n: bar.update(n - bar.n))
