@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,7 @@ class Command(BaseCommand):
             stop_timings.measure("servers", servers.stop)
             console.line(f"stopped: web, workers and the embedded servers this launcher started ({stop_timings.report()})")
 
-    def _status_updater(self, console: launcher.Console, watch: launcher.ReadyWatch, specs: dict) -> Any:
+    def _status_updater(self, console: launcher.Console, watch: launcher.ReadyWatch, specs: dict) -> Callable[[], None]:
         """The status line while running: since when, and which children are still starting."""
         since = f"running since {datetime.now():%H:%M:%S}"
 
