@@ -3,25 +3,48 @@
 Geometric verification needs each candidate's RootSIFT keypoints. They are extracted from the same crop the
 global vector came from, written to object storage (``<image key>.rootsift``, a small versioned binary format,
 no pickle) before the row points at them, and read back through a per-process LRU cache, so a recognition
-fetches only its candidates' features and a warm worker fetches nothing.
+fetches only its candidates' features and a warm worker fetches nothing. A cold worker first reads the gallery's
+pack (``galleries.local_feature_pack``: all its images' features in one object) and only reads the images the pack
+does not hold yet one by one.
 """
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from django.conf import settings
 
 from galleries.models import Embedding, ReferenceImage
-from recognition.engine.local_features import LocalFeatures, LocalFeaturesError, extract_local_features
+from recognition.engine.local_features import (
+    LocalFeatures,
+    LocalFeaturesError,
+    extract_local_features,
+)
 from shitu_platform.object_store import object_store
-from shitu_platform.storage.base import ObjectStoreError
+from shitu_platform.storage.base import ObjectNotFound, ObjectStoreError
 
 SUFFIX = ".rootsift"
-_cache: "OrderedDict[int, LocalFeatures]" = OrderedDict()
+PACK_RETRY_SECONDS = 60.0  # after finding no pack (or an unreadable one), how long before looking again
+_cache: OrderedDict[int, LocalFeatures] = OrderedDict()
 _lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class _PackSeen:
+    """What this process last found for a gallery's pack, so that it reads each pack at most once."""
+
+    attempted_version: int  # the gallery's index_version when it looked
+    attempted_at: float
+    signature: tuple[int, int, int] | None  # None: no readable pack then
+    image_ids: frozenset[int]
+
+
+_packs: dict[int, _PackSeen] = {}
+_pack_locks: dict[int, threading.Lock] = {}
 
 
 def features_key(image: ReferenceImage) -> str:
@@ -49,18 +72,84 @@ def local_features_for_embeddings(*, tenant, embedding_ids: Sequence[int]) -> di
     """Reference features by embedding id (the ids the index returns), for this tenant's rows only."""
     rows = list(Embedding.objects.for_tenant(tenant).filter(pk__in=list(embedding_ids))
                 .exclude(reference_image__local_features_key="")
-                .values_list("pk", "reference_image_id", "reference_image__local_features_key"))
+                .values_list("pk", "reference_image_id", "reference_image__local_features_key",
+                             "gallery_id", "gallery__index_version"))
+    found = {image_id: features for _, image_id, *_ in rows if (features := _cached(image_id)) is not None}
+    missing_by_gallery: dict[tuple[int, int], set[int]] = {}
+    for _, image_id, _, gallery_id, version in rows:
+        if image_id not in found:
+            missing_by_gallery.setdefault((gallery_id, version), set()).add(image_id)
+    for (gallery_id, version), wanted in missing_by_gallery.items():
+        found.update(_from_pack(tenant_id=tenant.pk, gallery_id=gallery_id, version=version, wanted=wanted))
     out: dict[int, LocalFeatures] = {}
-    for embedding_id, image_id, key in rows:
-        features = _cached(image_id)
-        if features is None:
+    for embedding_id, image_id, key, _, _ in rows:
+        features = found.get(image_id)
+        if features is None:  # added after the gallery's pack was built: read on its own
             try:
                 features = LocalFeatures.from_bytes(object_store().get(key))
             except (ObjectStoreError, LocalFeaturesError):
                 continue  # missing or damaged: this candidate is simply not verified
             _remember(image_id, features)
+            found[image_id] = features
         out[embedding_id] = features
     return out
+
+
+def local_features_cache_clear() -> None:
+    """Forget every cached feature and pack this process has seen: the state of a freshly started worker."""
+    with _lock:
+        _cache.clear()
+        _packs.clear()
+
+
+def _from_pack(*, tenant_id: int, gallery_id: int, version: int, wanted: set[int]) -> dict[int, LocalFeatures]:
+    """The wanted images' features out of the gallery's pack, which fills the LRU (when it fits in it whole).
+
+    A process reads a gallery's pack once; again only when the gallery has changed since and a wanted image is
+    not in the pack it read (a rebuild may hold it), or after PACK_RETRY_SECONDS when there was none to read."""
+    from galleries.local_feature_pack import (
+        LocalFeaturePackError,
+        local_feature_pack_key,
+        pack_read_body,
+        pack_read_header,
+    )
+
+    with _lock:
+        gallery_lock = _pack_locks.setdefault(gallery_id, threading.Lock())
+    with gallery_lock:  # concurrent requests of one cold gallery share one read
+        found = {image_id: features for image_id in wanted if (features := _cached(image_id)) is not None}
+        unread = wanted - set(found)
+        seen = _packs.get(gallery_id)
+        if not unread or (seen is not None and not _worth_another_look(seen, version, unread)):
+            return found
+        signature, image_ids = None, frozenset()
+        try:
+            with object_store().open(local_feature_pack_key(tenant_id=tenant_id, gallery_id=gallery_id)) as stream:
+                header = pack_read_header(stream, gallery_id=gallery_id)
+                signature, image_ids = header.signature, header.image_ids
+                fresh = seen is None or seen.signature != signature  # the same build again: its body is known
+                if fresh and len(header.rows) <= settings.SHITU_LOCAL_FEATURES_CACHE:
+                    everything = pack_read_body(stream, header).features()
+                    for image_id, features in everything:
+                        if image_id not in unread:
+                            _remember(image_id, features)
+                    for image_id, features in everything:  # the ones asked for last: the most recently used
+                        if image_id in unread:
+                            _remember(image_id, features)
+                            found[image_id] = features
+        except ObjectNotFound:
+            pass
+        except (ObjectStoreError, LocalFeaturePackError, OSError):
+            signature, image_ids = None, frozenset()  # damaged or unreachable: images are read one by one
+        with _lock:
+            _packs[gallery_id] = _PackSeen(version, time.monotonic(), signature, image_ids)
+        return found
+
+
+def _worth_another_look(seen: _PackSeen, version: int, unread: set[int]) -> bool:
+    if seen.signature is None:
+        return time.monotonic() - seen.attempted_at >= PACK_RETRY_SECONDS
+    return seen.attempted_version < version and bool(unread - seen.image_ids)
 
 
 def images_without_local_features(queryset) -> Iterable[ReferenceImage]:

@@ -263,11 +263,13 @@ def gallery_index_refresh(*, gallery: Gallery, model_key: str | None = None) -> 
     from recognition.model_registry import extractor_for
 
     from galleries.calibration import calibration_refit_later
+    from galleries.local_feature_pack import local_feature_pack_rebuild_later
 
     key = model_key or extractor_for(gallery.tenant).key
     persist(gallery, gallery_index_cache.get(gallery, key))
     ensure_pgvector_index(gallery, key)  # the cold-cache fallback stays fast on large galleries (no-op when small)
     calibration_refit_later(gallery=gallery, model_key=key)
+    local_feature_pack_rebuild_later(gallery=gallery)  # debounced: cold workers read the features in one request
 
 
 def gallery_settings_update(*, gallery: Gallery, detect_references: bool) -> Gallery:

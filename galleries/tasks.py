@@ -76,6 +76,14 @@ def refit_calibration(gallery_id: int, model_key: str) -> dict:
         cache.delete(f"galleries:calibration:{gallery_id}:{model_key}")
 
 
+@shared_task(name="galleries.build_local_feature_pack", acks_late=True)
+def build_local_feature_pack(gallery_id: int) -> dict:
+    """Repack the gallery's reference local features for cold workers (``galleries.local_feature_pack``)."""
+    from galleries.local_feature_pack import local_feature_pack_rebuild
+
+    return local_feature_pack_rebuild(gallery_id=gallery_id)
+
+
 @shared_task(name="galleries.compute_gallery_health", acks_late=True)
 def compute_gallery_health(tenant_id: int, gallery_id: int) -> dict:
     """Recompute the gallery's health report (after an import, or from the page's Recompute button)."""

@@ -46,6 +46,7 @@ UNSCOPED_CALLERS = {
     "galleries/indexing.py: GalleryIndexCache._warm",
     "galleries/indexing.py: gallery_index_version",
     "galleries/tasks.py: refit_calibration",
+    "galleries/local_feature_pack.py: local_feature_pack_rebuild",
     "recognition/services.py: recognition_run",
     "recognition/reviews.py: _wait_until_embedded",
     "recognition/webhooks.py: webhook_attempt",
