@@ -3,7 +3,11 @@
 A detector's most confident box is often a neighbour or a fragment on a cluttered shelf; what the person
 photographed is usually big and near the centre. The rule weighs the three: a box's *main score* is its
 detection score times the square root of its share of the frame times its centrality (1 at the centre, 0 in a
-corner). A box only competes when it is confident (``det_threshold``) and big enough (``min_area``); when none
+corner) to the power CENTRALITY_POWER. The power is a quarter, not one: people do not always centre the product,
+and a linear centre prior let a smaller neighbour in the middle beat it (eval-crops, main-object crop recall@1
+on held-out drink-dev products: zoomed-out photos pasted anywhere 0.671 -> 0.778, shelf scenes with the target
+in the middle 0.909 -> 0.901, plain photos 0.940 either way; any power from 0.1 to 0.33 scored within 0.016 of
+this). A box only competes when it is confident (``det_threshold``) and big enough (``min_area``); when none
 is, the answer is the whole image, which is never worse than a fragment for a plain close-up. A box that covers
 most of the frame (``whole_area``) means the whole image too: on drink-dev close-ups, cropping the last margin
 away lost more (context, a cut-off edge) than it removed.
@@ -21,6 +25,9 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .types import Box, Detector
+
+
+CENTRALITY_POWER = 0.25
 
 
 @dataclass(frozen=True)
@@ -51,8 +58,8 @@ def area_share(box: Box, width: int, height: int) -> float:
 
 
 def main_score(box: Box, width: int, height: int) -> float:
-    """Detection score x sqrt(share of the frame) x centrality: how likely this is what was photographed."""
-    return box.score * math.sqrt(area_share(box, width, height)) * centrality(box, width, height)
+    """Detection score x sqrt(share of the frame) x centrality ** CENTRALITY_POWER: how likely this is what was photographed."""
+    return box.score * math.sqrt(area_share(box, width, height)) * centrality(box, width, height) ** CENTRALITY_POWER
 
 
 def choose_main_object(boxes: Sequence[Box], width: int, height: int,
@@ -72,4 +79,4 @@ def main_object_box(detector: Detector, image: np.ndarray, rule: Optional[MainOb
     return choose_main_object(detector.detect(image), image.shape[1], image.shape[0], rule)
 
 
-__all__ = ["MainObjectRule", "area_share", "centrality", "choose_main_object", "main_object_box", "main_score"]
+__all__ = ["CENTRALITY_POWER", "MainObjectRule", "area_share", "centrality", "choose_main_object", "main_object_box", "main_score"]

@@ -26,6 +26,8 @@ INDEX_TYPES: tuple[str, ...] = ("Flat", "HNSW32", "IVF")
 # "auto" uses exact search up to here: at 50k x 512 a batch-1 Flat query costs ~4 ms on one core
 # (8 ms at 100k, bench), under the price of one feature extraction, and Flat has no training or rebuild to manage.
 FLAT_MAX_VECTORS = 50_000
+# A filtered HNSW search scores up to this many allowed vectors exactly (about 20 ms for 512-d on one core).
+FILTER_EXACT_MAX_VECTORS = 20_000
 # Faiss warns below 39 training points per list; fewer gives centroids worth little.
 IVF_MIN_POINTS_PER_LIST = 39
 # Cap on k-means training points per list (faiss default 256): 64 keeps a 1M-vector IVF build near 2 minutes on 2 cores.
@@ -264,8 +266,14 @@ class VectorIndex:
         vectors = np.concatenate(vec_parts) if with_vectors else np.zeros((0, self._dim), dtype=np.float32)
         return ids, vectors
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k by inner product per query row: (scores (m,k) float32, ids (m,k) int64), padded with -inf / -1."""
+    def search(self, queries: np.ndarray, k: int, *, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k by inner product per query row: (scores (m,k) float32, ids (m,k) int64), padded with -inf / -1.
+
+        ``allowed`` (ids) restricts the search to those vectors inside the index, not by dropping results after
+        it: exact for Flat and IVF (every list is probed under a filter) and for HNSW up to
+        FILTER_EXACT_MAX_VECTORS allowed vectors (scored one by one); a larger allowed set on HNSW is the
+        graph's own filtered search, approximate like the unfiltered one.
+        """
         query_arr = self._check_vectors(queries, "queries")
         if not isinstance(k, (int, np.integer)) or k < 1:
             raise SearchIndexError(f"k must be a positive integer, got {k!r}")
@@ -273,21 +281,32 @@ class VectorIndex:
         rows = len(query_arr)
         scores = np.full((rows, k), -np.inf, dtype=np.float32)
         ids = np.full((rows, k), -1, dtype=np.int64)
-        if rows == 0 or len(self) == 0:
+        allowed_arr = None if allowed is None else np.unique(_check_ids(allowed, require_unique=False))
+        if rows == 0 or len(self) == 0 or (allowed_arr is not None and len(allowed_arr) == 0):
             return scores, ids
         self._set_threads()
         if self._type == "HNSW32":
-            return self._search_hnsw(query_arr, k, scores, ids)
-        params = faiss.SearchParametersIVF(nprobe=self.ivf_nprobe) if self._type == "IVF" else None
+            return self._search_hnsw(query_arr, k, scores, ids, allowed_arr)
+        if self._type == "IVF":
+            nprobe = self.ivf_nprobe if allowed_arr is None else int(self._index.nlist)
+            params: Any = faiss.SearchParametersIVF(nprobe=nprobe)
+        else:
+            params = None if allowed_arr is None else faiss.SearchParameters()
+        if allowed_arr is not None:
+            selector = faiss.IDSelectorBatch(allowed_arr)
+            params.sel = selector  # IVF lists store our ids; Flat's id map translates them for the selector
         found_scores, found_ids = self._index.search(query_arr, k, params=params)
         valid = found_ids >= 0
         scores[valid] = found_scores[valid]
         ids[valid] = found_ids[valid]
         return scores, ids
 
-    def _search_hnsw(self, queries: np.ndarray, k: int, scores: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # Over-fetch by the tombstone count so k live results survive the filter even if every dead vector ranks first.
+    def _search_hnsw(self, queries: np.ndarray, k: int, scores: np.ndarray, ids: np.ndarray,
+                     allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         stored = int(self._index.ntotal)
+        if allowed is not None:
+            return self._search_hnsw_allowed(queries, k, scores, ids, allowed)
+        # Over-fetch by the tombstone count so k live results survive the filter even if every dead vector ranks first.
         fetch = min(k + len(self._tombstones), stored)
         params = faiss.SearchParametersHNSW(efSearch=max(self.hnsw_ef_search, fetch))
         found_scores, positions = self._index.search(queries, fetch, params=params)
@@ -300,6 +319,31 @@ class VectorIndex:
             live_positions = positions[row][keep][:k]
             ids[row, : len(live_positions)] = self._labels[live_positions]
             scores[row, : len(live_positions)] = found_scores[row][keep][:k]
+        return scores, ids
+
+    def _search_hnsw_allowed(self, queries: np.ndarray, k: int, scores: np.ndarray, ids: np.ndarray,
+                             allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        alive = np.ones(len(self._labels), dtype=bool)
+        if self._tombstones:
+            alive[list(self._tombstones)] = False
+        positions = np.flatnonzero(alive & np.isin(self._labels, allowed)).astype(np.int64)
+        if len(positions) == 0:
+            return scores, ids
+        if len(positions) <= FILTER_EXACT_MAX_VECTORS:
+            vectors = faiss.downcast_index(self._index.storage).reconstruct_batch(positions)
+            similarity = queries @ vectors.T
+            take = min(k, len(positions))
+            order = np.argsort(-similarity, axis=1, kind="stable")[:, :take]
+            scores[:, :take] = np.take_along_axis(similarity, order, axis=1)
+            ids[:, :take] = self._labels[positions[order]]
+            return scores, ids
+        selector = faiss.IDSelectorBatch(positions)  # held here: params.sel does not keep it alive
+        params = faiss.SearchParametersHNSW(efSearch=max(self.hnsw_ef_search, k))
+        params.sel = selector
+        found_scores, found = self._index.search(queries, k, params=params)
+        valid = found >= 0
+        scores[valid] = found_scores[valid]
+        ids[valid] = self._labels[found[valid]]
         return scores, ids
 
     # --- serialisation ------------------------------------------------------------------

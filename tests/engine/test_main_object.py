@@ -21,6 +21,17 @@ def test_prefers_a_large_central_box_to_a_small_confident_one_at_the_edge() -> N
     assert main_score(central, W, H) > main_score(edge, W, H)
 
 
+def test_a_big_product_off_centre_beats_a_smaller_neighbour_in_the_middle() -> None:
+    # a photo not framed on the product (drink-dev zoomed-out scenes): it fills 16 % of the frame towards the
+    # upper left, a neighbour of 6 % sits in the middle. A linear centre prior (0.4 x 0.4 against 0.245 x 1)
+    # picked the neighbour; with the quarter power size stays in charge
+    product = Box(0, 0, 400, 320, score=0.8)
+    neighbour = Box(380, 300, 620, 500, score=0.8)
+    assert centrality(product, W, H) == pytest.approx(0.4) and centrality(neighbour, W, H) == pytest.approx(1.0)
+    assert choose_main_object([neighbour, product], W, H) == product
+    assert main_score(product, W, H) > main_score(neighbour, W, H)
+
+
 def test_falls_back_to_the_whole_image_without_a_big_confident_box() -> None:
     small = Box(450, 350, 520, 420, score=0.99)  # under min_area
     unsure = Box(200, 100, 800, 700, score=0.1)  # under det_threshold
