@@ -53,6 +53,7 @@ def test_every_platform_model_is_registered():
     assert not missing, f"not in the staff admin: {missing}"
 
 
+@pytest.mark.slow
 def test_every_list_search_and_change_page_renders(superuser_client, a_objects, b_objects):
     problems = []
     for model in platform_models():

@@ -32,6 +32,7 @@ def test_purge_follows_each_tenants_retention(tenant_a, tenant_b):
     assert not object_store().exists(old_a.image_key) and object_store().exists(new_a.image_key)
 
 
+@pytest.mark.slow
 def test_orphan_sweep_removes_only_unreferenced_data(tenant_a, monkeypatch):
     monkeypatch.setattr("shitu_platform.sweeps.ORPHAN_GRACE", timedelta(seconds=-60))
     kept = _recognition(tenant_a, f"tenants/{tenant_a.tenant.pk}/recognitions/kept", 0)

@@ -248,6 +248,7 @@ def test_timings_and_validation(gallery, rng) -> None:
     assert obj.to_dict()["bbox"] == [0, 0, 4, 2] and obj.to_dict()["det_score"] == 0.7
 
 
+@pytest.mark.slow
 def test_histogram_extractor_is_normalised_and_projects(rng) -> None:
     crops = [rng.integers(0, 256, (30, 40, 3), dtype=np.uint8), np.zeros((5, 7, 3), dtype=np.uint8)]
     for extractor in (ColourHistogramExtractor(), ColourHistogramExtractor(bins=4), ColourHistogramExtractor(bins=16)):

@@ -61,6 +61,7 @@ def shipped_extractor(settings, monkeypatch):
 
 # --- services ------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.django_db
 def test_a_corrected_box_reembeds_the_image_for_every_model(tenant_a, shipped_extractor, queued,
                                                             django_capture_on_commit_callbacks):
@@ -104,6 +105,7 @@ def test_a_corrected_box_reembeds_the_image_for_every_model(tenant_a, shipped_ex
     assert LocalFeatures.from_bytes(features_after).image_size == (200, 260)  # the crop, not the 640 x 480 photo
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 def test_the_dashboard_knows_the_serving_model_without_loading_it(tenant_a, shipped_extractor):
     image = embedded_image(tenant_a)

@@ -106,6 +106,7 @@ def _report(scene) -> dict:
     return health.report
 
 
+@pytest.mark.slow
 def test_each_finding_is_found_on_real_vectors_and_features(tenant_a):
     scene = stock(tenant_a)
     report = _report(scene)
@@ -134,6 +135,7 @@ def test_each_finding_is_found_on_real_vectors_and_features(tenant_a):
     assert report["counts"]["unverified_references"] == len(report["unverified_references"])
 
 
+@pytest.mark.slow
 def test_merge_moves_references_and_recognition_answers_the_kept_label(tenant_a):
     from recognition.engine.pipeline import PipelineParams
     from recognition.services import recognition_run, recognition_submit
@@ -213,6 +215,7 @@ def health_url(gallery, suffix="health/"):
     return f"/dashboard/galleries/{gallery.pk}/{suffix}"
 
 
+@pytest.mark.slow
 def test_page_lists_findings_with_their_actions(tenant_a):
     scene = stock(tenant_a)
     _report(scene)
@@ -227,6 +230,7 @@ def test_page_lists_findings_with_their_actions(tenant_a):
     assert f'/dashboard/galleries/products/{scene["water"].pk}/delete/' in html
 
 
+@pytest.mark.slow
 def test_csv_has_one_row_per_finding(tenant_a):
     scene = stock(tenant_a)
     report = _report(scene)
@@ -249,6 +253,7 @@ def test_csv_quotes_labels_that_a_spreadsheet_would_run(tenant_a):
     assert "'=HYPERLINK" in text
 
 
+@pytest.mark.slow
 def test_fixed_findings_leave_the_page_before_the_next_computation(tenant_a):
     scene = stock(tenant_a)
     _report(scene)
@@ -260,6 +265,7 @@ def test_fixed_findings_leave_the_page_before_the_next_computation(tenant_a):
     assert page.context["findings"].stale and 'data-testid="health-stale"' in page.content.decode()
 
 
+@pytest.mark.slow
 def test_recompute_queues_a_run_and_the_task_body_computes_it(tenant_a, django_capture_on_commit_callbacks, monkeypatch):
     scene = stock(tenant_a)
     sent = []
@@ -276,6 +282,7 @@ def test_recompute_queues_a_run_and_the_task_body_computes_it(tenant_a, django_c
     assert gallery_health_run(tenant_id=tenant_a.tenant.pk, gallery_id=10**9) == {"skipped": "the gallery is gone"}
 
 
+@pytest.mark.slow
 def test_merge_page_confirms_then_merges_and_goes_back(tenant_a):
     scene = stock(tenant_a)
     client = tenant_a.client("member")
@@ -297,6 +304,7 @@ def test_merge_page_confirms_then_merges_and_goes_back(tenant_a):
     assert offsite["Location"] == f"/dashboard/galleries/products/{scene['cola'].pk}/"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("into", ["", "abc", "self"])
 def test_merge_with_a_bad_target_is_a_400_with_a_code(tenant_a, into):
     scene = stock(tenant_a)
@@ -307,6 +315,7 @@ def test_merge_with_a_bad_target_is_a_400_with_a_code(tenant_a, into):
     assert Product.objects.for_tenant(tenant_a.tenant).filter(pk=scene["water"].pk).exists()
 
 
+@pytest.mark.slow
 def test_viewers_read_but_cannot_recompute_or_merge(tenant_a):
     scene = stock(tenant_a)
     _report(scene)
@@ -318,6 +327,7 @@ def test_viewers_read_but_cannot_recompute_or_merge(tenant_a):
     assert Product.objects.for_tenant(tenant_a.tenant).filter(pk=scene["cola_old"].pk).exists()
 
 
+@pytest.mark.slow
 def test_other_tenants_get_404_everywhere(tenant_a, tenant_b):
     scene = stock(tenant_a)
     _report(scene)

@@ -198,6 +198,7 @@ def check_row(out, gallery):
     return row[4:]
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 def test_check_reports_drift_behind_the_caches_back_and_rebuild_fixes_it(tenant_a, capsys):
     rng = np.random.default_rng(7)
@@ -223,6 +224,7 @@ def test_check_reports_drift_behind_the_caches_back_and_rebuild_fixes_it(tenant_
         call_command("shitu_index", "check")
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_new_embedding_is_found_within_5s_of_its_bump_and_a_deleted_one_never_again(tenant_a):
     rng = np.random.default_rng(8)

@@ -139,6 +139,7 @@ def test_a_pack_round_trips_and_refuses_damaged_or_foreign_blobs():
     assert zlib.crc32(b"") == 0
 
 
+@pytest.mark.slow
 def test_a_cold_process_reads_a_current_pack_once_and_only_newer_images_one_by_one(tenant_a, tenant_b, storage_reads):
     gallery = Gallery.objects.create(tenant=tenant_a.tenant, name="Packed")
     ids = add_images(gallery, 20, seed=1)

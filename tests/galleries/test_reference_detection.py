@@ -44,6 +44,7 @@ def test_new_galleries_embed_whole_reference_photos(tenant_a):
     assert _embedded_box(tenant_a.tenant, detect_references=False) is None
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 def test_a_detecting_gallery_embeds_the_main_object(tenant_a):
     expected = main_object_box(active_detector().model, load_image(_product_on_a_dark_shelf()))

@@ -439,6 +439,7 @@ def test_admin_tenancy_rows_of_b_are_hidden_from_a_staff(a_objects, b_objects):
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.slow
 def test_admin_gallery_and_training_rows_of_b_are_hidden_from_a_staff(a_objects, b_objects):
     """Every galleries/training admin (each goes through staff_visible): B's rows are neither listed, nor shown, nor
     named in a filter, nor found by a search for B's marker."""

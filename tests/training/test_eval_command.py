@@ -75,6 +75,7 @@ def test_engine_cli_eval(gallery, capsys):
     assert report["labels"] == str(labels) and report["recall@1"] == 1.0
 
 
+@pytest.mark.slow
 def test_command_without_a_model_scores_the_served_default_and_names_it(gallery, capsys, settings):
     root, labels = gallery
     settings.SHITU_EXTRACTOR = "colour-histogram"  # what the suite's platform serves

@@ -38,6 +38,7 @@ def test_every_box_is_the_tight_box_of_its_visible_tile_and_the_target_is_in_fro
     assert 0.05 <= share <= 0.40 + 1e-6
 
 
+@pytest.mark.slow
 def test_build_writes_consistent_seeded_files(tmp_path):
     root = tmp_path / "photos"
     (root / "img").mkdir(parents=True)

@@ -181,6 +181,7 @@ def test_fine_tuning_start_points(trained_run, tmp_path):
     assert start["init_loaded"] > 0
 
 
+@pytest.mark.slow
 def test_cli_train_from_a_label_file(tmp_path):
     from PIL import Image
 
@@ -235,6 +236,7 @@ def test_export_run_fuses_the_colour_histogram_and_can_be_fine_tuned(trained_run
     assert [r for r in read_log(tuned.log_path) if r["event"] == "start"][0]["init_loaded"] > 0
 
 
+@pytest.mark.slow
 def test_in_graph_colour_histogram_is_the_baseline_descriptor():
     from recognition.engine.baseline import ColourHistogramExtractor
     from recognition.engine.nets import ColourHistogram
