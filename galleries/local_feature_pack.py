@@ -19,6 +19,7 @@ import tempfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from typing import BinaryIO
 
 from django.conf import settings
@@ -69,6 +70,18 @@ class PackHeader:
 class LocalFeaturePack:
     header: PackHeader
     body: bytes
+
+    @cached_property
+    def _rows_by_image(self) -> dict[int, tuple[int, int]]:
+        return {image_id: (offset, length) for image_id, offset, length in self.header.rows}
+
+    def features_of(self, image_id: int) -> LocalFeatures | None:
+        """One image's features (None when the pack does not hold it); raises LocalFeaturesError for a damaged blob."""
+        row = self._rows_by_image.get(image_id)
+        if row is None:
+            return None
+        offset, length = row
+        return LocalFeatures.from_bytes(memoryview(self.body)[offset : offset + length])
 
     def features(self) -> list[tuple[int, LocalFeatures]]:
         """Every image's features, each blob validated; one damaged blob refuses the whole pack."""

@@ -4,16 +4,18 @@ Geometric verification needs each candidate's RootSIFT keypoints. They are extra
 global vector came from, written to object storage (``<image key>.rootsift``, a small versioned binary format,
 no pickle) before the row points at them, and read back through a per-process LRU cache, so a recognition
 fetches only its candidates' features and a warm worker fetches nothing. A cold worker first reads the gallery's
-pack (``galleries.local_feature_pack``: all its images' features in one object) and only reads the images the pack
-does not hold yet one by one.
+pack (``galleries.local_feature_pack``: all its images' features in one object, kept in memory and decoded per
+image as candidates need them) and only reads the images the pack does not hold yet one by one.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.conf import settings
@@ -26,6 +28,9 @@ from recognition.engine.local_features import (
 )
 from shitu_platform.object_store import object_store
 from shitu_platform.storage.base import ObjectNotFound, ObjectStoreError
+
+if TYPE_CHECKING:
+    from galleries.local_feature_pack import LocalFeaturePack
 
 SUFFIX = ".rootsift"
 PACK_RETRY_SECONDS = 60.0  # after finding no pack (or an unreadable one), how long before looking again
@@ -41,9 +46,10 @@ class _PackSeen:
     attempted_at: float
     signature: tuple[int, int, int] | None  # None: no readable pack then
     image_ids: frozenset[int]
+    pack: LocalFeaturePack | None = None  # its body, kept while within the features budget
 
 
-_packs: dict[int, _PackSeen] = {}
+_packs: OrderedDict[int, _PackSeen] = OrderedDict()
 _pack_locks: dict[int, threading.Lock] = {}
 
 
@@ -103,7 +109,8 @@ def local_features_cache_clear() -> None:
 
 
 def _from_pack(*, tenant_id: int, gallery_id: int, version: int, wanted: set[int]) -> dict[int, LocalFeatures]:
-    """The wanted images' features out of the gallery's pack, which fills the LRU (when it fits in it whole).
+    """The wanted images' features out of the gallery's pack, read from storage once and kept in memory (while it fits
+    the features budget), so later misses of the gallery decode from it; only what is asked for is decoded.
 
     A process reads a gallery's pack once; again only when the gallery has changed since and a wanted image is
     not in the pack it read (a rebuild may hold it), or after PACK_RETRY_SECONDS when there was none to read."""
@@ -120,30 +127,56 @@ def _from_pack(*, tenant_id: int, gallery_id: int, version: int, wanted: set[int
         found = {image_id: features for image_id in wanted if (features := _cached(image_id)) is not None}
         unread = wanted - set(found)
         seen = _packs.get(gallery_id)
+        if seen is not None and seen.pack is not None:
+            found |= _decoded(seen.pack, unread)
+            unread -= set(found)
         if not unread or (seen is not None and not _worth_another_look(seen, version, unread)):
             return found
-        signature, image_ids = None, frozenset()
+        signature, image_ids, pack = None, frozenset(), None
         try:
             with object_store().open(local_feature_pack_key(tenant_id=tenant_id, gallery_id=gallery_id)) as stream:
                 header = pack_read_header(stream, gallery_id=gallery_id)
                 signature, image_ids = header.signature, header.image_ids
-                fresh = seen is None or seen.signature != signature  # the same build again: its body is known
-                if fresh and len(header.rows) <= settings.SHITU_LOCAL_FEATURES_CACHE:
-                    everything = pack_read_body(stream, header).features()
-                    for image_id, features in everything:
-                        if image_id not in unread:
-                            _remember(image_id, features)
-                    for image_id, features in everything:  # the ones asked for last: the most recently used
-                        if image_id in unread:
-                            _remember(image_id, features)
-                            found[image_id] = features
+                if seen is not None and seen.signature == signature:
+                    pack = seen.pack  # the same build again: its body is known (or was too large to keep)
+                elif len(header.rows) <= settings.SHITU_LOCAL_FEATURES_CACHE:
+                    pack = pack_read_body(stream, header)
         except ObjectNotFound:
             pass
         except (ObjectStoreError, LocalFeaturePackError, OSError):
-            signature, image_ids = None, frozenset()  # damaged or unreachable: images are read one by one
+            signature, image_ids, pack = None, frozenset(), None  # damaged or unreachable: images are read one by one
+        if pack is not None:
+            found |= _decoded(pack, unread)
         with _lock:
-            _packs[gallery_id] = _PackSeen(version, time.monotonic(), signature, image_ids)
+            _packs[gallery_id] = _PackSeen(version, time.monotonic(), signature, image_ids, pack)
+            _packs.move_to_end(gallery_id)
+            _keep_packs_within_budget()
         return found
+
+
+def _decoded(pack, image_ids: set[int]) -> dict[int, LocalFeatures]:
+    out = {}
+    for image_id in image_ids:
+        try:
+            features = pack.features_of(image_id)
+        except LocalFeaturesError:
+            continue  # a damaged blob: that image is read on its own
+        if features is not None:
+            _remember(image_id, features)
+            out[image_id] = features
+    return out
+
+
+def _keep_packs_within_budget() -> None:
+    """Packs kept in memory hold at most SHITU_LOCAL_FEATURES_CACHE images together: the oldest are let go (what
+    this process saw of them stays, so they are not read again; their images are then read one by one)."""
+    held = sum(len(seen.pack.header.rows) for seen in _packs.values() if seen.pack is not None)
+    for gallery_id, seen in list(_packs.items()):
+        if held <= settings.SHITU_LOCAL_FEATURES_CACHE:
+            break
+        if seen.pack is not None:
+            held -= len(seen.pack.header.rows)
+            _packs[gallery_id] = dataclasses.replace(seen, pack=None)
 
 
 def _worth_another_look(seen: _PackSeen, version: int, unread: set[int]) -> bool:

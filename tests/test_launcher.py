@@ -152,6 +152,7 @@ def test_ctrl_c_stops_every_child_and_the_terminal_stays_calm(stack_env, sigint)
         assert port_is_free("127.0.0.1", port), f"port {port} still taken after Ctrl-C"
 
 
+@pytest.mark.slow
 def test_paddle_leaves_sigterm_to_python():
     """A worker builds its predictors, then the launcher stops it with SIGTERM: the process' own handler must run (a
     Celery pool process exits cleanly), not Paddle's, which prints a C++ "FatalError ... Aborted" report."""

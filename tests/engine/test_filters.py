@@ -55,7 +55,7 @@ def test_overlong_filters_are_refused():
         parse_filter(" AND ".join(f"k{i}=v" for i in range(51)))
 
 
-@pytest.mark.parametrize("kind", ["Flat", "IVF", "HNSW32"])
+@pytest.mark.parametrize("kind", ["Flat", "IVF", pytest.param("HNSW32", marks=pytest.mark.slow)])  # HNSW builds take seconds
 def test_a_filtered_search_ranks_only_allowed_vectors_exactly(kind):
     rng = np.random.default_rng(3)
     vectors = rng.standard_normal((3000, 512)).astype(np.float32)

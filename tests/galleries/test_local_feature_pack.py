@@ -152,6 +152,14 @@ def test_a_cold_process_reads_a_current_pack_once_and_only_newer_images_one_by_o
     storage_reads.clear()
     assert local_features_for_embeddings(tenant=tenant_a.tenant, embedding_ids=ids) == expected
     assert storage_reads == [built.key]  # one request for 20 candidates
+
+    local_features_cache_clear()
+    storage_reads.clear()
+    first = local_features_for_embeddings(tenant=tenant_a.tenant, embedding_ids=ids[:8])
+    assert first == {pk: expected[pk] for pk in ids[:8]} and storage_reads == [built.key]
+    # the pack is kept in this process: other candidates of the gallery are decoded from it, not read again
+    assert local_features_for_embeddings(tenant=tenant_a.tenant, embedding_ids=ids) == expected
+    assert storage_reads == [built.key]
     assert local_features_for_embeddings(tenant=tenant_a.tenant, embedding_ids=ids) == expected
     assert storage_reads == [built.key]  # warm: nothing
     assert local_features_for_embeddings(tenant=tenant_b.tenant, embedding_ids=ids) == {}  # another tenant's ids
@@ -184,11 +192,17 @@ def test_a_cold_process_reads_a_current_pack_once_and_only_newer_images_one_by_o
     assert len(storage_reads) == 1 + 23
 
 
-def test_a_pack_larger_than_the_features_cache_is_not_built(tenant_a, settings):
+def test_a_pack_larger_than_the_features_cache_is_neither_loaded_nor_built(tenant_a, settings, storage_reads):
     gallery = Gallery.objects.create(tenant=tenant_a.tenant, name="Large")
-    add_images(gallery, 4, seed=3)
+    ids = add_images(gallery, 4, seed=3)
     assert local_feature_pack_build(gallery).images == 4
+    expected = features_read_one_by_one(ids)
     settings.SHITU_LOCAL_FEATURES_CACHE = 3
+    local_features_cache_clear()
+    storage_reads.clear()
+    # its header says it would not fit: the body is left unread and the candidates are read one by one
+    assert local_features_for_embeddings(tenant=tenant_a.tenant, embedding_ids=ids) == expected
+    assert len(storage_reads) == 1 + 4 and storage_reads[0].endswith("local-features.pack")
     assert local_feature_pack_build(gallery) is None
     assert not object_store().exists(local_feature_pack_key(tenant_id=tenant_a.tenant.pk, gallery_id=gallery.pk))
 

@@ -112,10 +112,12 @@ def scan() -> _Scan:
     return total
 
 
+@pytest.mark.slow
 def test_no_tenant_owned_objects_query_outside_for_tenant_and_create():
     assert scan().violations == []
 
 
+@pytest.mark.slow
 def test_unscoped_callers_are_the_written_list():
     assert scan().unscoped_callers == UNSCOPED_CALLERS
 
