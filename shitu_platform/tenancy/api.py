@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from shitu_platform.tenancy.context import tenant_context
-from shitu_platform.tenancy.models import ApiKey, Membership, Role, role_at_least
+from shitu_platform.tenancy.models import ApiKey, Membership, Role
 from shitu_platform.tenancy.scoping import TenantScopedAPIMixin
 from shitu_platform.tenancy.serializers import (
     ApiKeyCreatedSerializer,
@@ -44,7 +44,7 @@ class ApiKeyViewSet(TenantScopedAPIMixin, mixins.ListModelMixin, mixins.Retrieve
         params = ApiKeyCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         role = params.validated_data["role"]
-        if not role_at_least(self.tenant_context.role, role):
+        if not self.tenant_context.allows(role):
             raise exceptions.PermissionDenied("A key cannot have a higher role than its creator.")
         creator = self.tenant_context.user
         api_key, raw_key = api_key_create(tenant=self.tenant, name=params.validated_data["name"], role=role, created_by=creator)

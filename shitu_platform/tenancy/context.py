@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
 from shitu_platform.tenancy.models import ApiKey, Role, Tenant, role_at_least
@@ -23,6 +24,23 @@ class TenantContext:
 
     def allows(self, required_role: str) -> bool:
         return role_at_least(self.role, required_role)
+
+
+class NoTenant(PermissionDenied):
+    """The caller is signed in (or holds a key) but belongs to no active tenant."""
+
+
+class RoleTooLow(PermissionDenied):
+    """The caller's role in the tenant is below what the view needs."""
+
+
+def require_role(context: TenantContext | None, required_role: str) -> TenantContext:
+    """The one role check, for API views and dashboard views alike; each surface only words the refusal."""
+    if context is None:
+        raise NoTenant("You are not a member of any tenant.")
+    if not context.allows(required_role):
+        raise RoleTooLow(f"This needs the '{required_role}' role.")
+    return context
 
 
 def tenant_context(request: Any) -> TenantContext | None:

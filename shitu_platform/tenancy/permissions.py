@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from rest_framework import exceptions, permissions
 
-from shitu_platform.tenancy.context import tenant_context
+from shitu_platform.tenancy.context import require_role, tenant_context
 from shitu_platform.tenancy.models import Role
 
 
@@ -26,9 +27,8 @@ class HasTenantRole(permissions.BasePermission):
             return True
         if not (request.user and request.user.is_authenticated):
             raise exceptions.NotAuthenticated()
-        context = tenant_context(request)
-        if context is None:
-            raise exceptions.PermissionDenied("You are not a member of any tenant.")
-        if not context.allows(required_role_for(view, request.method)):
-            raise exceptions.PermissionDenied(f"This needs the '{required_role_for(view, request.method)}' role.")
+        try:
+            require_role(tenant_context(request), required_role_for(view, request.method))
+        except PermissionDenied as refusal:  # the API words it as its own 403, message kept
+            raise exceptions.PermissionDenied(str(refusal)) from refusal
         return True

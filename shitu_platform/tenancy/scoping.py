@@ -15,7 +15,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 
-from shitu_platform.tenancy.context import TenantContext, tenant_context
+from shitu_platform.tenancy.context import NoTenant, TenantContext, require_role, tenant_context
 from shitu_platform.tenancy.models import Role, Tenant, TenantOwnedModel
 
 
@@ -62,11 +62,10 @@ class TenantDashboardMixin(LoginRequiredMixin):
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not request.user.is_authenticated:
             return self.handle_no_permission()
-        context = tenant_context(request)
-        if context is None:
-            raise Http404("You are not a member of any tenant.")
-        if not context.allows(self.required_role):
-            raise PermissionDenied(f"This needs the '{self.required_role}' role.")
+        try:
+            require_role(tenant_context(request), self.required_role)
+        except NoTenant as refusal:  # the dashboard shows "no tenant" as a missing page, a low role as a 403
+            raise Http404(str(refusal)) from refusal
         return super().dispatch(request, *args, **kwargs)
 
     @property
