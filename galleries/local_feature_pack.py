@@ -4,6 +4,7 @@ reads a gallery's features in one storage request instead of one per candidate.
 Stored next to the gallery's Faiss caches (``.../galleries/<id>/index/local-features.pack``) and, like them, only a
 cache: the per-image ``.rootsift`` objects stay the truth, the pack is rebuilt from them in a worker when the gallery
 changes (debounced) or by ``manage.py shitu_local_features``, and images added after a build are read one by one.
+Galleries of more than MAX_PACK_IMAGES images get no pack: there a cold worker's 50 reads cost less than the pack.
 
 Format (no pickle): ``SHLP``, the JSON header's length (8 bytes, big-endian), the JSON header (format version,
 gallery id, the gallery's index_version at the build, body length and CRC-32, and (image id, offset, length) rows
@@ -36,6 +37,9 @@ logger = logging.getLogger(__name__)
 MAGIC = b"SHLP"
 FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 64 * 1024 * 1024
+# Past about this many images, reading the whole pack costs more than 50 candidates' own reads even on S3
+# (bench/local_feature_pack.py: moto on loopback breaks even near 1,000 images, a local filesystem near 300).
+MAX_PACK_IMAGES = 1000
 REBUILD_DELAY_SECONDS = 5  # changes arriving within this window (an import's batches, a burst of uploads) share one build
 _PREAMBLE = struct.Struct(">4sQ")
 _FETCH_THREADS = 8  # per-image objects are read in parallel: on S3 a build is round trips, not bandwidth
@@ -195,8 +199,8 @@ def local_feature_pack_load(*, tenant_id: int, gallery_id: int) -> LocalFeatureP
 def local_feature_pack_build(gallery: Gallery) -> PackBuild | None:
     """Pack the features of the gallery's ready images from their per-image objects and store it (worker code).
 
-    None, and no pack, for a gallery with more images than a worker's features cache holds: loading it whole would
-    evict more than one recognition needs, so such galleries keep reading their candidates one by one."""
+    None, and no pack, for a gallery with more images than `pack_max_images()`: reading it whole would cost more than
+    reading one recognition's candidates, or not fit a worker's features cache, so such galleries read them one by one."""
     from galleries.indexing import gallery_index_version
 
     key = local_feature_pack_key(tenant_id=gallery.tenant_id, gallery_id=gallery.pk)
@@ -204,7 +208,7 @@ def local_feature_pack_build(gallery: Gallery) -> PackBuild | None:
     images = list(ReferenceImage.objects.for_tenant(gallery.tenant)
                   .filter(gallery_id=gallery.pk, status=ReferenceImage.Status.READY)
                   .exclude(local_features_key="").order_by("pk").values_list("pk", "local_features_key"))
-    if len(images) > settings.SHITU_LOCAL_FEATURES_CACHE:
+    if len(images) > pack_max_images():
         _delete_quietly(key)
         return None
     rows, offset, crc = [], 0, 0
@@ -227,6 +231,11 @@ def local_feature_pack_build(gallery: Gallery) -> PackBuild | None:
             whole.seek(0)
             object_store().put(key, whole, length=len(head) + offset)
     return PackBuild(key=key, index_version=version, images=len(rows), size_bytes=len(head) + offset)
+
+
+def pack_max_images() -> int:
+    """The most images a pack holds: what pays off (MAX_PACK_IMAGES) and what a worker's features cache can keep."""
+    return min(MAX_PACK_IMAGES, settings.SHITU_LOCAL_FEATURES_CACHE)
 
 
 def local_feature_pack_rebuild_later(*, gallery: Gallery) -> None:

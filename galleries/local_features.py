@@ -117,6 +117,7 @@ def _from_pack(*, tenant_id: int, gallery_id: int, version: int, wanted: set[int
     from galleries.local_feature_pack import (
         LocalFeaturePackError,
         local_feature_pack_key,
+        pack_max_images,
         pack_read_body,
         pack_read_header,
     )
@@ -139,7 +140,7 @@ def _from_pack(*, tenant_id: int, gallery_id: int, version: int, wanted: set[int
                 signature, image_ids = header.signature, header.image_ids
                 if seen is not None and seen.signature == signature:
                     pack = seen.pack  # the same build again: its body is known (or was too large to keep)
-                elif len(header.rows) <= settings.SHITU_LOCAL_FEATURES_CACHE:
+                elif len(header.rows) <= pack_max_images():
                     pack = pack_read_body(stream, header)
         except ObjectNotFound:
             pass
