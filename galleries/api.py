@@ -22,9 +22,12 @@ from galleries.serializers import (
     ImportJobSerializer,
     ImportStartSerializer,
     ProductSerializer,
+    PurgeResultSerializer,
+    PurgeSerializer,
     ReferenceImageSerializer,
 )
 from shitu_platform.parsers import SafeJSONParser
+from shitu_platform.tenancy.models import Role
 from shitu_platform.tenancy.scoping import TenantScopedAPIMixin
 
 
@@ -32,6 +35,7 @@ class GalleryViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
     scoped_model = Gallery
     serializer_class = GallerySerializer
     parser_classes = [SafeJSONParser, MultiPartParser, FormParser]
+    action_roles = {"purge": Role.ADMIN}
 
     @extend_schema(request={"multipart/form-data": ImportStartSerializer}, responses={202: ImportJobSerializer})
     @action(detail=True, methods=["post"], url_path="imports")
@@ -46,6 +50,19 @@ class GalleryViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
         user = request.user if getattr(request.user, "pk", None) else None
         job = imports.import_start(gallery=gallery, archive=upload.read(), archive_name=upload.name or "", created_by=user)
         return Response(ImportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=PurgeSerializer, responses={200: PurgeResultSerializer})
+    @action(detail=True, methods=["post"], url_path="purge")
+    def purge(self, request: Request, pk: Any = None) -> Response:
+        """Delete the gallery's products whose attributes pass `filter`, with their images and vectors, at once.
+        Without `force: true` nothing is deleted: the answer counts what would go. Needs the admin role."""
+        gallery = self.get_object()
+        params = PurgeSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        outcome = services.products_purge(gallery=gallery, attribute_filter=params.validated_data["filter"],
+                                          force=params.validated_data["force"])
+        return Response(PurgeResultSerializer({"filter": str(params.validated_data["filter"]), "products": outcome.products,
+                                               "images": outcome.images, "deleted": outcome.deleted}).data)
 
     def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
         return selectors.galleries_with_counts(queryset)

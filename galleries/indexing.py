@@ -223,34 +223,37 @@ class GalleryIndexCache:
 gallery_index_cache = GalleryIndexCache()
 
 
-def search_gallery(gallery: Gallery, model_key: str, queries: np.ndarray, k: int) -> GallerySearchResult:
+def search_gallery(gallery: Gallery, model_key: str, queries: np.ndarray, k: int, *,
+                   allowed: np.ndarray | None = None) -> GallerySearchResult:
     """Top-k of the gallery's `model_key` vectors per query row, from this process' Faiss cache when it is warm at
-    the gallery's current version, otherwise from pgvector at once while the cache warms in the background."""
+    the gallery's current version, otherwise from pgvector at once while the cache warms in the background.
+    `allowed` (embedding ids, e.g. of an attribute filter) limits the search to those vectors, exactly, on both."""
     current = gallery_index_version(gallery)
     entry = gallery_index_cache.peek(gallery.pk, model_key)
     if entry is not None and entry.version >= current and entry.gate.acquire_read(wait=False):
         try:
             if entry.version >= current:  # a refresh may have run in between; it only moves forward
-                scores, ids = entry.index.search(queries, k)
+                scores, ids = entry.index.search(queries, k, allowed=allowed)
                 return GallerySearchResult(scores, ids, entry.version, "faiss")
         finally:
             entry.gate.release_read()
     gallery_index_cache.warm_in_background(gallery, model_key)
-    scores, ids = search_pgvector(gallery, model_key, queries, k)
+    scores, ids = search_pgvector(gallery, model_key, queries, k, allowed=allowed)
     return GallerySearchResult(scores, ids, current, "pgvector")
 
 
 class GallerySearcher:
     """The `index` a RecognitionPipeline searches, backed by `search_gallery`; remembers the last answer's version and source."""
 
-    def __init__(self, gallery: Gallery, model_key: str) -> None:
+    def __init__(self, gallery: Gallery, model_key: str, *, allowed: np.ndarray | None = None) -> None:
         self.gallery = gallery
         self.model_key = model_key
+        self.allowed = allowed
         self.dim = FEATURE_DIM
         self.last: GallerySearchResult | None = None
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        self.last = search_gallery(self.gallery, self.model_key, queries, k)
+        self.last = search_gallery(self.gallery, self.model_key, queries, k, allowed=self.allowed)
         return self.last.scores, self.last.ids
 
     @property
@@ -258,8 +261,8 @@ class GallerySearcher:
         return self.last.version if self.last is not None else gallery_index_version(self.gallery)
 
 
-def gallery_searcher(gallery: Gallery, model_key: str) -> GallerySearcher:
-    return GallerySearcher(gallery, model_key)
+def gallery_searcher(gallery: Gallery, model_key: str, *, allowed: np.ndarray | None = None) -> GallerySearcher:
+    return GallerySearcher(gallery, model_key, allowed=allowed)
 
 
 def gallery_index_version(gallery: Gallery) -> int:

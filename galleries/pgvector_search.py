@@ -89,20 +89,31 @@ def _vector_literal(vector: np.ndarray) -> sql.Composed:
     return sql.SQL("{}::vector").format(sql.Literal("[" + ",".join(map(repr, vector.tolist())) + "]"))
 
 
-def knn_sql(gallery: Gallery, model_key: str, query: np.ndarray, k: int) -> str:
-    """One query's top-k by inner product (`<#>` is the negative inner product, so ascending order)."""
-    return _render(sql.SQL(
-        "SELECT id, vector <#> {query} AS distance FROM {table} WHERE {scope} ORDER BY distance LIMIT {k}"
-    ).format(query=_vector_literal(query), table=_table(), scope=_scope(gallery, model_key), k=sql.Literal(int(k))))
+_ALLOWED_MARK = "__shitu_allowed_ids__"
+
+
+def knn_sql(gallery: Gallery, model_key: str, query: np.ndarray, k: int, *, restricted: bool = False) -> str:
+    """One query's top-k by inner product (`<#>` is the negative inner product, so ascending order).
+
+    `restricted` adds ``AND id = ANY(%s)``: the caller binds the allowed ids as the one parameter (every other
+    ``%`` is escaped, so a literal cannot be read as a placeholder)."""
+    allowed = sql.SQL(" AND id = ANY(" + _ALLOWED_MARK + ")") if restricted else sql.SQL("")
+    text = _render(sql.SQL(
+        "SELECT id, vector <#> {query} AS distance FROM {table} WHERE {scope}{allowed} ORDER BY distance LIMIT {k}"
+    ).format(query=_vector_literal(query), table=_table(), scope=_scope(gallery, model_key), allowed=allowed,
+             k=sql.Literal(int(k))))
+    return text.replace("%", "%%").replace(_ALLOWED_MARK, "%s") if restricted else text
 
 
 def search_pgvector(
-    gallery: Gallery, model_key: str, queries: np.ndarray, k: int, *, exact: bool = False, ef_search: int | None = None
+    gallery: Gallery, model_key: str, queries: np.ndarray, k: int, *, exact: bool = False, ef_search: int | None = None,
+    allowed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k of `gallery`'s `model_key` vectors per query row: (scores (m,k) float32, ids (m,k) int64), padded with -inf / -1.
 
     Uses the gallery's partial HNSW index when it has one (approximate), else scans its rows exactly;
-    `exact=True` forces the scan.
+    `exact=True` forces the scan. `allowed` (embedding ids) limits the search to those rows and scans them
+    exactly: an HNSW scan filtered afterwards could return fewer than k.
     """
     query_arr = _checked_queries(queries)
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
@@ -112,13 +123,19 @@ def search_pgvector(
     ids = np.full((len(query_arr), k), -1, dtype=np.int64)
     if not len(query_arr):
         return scores, ids
+    allowed_ids = None if allowed is None else [int(i) for i in np.unique(np.asarray(allowed, dtype=np.int64))]
+    if allowed_ids is not None and not allowed_ids:
+        return scores, ids
     with transaction.atomic(), connection.cursor() as cursor:
-        if exact:
+        if exact or allowed_ids is not None:
             cursor.execute("SET LOCAL enable_indexscan = off")  # bitmap scans of the btree stay allowed
         else:
             cursor.execute(f"SET LOCAL hnsw.ef_search = {int(max(k, ef_search or HNSW_EF_SEARCH))}")
         for row, query in enumerate(query_arr):
-            cursor.execute(knn_sql(gallery, model_key, query, k))
+            if allowed_ids is None:
+                cursor.execute(knn_sql(gallery, model_key, query, k))
+            else:
+                cursor.execute(knn_sql(gallery, model_key, query, k, restricted=True), [allowed_ids])
             for column, (embedding_id, distance) in enumerate(cursor.fetchall()):
                 ids[row, column] = embedding_id
                 scores[row, column] = -distance

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 from django.db.models import Count, Q, QuerySet
+from django.db.models.fields.json import KeyTextTransform
 
-from galleries.models import ReferenceImage
+from galleries.models import Embedding, Gallery, Product, ReferenceImage
+from recognition.engine.filters import AttributeFilter
 
 
 def galleries_with_counts(queryset: QuerySet) -> QuerySet:
@@ -33,6 +36,35 @@ def products_filtered(queryset: QuerySet, *, label: str | None = None, attribute
     for key, value in (attributes or {}).items():
         queryset = queryset.filter(attributes__contains={key: value})
     return queryset
+
+
+def products_matching(queryset: QuerySet, attribute_filter: AttributeFilter) -> QuerySet:
+    """Products whose attributes pass ``attribute_filter`` (AND of OR-groups of key=value), in SQL.
+
+    A term matches the attribute's text (``->>``: a string as is, a number or boolean as JSON writes it) or a
+    string in a list held by the key; the same rule as ``AttributeFilter.matches``. Keys are bound as values of
+    a key transform, never parsed as lookups.
+    """
+    aliases: dict[str, KeyTextTransform] = {}
+    combined = Q()
+    for group in attribute_filter.groups:
+        either = Q()
+        for key, value in group:
+            name = f"_filter_{len(aliases)}"
+            aliases[name] = KeyTextTransform(key, "attributes")
+            either |= Q(**{name: value}) | Q(attributes__contains={key: [value]})
+        combined &= either
+    return queryset.alias(**aliases).filter(combined)
+
+
+def embedding_ids_matching(*, gallery: Gallery, model_key: str, attribute_filter: AttributeFilter) -> np.ndarray:
+    """Sorted ids of the gallery's ``model_key`` vectors whose product passes the filter: the only vectors a
+    filtered recognition may search."""
+    products = products_matching(Product.objects.for_tenant(gallery.tenant).filter(gallery=gallery), attribute_filter)
+    ids = (Embedding.objects.for_tenant(gallery.tenant)
+           .filter(gallery=gallery, model_key=model_key, reference_image__product__in=products.values("pk"))
+           .values_list("id", flat=True))
+    return np.sort(np.fromiter(ids, dtype=np.int64))
 
 
 def model_coverage(*, gallery) -> tuple[int, dict[str, int]]:

@@ -2,6 +2,7 @@ from rest_framework import serializers
 
 from galleries.models import Gallery, ImportJob, Product, ReferenceImage
 from galleries.archive import has_control_characters
+from recognition.engine.filters import MAX_FILTER_LENGTH, AttributeFilter, parse_filter
 from shitu_platform.tenancy.context import tenant_context
 from shitu_platform.tenancy.fields import TenantScopedPrimaryKeyRelatedField
 
@@ -109,3 +110,23 @@ class ImportJobSerializer(serializers.ModelSerializer):
 
 class ImportStartSerializer(serializers.Serializer):
     archive = serializers.FileField(allow_empty_file=True, help_text="a zip of images with labels.txt (`path<TAB>label`) or products.csv")
+
+
+class PurgeSerializer(serializers.Serializer):
+    filter = serializers.CharField(
+        max_length=MAX_FILTER_LENGTH,
+        help_text="which products go: the recognition filter syntax, e.g. `brand=Acme AND (season=2023 OR season=2024)`")
+    force = serializers.BooleanField(default=False, help_text="false (default): a dry run that only counts what would go")
+
+    def validate_filter(self, text: str) -> AttributeFilter:
+        parsed = parse_filter(text)  # InvalidFilter: 400 invalid_filter
+        if parsed is None:
+            raise serializers.ValidationError("A purge needs a filter; to remove everything, delete the gallery.")
+        return parsed
+
+
+class PurgeResultSerializer(serializers.Serializer):
+    filter = serializers.CharField()
+    products = serializers.IntegerField(help_text="products matched (deleted when `deleted`)")
+    images = serializers.IntegerField(help_text="their reference images")
+    deleted = serializers.BooleanField(help_text="false for a dry run")

@@ -10,7 +10,9 @@ from django.db.models import F
 
 from galleries.local_features import images_without_local_features, local_features_store
 from galleries.models import Gallery, ImportJob, Product, ReferenceImage
+from galleries.selectors import products_matching
 from recognition.engine.boxes import crop
+from recognition.engine.filters import AttributeFilter
 from recognition.engine.imageio import load_image, sniff_format
 from shitu_platform.errors import PlatformError, QuotaExceeded
 from shitu_platform.object_store import object_store
@@ -389,6 +391,31 @@ def product_delete(*, product: Product) -> None:
         gallery_id = product.gallery_id
         product.delete()
         gallery_version_bump(gallery_id=gallery_id)
+
+
+@dataclass(frozen=True)
+class PurgeOutcome:
+    """What a purge matched (and removed unless it was a dry run)."""
+
+    products: int
+    images: int
+    deleted: bool
+
+
+def products_purge(*, gallery: Gallery, attribute_filter: AttributeFilter, force: bool) -> PurgeOutcome:
+    """Delete every product of `gallery` whose attributes pass the filter, with its images and vectors, in one
+    transaction and one version bump; without `force` only count them (what a confirmation shows)."""
+    with transaction.atomic():
+        products = products_matching(Product.objects.for_tenant(gallery.tenant).filter(gallery=gallery),
+                                     attribute_filter)
+        if force:
+            products = products.select_for_update()
+        product_ids = list(products.values_list("pk", flat=True))
+        images = ReferenceImage.objects.for_tenant(gallery.tenant).filter(product_id__in=product_ids).count()
+        if force and product_ids:
+            Product.objects.for_tenant(gallery.tenant).filter(pk__in=product_ids).delete()
+            gallery_version_bump(gallery_id=gallery.pk)
+    return PurgeOutcome(products=len(product_ids), images=images, deleted=force)
 
 
 class ProductsNotMergeable(PlatformError):

@@ -25,14 +25,8 @@ from recognition.serializers import (
     RecognitionRequestSerializer,
     RecognitionSerializer,
 )
-from shitu_platform.errors import PlatformError
 from shitu_platform.parsers import SafeJSONParser
 from shitu_platform.tenancy.scoping import TenantScopedAPIMixin
-
-
-class NoGallery(PlatformError):
-    code = "no_gallery"
-    http_status = 400
 
 
 class RecognitionViewSet(TenantScopedAPIMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -56,25 +50,13 @@ class RecognitionViewSet(TenantScopedAPIMixin, mixins.ListModelMixin, mixins.Ret
         params = RecognitionRequestSerializer(data=request.data, context={"request": request})
         params.is_valid(raise_exception=True)
         options = params.validated_data
-        gallery = selectors.gallery_to_search(tenant=self.tenant, gallery=options.get("gallery"),
-                                              reference_image=options.get("reference_image"))
-        if gallery is None:
-            raise NoGallery("This tenant has no gallery yet: create one and add reference images first.")
         reference_image = options.get("reference_image")
-        data = (selectors.reference_image_photo(tenant=self.tenant, reference_image=reference_image)
-                if reference_image is not None else _image_bytes(options))
-        recognition = services.recognition_submit(
-            tenant=self.tenant, gallery=gallery, data=data, params=_pipeline_params(options),
-            webhook_url=options.get("webhook_url", ""),
-            source="dashboard" if self.tenant_context.api_key is None else "api",
+        recognition = services.recognition_request(
+            tenant=self.tenant, gallery=options.get("gallery"), reference_image=reference_image,
+            photo=lambda: _image_bytes(options), params=_pipeline_params(options),
+            attribute_filter=options.get("filter", ""), webhook_url=options.get("webhook_url", ""),
+            source="dashboard" if self.tenant_context.api_key is None else "api", wait=not options["run_async"],
         )
-        try:
-            async_result = services.recognition_enqueue(recognition)
-        except Exception:  # the broker is down: the row must not wait forever for a task that was never sent
-            services.recognition_mark_undelivered(recognition)
-            raise
-        if not options["run_async"]:
-            recognition = services.recognition_wait(recognition, async_result, timeout=settings.SHITU_RECOGNITION_TIMEOUT)
         finished = recognition.status != Recognition.Status.QUEUED
         body = RecognitionSerializer(recognition).data
         headers = {} if finished else {"Location": body["url"], "Retry-After": "1"}

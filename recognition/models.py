@@ -26,6 +26,8 @@ class Recognition(TenantOwnedModel):
     image_width = models.PositiveIntegerField()
     image_height = models.PositiveIntegerField()
     params = models.JSONField(default=dict)
+    filter = models.CharField(max_length=1000, blank=True, default="",
+                              help_text="attribute filter the search was limited to (recognition.engine.filters)")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     failure_code = models.CharField(max_length=64, blank=True)
     failure_reason = models.TextField(blank=True)

@@ -3,6 +3,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from galleries.models import Gallery, Product, ReferenceImage
+from recognition.engine.filters import MAX_FILTER_LENGTH, parse_filter
 from recognition.models import DetectedObject, MatchReview, Recognition
 from recognition.webhooks import check_destination
 from shitu_platform.tenancy.fields import TenantScopedPrimaryKeyRelatedField
@@ -34,6 +35,12 @@ class RecognitionRequestSerializer(serializers.Serializer):
         help_text="answer objects whose calibrated confidence is at least this; default: the gallery's own "
                   "threshold (fitted for 98 % precision); 0: never answer \"no match\"")
     add_whole_image = serializers.BooleanField(default=True)
+    filter = serializers.CharField(
+        required=False, allow_blank=True, max_length=MAX_FILTER_LENGTH, default="",
+        help_text="search only products whose attributes pass, e.g. `brand=Acme AND (size=1L OR size=2L)`: "
+                  "key=value terms, AND between groups, OR inside parentheses, values with spaces in double "
+                  "quotes; exact, case-sensitive. Applied inside the search, so the top-k are all matching "
+                  "products. A malformed filter answers 400 `invalid_filter`")
     run_async = serializers.BooleanField(default=False, help_text="true: answer 202 at once with a URL to poll")
     webhook_url = serializers.URLField(required=False, allow_blank=True, max_length=200,
                                        help_text="POSTed the result when done, signed (X-Shitu-Signature); "
@@ -43,6 +50,10 @@ class RecognitionRequestSerializer(serializers.Serializer):
         if url:
             check_destination(url)  # a typed error with its own code, refused before anything is stored
         return url
+
+    def validate_filter(self, text: str) -> str:
+        parsed = parse_filter(text)  # InvalidFilter: 400 with its own code and the position it stopped at
+        return "" if parsed is None else str(parsed)
 
     def validate(self, data: dict) -> dict:
         sources = [field for field in ("image", "image_base64", "reference_image") if data.get(field)]
@@ -149,7 +160,7 @@ class RecognitionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Recognition
-        fields = ["id", "url", "status", "gallery", "image_width", "image_height", "params", "no_match", "objects", "failure_code",
+        fields = ["id", "url", "status", "gallery", "image_width", "image_height", "params", "filter", "no_match", "objects", "failure_code",
                   "failure_reason", "model_key", "index_version", "timings_ms", "created_at", "finished_at", "webhook"]
         read_only_fields = fields
 

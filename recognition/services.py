@@ -4,30 +4,72 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Callable
 
 from celery.exceptions import TimeoutError as CeleryTimeout
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from galleries.models import Embedding, Gallery
+from galleries.models import Embedding, Gallery, ReferenceImage
 from recognition.engine.errors import EngineError
+from recognition.engine.filters import parse_filter
 from recognition.engine.imageio import load_image
 from recognition.engine.pipeline import GivenBoxDetector, PipelineParams, RecognitionPipeline
 from recognition.engine.types import RecognizedObject
+from recognition import selectors
 from recognition.evidence import evidence_record
 from recognition.models import DetectedObject, Recognition
 from recognition.reviews import low_margin_reviews_open
+from shitu_platform.errors import PlatformError
 from shitu_platform.object_store import object_store
 from shitu_platform.storage import tenant_key
 from shitu_platform.tenancy.models import Tenant
 
 
+class NoGallery(PlatformError):
+    code = "no_gallery"
+    http_status = 400
+
+
+def recognition_request(
+    *, tenant: Tenant, gallery: Gallery | None, reference_image: ReferenceImage | None,
+    photo: Callable[[], bytes] | None, params: PipelineParams, attribute_filter: str = "", webhook_url: str = "",
+    source: str = "api", wait: bool = True,
+) -> Recognition:
+    """The whole flow of one request, for the API and the dashboard alike: choose the gallery (the given one, else
+    the reference image's, else the tenant's first), store the photo (`photo()`, read only once a gallery is
+    known, or the reference image's own bytes), queue it for an inference worker and, with `wait`, wait up to
+    SHITU_RECOGNITION_TIMEOUT. The returned row may still be queued (the caller answers 202 with the URL to
+    poll); the work is never dropped."""
+    chosen = selectors.gallery_to_search(tenant=tenant, gallery=gallery, reference_image=reference_image)
+    if chosen is None:
+        raise NoGallery("This tenant has no gallery yet: create one and add reference images first.")
+    if reference_image is not None:
+        data = selectors.reference_image_photo(tenant=tenant, reference_image=reference_image)
+    elif photo is not None:
+        data = photo()
+    else:
+        raise ValueError("recognition_request needs a `photo` or a `reference_image`")
+    recognition = recognition_submit(tenant=tenant, gallery=chosen, data=data, params=params,
+                                     webhook_url=webhook_url, source=source, attribute_filter=attribute_filter)
+    try:
+        async_result = recognition_enqueue(recognition)
+    except Exception:  # the broker is down: the row must not wait forever for a task that was never sent
+        recognition_mark_undelivered(recognition)
+        raise
+    if wait:
+        recognition = recognition_wait(recognition, async_result, timeout=settings.SHITU_RECOGNITION_TIMEOUT)
+    return recognition
+
+
 def recognition_submit(
-    *, tenant: Tenant, gallery: Gallery, data: bytes, params: PipelineParams, webhook_url: str = "", source: str = "api"
+    *, tenant: Tenant, gallery: Gallery, data: bytes, params: PipelineParams, webhook_url: str = "", source: str = "api",
+    attribute_filter: str = "",
 ) -> Recognition:
     """Validate and store the photo (object first, then row) and return the row in state `queued`.
+
+    `attribute_filter` (text, see recognition.engine.filters) limits the search to the products that pass it.
 
     It does not send the work anywhere: the caller queues it with `recognition_enqueue` (on the `inference` queue)."""
     pixels = load_image(data, max_bytes=settings.SHITU_MAX_IMAGE_BYTES, max_pixels=settings.SHITU_MAX_IMAGE_PIXELS)
@@ -36,11 +78,17 @@ def recognition_submit(
     object_store().put(key, data)
     recognition = Recognition(
         tenant=tenant, gallery=gallery, public_id=public_id, image_key=key, image_width=pixels.shape[1],
-        image_height=pixels.shape[0], params=asdict(params), webhook_url=webhook_url, source=source,
+        image_height=pixels.shape[0], params=asdict(params), filter=_checked_filter(attribute_filter),
+        webhook_url=webhook_url, source=source,
         timings_ms={"queued_at": time.time()},
     )
     recognition.save()
     return recognition
+
+
+def _checked_filter(text: str) -> str:
+    parsed = parse_filter(text)
+    return "" if parsed is None else str(parsed)
 
 
 def recognition_enqueue(recognition: Recognition) -> Any:
@@ -68,6 +116,7 @@ def recognition_run(*, recognition_id: int) -> Recognition:
     from galleries.indexing import gallery_searcher
     from galleries.calibration import gallery_calibration
     from galleries.local_features import local_features_for_embeddings
+    from galleries.selectors import embedding_ids_matching
     from recognition.model_registry import active_detector, extractor_for_gallery
 
     recognition = Recognition.unscoped.select_related("gallery", "tenant").get(pk=recognition_id)
@@ -80,7 +129,11 @@ def recognition_run(*, recognition_id: int) -> Recognition:
         # read once: one request never mixes two models' vectors
         extractor = extractor_for_gallery(recognition.tenant, recognition.gallery)
         detector = active_detector()
-        searcher = gallery_searcher(recognition.gallery, extractor.key)  # Faiss when warm, pgvector while cold
+        attribute_filter = parse_filter(recognition.filter)
+        allowed = None if attribute_filter is None else embedding_ids_matching(
+            gallery=recognition.gallery, model_key=extractor.key, attribute_filter=attribute_filter)
+        # Faiss when warm, pgvector while cold; with a filter both search only its products' vectors
+        searcher = gallery_searcher(recognition.gallery, extractor.key, allowed=allowed)
         pipeline = RecognitionPipeline(
             detector.model if detector is not None else GivenBoxDetector([]), extractor.model, searcher,
             labels=lambda ids: _labels_for(recognition.tenant, ids),

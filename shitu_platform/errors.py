@@ -51,6 +51,7 @@ _STATUS_BY_CODE = {
     "storage_error": 503,
     "model_not_found": 503,
     "dimension_mismatch": 500,
+    "invalid_filter": 400,
 }
 
 _DRF_CODES = {
