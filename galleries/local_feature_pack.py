@@ -4,7 +4,8 @@ reads a gallery's features in one storage request instead of one per candidate.
 Stored next to the gallery's Faiss caches (``.../galleries/<id>/index/local-features.pack``) and, like them, only a
 cache: the per-image ``.rootsift`` objects stay the truth, the pack is rebuilt from them in a worker when the gallery
 changes (debounced) or by ``manage.py shitu_local_features``, and images added after a build are read one by one.
-Galleries of more than MAX_PACK_IMAGES images get no pack: there a cold worker's 50 reads cost less than the pack.
+Galleries of more than MAX_PACK_IMAGES images (200 on a local filesystem) get no pack: there a cold worker's 50
+reads cost less than reading the pack.
 
 Format (no pickle): ``SHLP``, the JSON header's length (8 bytes, big-endian), the JSON header (format version,
 gallery id, the gallery's index_version at the build, body length and CRC-32, and (image id, offset, length) rows
@@ -37,9 +38,10 @@ logger = logging.getLogger(__name__)
 MAGIC = b"SHLP"
 FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 64 * 1024 * 1024
-# Past about this many images, reading the whole pack costs more than 50 candidates' own reads even on S3
-# (bench/local_feature_pack.py: moto on loopback breaks even near 1,000 images, a local filesystem near 300).
+# Past about this many images, reading the whole pack costs more than 50 candidates' own reads (bench/
+# local_feature_pack.py, 66 KB per image: S3 (moto on loopback) breaks even near 1,000, a local filesystem near 200).
 MAX_PACK_IMAGES = 1000
+MAX_PACK_IMAGES_ON_FILESYSTEM = 200
 REBUILD_DELAY_SECONDS = 5  # changes arriving within this window (an import's batches, a burst of uploads) share one build
 _PREAMBLE = struct.Struct(">4sQ")
 _FETCH_THREADS = 8  # per-image objects are read in parallel: on S3 a build is round trips, not bandwidth
@@ -234,8 +236,11 @@ def local_feature_pack_build(gallery: Gallery) -> PackBuild | None:
 
 
 def pack_max_images() -> int:
-    """The most images a pack holds: what pays off (MAX_PACK_IMAGES) and what a worker's features cache can keep."""
-    return min(MAX_PACK_IMAGES, settings.SHITU_LOCAL_FEATURES_CACHE)
+    """The most images a pack holds: what pays off on this store and what a worker's features cache can keep."""
+    from shitu_platform.storage import FilesystemObjectStore
+
+    pays_off = MAX_PACK_IMAGES_ON_FILESYSTEM if isinstance(object_store(), FilesystemObjectStore) else MAX_PACK_IMAGES
+    return min(pays_off, settings.SHITU_LOCAL_FEATURES_CACHE)
 
 
 def local_feature_pack_rebuild_later(*, gallery: Gallery) -> None:

@@ -207,6 +207,17 @@ def test_a_pack_larger_than_the_features_cache_is_neither_loaded_nor_built(tenan
     assert not object_store().exists(local_feature_pack_key(tenant_id=tenant_a.tenant.pk, gallery_id=gallery.pk))
 
 
+def test_no_pack_past_the_size_where_it_stops_paying_off(tenant_a, monkeypatch):
+    from galleries import local_feature_pack
+
+    gallery = Gallery.objects.create(tenant=tenant_a.tenant, name="Past break-even")
+    add_images(gallery, 4, seed=4)
+    monkeypatch.setattr(local_feature_pack, "MAX_PACK_IMAGES_ON_FILESYSTEM", 3)  # the tests' store is a filesystem
+    assert local_feature_pack_build(gallery) is None
+    monkeypatch.setattr(local_feature_pack, "MAX_PACK_IMAGES_ON_FILESYSTEM", 4)
+    assert local_feature_pack_build(gallery).images == 4
+
+
 def test_the_backfill_command_packs_every_gallery(tenant_a, tenant_b, capsys):
     galleries = [Gallery.objects.create(tenant=world.tenant, name="Old") for world in (tenant_a, tenant_b)]
     for number, gallery in enumerate(galleries):
