@@ -68,9 +68,20 @@ class GalleryViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
         return selectors.galleries_with_counts(queryset)
 
     def perform_create(self, serializer: Any) -> None:
-        super().perform_create(serializer)
+        data = serializer.validated_data
+        gallery = services.gallery_create(tenant=self.tenant, name=data["name"], description=data.get("description", ""),
+                                          detect_references=data.get("detect_references", False))
         # read back with the counts, so the 201 has the same fields as the list (a client may cache either)
-        serializer.instance = selectors.galleries_with_counts(Gallery.objects.for_tenant(self.tenant)).get(pk=serializer.instance.pk)
+        serializer.instance = selectors.galleries_with_counts(Gallery.objects.for_tenant(self.tenant)).get(pk=gallery.pk)
+
+    def perform_update(self, serializer: Any) -> None:
+        gallery, data = serializer.instance, serializer.validated_data
+        if "name" in data or "description" in data:
+            services.gallery_update(gallery=gallery, name=data.get("name", gallery.name),
+                                    description=data.get("description", gallery.description))
+        if "detect_references" in data:
+            services.gallery_settings_update(gallery=gallery, detect_references=data["detect_references"])
+        serializer.instance = selectors.galleries_with_counts(Gallery.objects.for_tenant(self.tenant)).get(pk=gallery.pk)
 
     def perform_destroy(self, instance: Gallery) -> None:
         services.gallery_delete(gallery=instance)
@@ -126,8 +137,17 @@ class ProductViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
         return selectors.products_with_counts(selectors.products_filtered(queryset, label=params.get("label"), attributes=attributes))
 
     def perform_create(self, serializer: Any) -> None:
-        super().perform_create(serializer)
-        serializer.instance = selectors.products_with_counts(Product.objects.for_tenant(self.tenant)).get(pk=serializer.instance.pk)
+        data = serializer.validated_data
+        product = services.product_create(gallery=data["gallery"], label=data["label"], sku=data.get("sku", ""),
+                                          display_name=data.get("display_name", ""), attributes=data.get("attributes"))
+        serializer.instance = selectors.products_with_counts(Product.objects.for_tenant(self.tenant)).get(pk=product.pk)
+
+    def perform_update(self, serializer: Any) -> None:
+        product, data = serializer.instance, serializer.validated_data
+        services.product_update(product=product, label=data.get("label", product.label), sku=data.get("sku", product.sku),
+                                display_name=data.get("display_name", product.display_name),
+                                attributes=data.get("attributes", product.attributes))
+        serializer.instance = selectors.products_with_counts(Product.objects.for_tenant(self.tenant)).get(pk=product.pk)
 
 
 class ReferenceImageViewSet(TenantScopedAPIMixin, mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):

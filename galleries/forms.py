@@ -8,6 +8,7 @@ from django import forms
 
 from galleries.archive import has_control_characters
 from galleries.models import Gallery, Product
+from galleries.selectors import gallery_name_taken, product_label_taken
 
 
 class GalleryEditForm(forms.Form):
@@ -23,7 +24,7 @@ class GalleryEditForm(forms.Form):
         if has_control_characters(name):
             raise forms.ValidationError("A name may not contain control characters.")
         # Names are unique per tenant; the database constraint still decides a race (the view catches it).
-        if Gallery.objects.for_tenant(self.gallery.tenant).filter(name=name).exclude(pk=self.gallery.pk).exists():
+        if gallery_name_taken(tenant=self.gallery.tenant, name=name, exclude_pk=self.gallery.pk):
             raise forms.ValidationError(f"A gallery named “{name}” already exists.")
         return name
 
@@ -53,8 +54,7 @@ class ProductEditForm(forms.Form):
             raise forms.ValidationError("A label needs at least one visible character.")
         if has_control_characters(label):
             raise forms.ValidationError("A label may not contain control characters.")
-        clash = Product.objects.for_tenant(self.product.tenant).filter(gallery_id=self.product.gallery_id, label=label)
-        if clash.exclude(pk=self.product.pk).exists():
+        if product_label_taken(gallery=self.product.gallery, label=label, exclude_pk=self.product.pk):
             raise forms.ValidationError("This gallery already has a product with this label.")
         return label
 

@@ -11,6 +11,18 @@ from galleries.models import Embedding, Gallery, Product, ReferenceImage
 from recognition.engine.filters import AttributeFilter
 
 
+def gallery_name_taken(*, tenant, name: str, exclude_pk: int | None = None) -> bool:
+    """Whether another gallery of the tenant already has this name (names are unique per tenant)."""
+    clash = Gallery.objects.for_tenant(tenant).filter(name=name)
+    return (clash.exclude(pk=exclude_pk) if exclude_pk is not None else clash).exists()
+
+
+def product_label_taken(*, gallery: Gallery, label: str, exclude_pk: int | None = None) -> bool:
+    """Whether another product of the gallery already has this label (labels are unique per gallery)."""
+    clash = Product.objects.for_tenant(gallery.tenant).filter(gallery=gallery, label=label)
+    return (clash.exclude(pk=exclude_pk) if exclude_pk is not None else clash).exists()
+
+
 def galleries_with_counts(queryset: QuerySet) -> QuerySet:
     return queryset.annotate(
         product_count=Count("products", distinct=True), image_count=Count("reference_images", distinct=True)

@@ -3,7 +3,6 @@ from rest_framework import serializers
 from galleries.models import Gallery, ImportJob, Product, ReferenceImage
 from galleries.archive import has_control_characters
 from recognition.engine.filters import MAX_FILTER_LENGTH, AttributeFilter, parse_filter
-from shitu_platform.tenancy.context import tenant_context
 from shitu_platform.tenancy.fields import TenantScopedPrimaryKeyRelatedField
 
 
@@ -35,15 +34,7 @@ class GallerySerializer(serializers.ModelSerializer):
                   "product_count", "image_count", "created_at"]
         read_only_fields = ["id", "index_version", "index_updated_at", "created_at"]
 
-    def validate_name(self, name: str) -> str:
-        request = self.context.get("request")
-        context = tenant_context(request) if request is not None else None
-        clash = Gallery.objects.for_tenant(context.tenant).filter(name=name) if context else Gallery.objects.none()
-        if self.instance is not None:
-            clash = clash.exclude(pk=self.instance.pk)
-        if clash.exists():
-            raise serializers.ValidationError("This tenant already has a gallery with this name.")
-        return name
+    # The name's uniqueness is checked where galleries are written (services.gallery_create / gallery_update).
 
 
 class ProductSerializer(serializers.ModelSerializer):
@@ -68,13 +59,7 @@ class ProductSerializer(serializers.ModelSerializer):
         return attributes
 
     def validate(self, data: dict) -> dict:
-        gallery = data.get("gallery") or getattr(self.instance, "gallery", None)
-        label = data.get("label") or getattr(self.instance, "label", None)
-        clash = Product.objects.for_tenant(gallery.tenant).filter(gallery=gallery, label=label) if gallery else Product.objects.none()
-        if self.instance is not None:
-            clash = clash.exclude(pk=self.instance.pk)
-        if gallery is not None and clash.exists():
-            raise serializers.ValidationError({"label": "This gallery already has a product with this label."})
+        # The label's uniqueness is checked where products are written (services.product_create / product_update).
         if self.instance is not None and "gallery" in data and data["gallery"] != self.instance.gallery:
             raise serializers.ValidationError({"gallery": "A product cannot move to another gallery."})
         return data

@@ -10,7 +10,7 @@ from django.db.models import F
 
 from galleries.local_features import images_without_local_features, local_features_store
 from galleries.models import Gallery, ImportJob, Product, ReferenceImage
-from galleries.selectors import products_matching
+from galleries.selectors import gallery_name_taken, product_label_taken, products_matching
 from recognition.engine.boxes import crop
 from recognition.engine.filters import AttributeFilter
 from recognition.engine.imageio import load_image, sniff_format
@@ -357,6 +357,57 @@ def _enqueue_reembedding(reference_image_id: int) -> None:
     transaction.on_commit(lambda: reembed_reference_image.apply_async(args=[reference_image_id], queue="default"))
 
 
+class NameTaken(PlatformError):
+    """A name that must be unique is in use. The API answers it like a field error of the request (400
+    invalid_request, details by field, as the serializers did); the dashboard shows it under its field."""
+
+    code = "invalid_request"
+    http_status = 400
+    field = ""
+    field_message = ""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("The request is invalid.", details={self.field: [self.field_message]})
+        self.name = name
+
+
+class GalleryNameTaken(NameTaken):
+    field = "name"
+    field_message = "This tenant already has a gallery with this name."
+
+
+class ProductLabelTaken(NameTaken):
+
+    field = "label"
+    field_message = "This gallery already has a product with this label."
+
+
+def gallery_create(*, tenant, name: str, description: str = "", detect_references: bool = False) -> Gallery:
+    """Create a gallery (the dashboard's form and the API's POST). A name the tenant already uses raises
+    ``GalleryNameTaken``, also when a concurrent request took it between the check and the insert."""
+    if gallery_name_taken(tenant=tenant, name=name):
+        raise GalleryNameTaken(name)
+    try:
+        with transaction.atomic():
+            return Gallery.objects.create(tenant=tenant, name=name, description=description,
+                                          detect_references=detect_references)
+    except IntegrityError:  # the (tenant, name) constraint decided a race
+        raise GalleryNameTaken(name) from None
+
+
+def product_create(*, gallery: Gallery, label: str, sku: str = "", display_name: str = "",
+                   attributes: dict | None = None) -> Product:
+    """Create a product in `gallery`; a label the gallery already has raises ``ProductLabelTaken``."""
+    if product_label_taken(gallery=gallery, label=label):
+        raise ProductLabelTaken(label)
+    try:
+        with transaction.atomic():
+            return Product.objects.create(tenant=gallery.tenant, gallery=gallery, label=label, sku=sku,
+                                          display_name=display_name, attributes=attributes or {})
+    except IntegrityError:  # the (gallery, label) constraint decided a race
+        raise ProductLabelTaken(label) from None
+
+
 def gallery_delete(*, gallery: Gallery) -> None:
     """Delete the gallery's rows (cascade), then its pgvector indexes; objects go with the orphan sweep."""
     from galleries.pgvector_search import drop_pgvector_indexes
@@ -367,20 +418,30 @@ def gallery_delete(*, gallery: Gallery) -> None:
 
 
 def gallery_update(*, gallery: Gallery, name: str, description: str) -> Gallery:
-    """Rename or re-describe a gallery. Names are unique per tenant: a clash raises IntegrityError for the caller.
+    """Rename or re-describe a gallery. Names are unique per tenant: a clash raises ``GalleryNameTaken``.
     Searchable content does not change, so the index version and caches stay as they are."""
+    if gallery_name_taken(tenant=gallery.tenant, name=name, exclude_pk=gallery.pk):
+        raise GalleryNameTaken(name)
     gallery.name, gallery.description = name, description
-    with transaction.atomic():
-        gallery.save(update_fields=["name", "description"])
+    try:
+        with transaction.atomic():
+            gallery.save(update_fields=["name", "description"])
+    except IntegrityError:  # a concurrent rename took the name
+        raise GalleryNameTaken(name) from None
     return gallery
 
 
 def product_update(*, product: Product, label: str, sku: str, display_name: str, attributes: dict) -> Product:
     """Edit a product's label, SKU, display name and attributes. Searches read labels from the rows at answer time,
-    and the vectors do not change, so no cache is touched. A label clash in the gallery raises IntegrityError."""
+    and the vectors do not change, so no cache is touched. A label clash in the gallery raises ``ProductLabelTaken``."""
+    if product_label_taken(gallery=product.gallery, label=label, exclude_pk=product.pk):
+        raise ProductLabelTaken(label)
     product.label, product.sku, product.display_name, product.attributes = label, sku, display_name, attributes
-    with transaction.atomic():
-        product.save(update_fields=["label", "sku", "display_name", "attributes"])
+    try:
+        with transaction.atomic():
+            product.save(update_fields=["label", "sku", "display_name", "attributes"])
+    except IntegrityError:  # a concurrent edit took the label
+        raise ProductLabelTaken(label) from None
     return product
 
 

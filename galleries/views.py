@@ -17,7 +17,6 @@ from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db import IntegrityError, transaction
 from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, Window
 from django.db.models.functions import Coalesce, RowNumber
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, HttpResponseRedirect, JsonResponse
@@ -32,6 +31,9 @@ from galleries.errors import InvalidBoundingBox
 from galleries.forms import GalleryEditForm, ProductEditForm
 from galleries.models import Gallery, ImportJob, Product, ReferenceImage
 from galleries.services import (
+    GalleryNameTaken,
+    ProductLabelTaken,
+    gallery_create,
     gallery_delete,
     gallery_settings_update,
     gallery_update,
@@ -91,9 +93,8 @@ class GalleryListView(TenantScopedDashboardMixin, _WriteRoleMixin, ListView):
         if form.is_valid():
             name = form.cleaned_data["name"].strip()
             try:
-                with transaction.atomic():
-                    gallery = Gallery.objects.create(tenant=self.tenant, name=name, description=form.cleaned_data["description"])
-            except IntegrityError:  # the (tenant, name) constraint: the name is taken
+                gallery = gallery_create(tenant=self.tenant, name=name, description=form.cleaned_data["description"])
+            except GalleryNameTaken:
                 form.add_error("name", f"A gallery named “{name}” already exists.")
             else:
                 messages.success(request, f"Gallery “{gallery.name}” created. Import a zip of product photos to fill it.")
@@ -254,7 +255,7 @@ class GalleryEditView(TenantScopedDashboardMixin, SingleObjectMixin, View):
         if form.is_valid():
             try:
                 gallery_update(gallery=gallery, name=form.cleaned_data["name"], description=form.cleaned_data["description"])
-            except IntegrityError:  # a gallery took the name since the form checked it
+            except GalleryNameTaken:  # a gallery took the name since the form checked it
                 form.add_error("name", f"A gallery named “{form.cleaned_data['name']}” already exists.")
             else:
                 messages.success(request, f"Gallery renamed to “{gallery.name}”." if "name" in form.changed_data
@@ -303,7 +304,7 @@ class ProductEditView(TenantScopedDashboardMixin, SingleObjectMixin, View):
         if form.is_valid():
             try:
                 product_update(product=product, **form.cleaned_data)
-            except IntegrityError:  # another product took the label since the form checked it
+            except ProductLabelTaken:  # another product took the label since the form checked it
                 form.add_error("label", "This gallery already has a product with this label.")
             else:
                 messages.success(request, "Product saved.")
