@@ -101,9 +101,4 @@ def _image_bytes(options: dict) -> bytes:
 
 
 def _pipeline_params(options: dict) -> PipelineParams:
-    return PipelineParams(
-        max_det_results=options["max_det_results"], det_threshold=options["det_threshold"],
-        add_whole_image=options["add_whole_image"], top_k=options["top_k"],
-        score_threshold=options["score_threshold"], nms_iou=options["nms_iou"],
-        min_confidence=options.get("min_confidence"),
-    )
+    return options["pipeline_params"]  # built and checked once, by RecognitionRequestSerializer.validate

@@ -4,9 +4,13 @@ from rest_framework import serializers
 
 from galleries.models import Gallery, Product, ReferenceImage
 from recognition.engine.filters import MAX_FILTER_LENGTH, parse_filter
+from recognition.engine.pipeline import PipelineParams
 from recognition.models import DetectedObject, MatchReview, Recognition
 from recognition.webhooks import check_destination
+from shitu_platform.errors import PlatformError
 from shitu_platform.tenancy.fields import TenantScopedPrimaryKeyRelatedField
+
+_PIPELINE_DEFAULTS = PipelineParams()
 
 
 @extend_schema_field(OpenApiTypes.BINARY)
@@ -25,16 +29,18 @@ class RecognitionRequestSerializer(serializers.Serializer):
     gallery = TenantScopedPrimaryKeyRelatedField(
         Gallery, required=False,
         help_text="default: the reference image's gallery with `reference_image`, else the tenant's first gallery")
-    top_k = serializers.IntegerField(min_value=1, max_value=50, default=5)
-    det_threshold = serializers.FloatField(min_value=0, max_value=1, default=0.2)
-    score_threshold = serializers.FloatField(min_value=0, max_value=1, default=0.5)
-    max_det_results = serializers.IntegerField(min_value=0, max_value=50, default=5)
-    nms_iou = serializers.FloatField(min_value=0, max_value=1, default=0.05)
+    # Defaults come from PipelineParams; the upper bounds here keep one request's work small and are documented in
+    # the schema; PipelineParams' own checks run in `validate` (400 `invalid_params`).
+    top_k = serializers.IntegerField(min_value=1, max_value=50, default=_PIPELINE_DEFAULTS.top_k)
+    det_threshold = serializers.FloatField(min_value=0, max_value=1, default=_PIPELINE_DEFAULTS.det_threshold)
+    score_threshold = serializers.FloatField(min_value=0, max_value=1, default=_PIPELINE_DEFAULTS.score_threshold)
+    max_det_results = serializers.IntegerField(min_value=0, max_value=50, default=_PIPELINE_DEFAULTS.max_det_results)
+    nms_iou = serializers.FloatField(min_value=0, max_value=1, default=_PIPELINE_DEFAULTS.nms_iou)
     min_confidence = serializers.FloatField(
-        min_value=0, max_value=1, required=False, allow_null=True, default=None,
+        min_value=0, max_value=1, required=False, allow_null=True, default=_PIPELINE_DEFAULTS.min_confidence,
         help_text="answer objects whose calibrated confidence is at least this; default: the gallery's own "
                   "threshold (fitted for 98 % precision); 0: never answer \"no match\"")
-    add_whole_image = serializers.BooleanField(default=True)
+    add_whole_image = serializers.BooleanField(default=_PIPELINE_DEFAULTS.add_whole_image)
     filter = serializers.CharField(
         required=False, allow_blank=True, max_length=MAX_FILTER_LENGTH, default="",
         help_text="search only products whose attributes pass, e.g. `brand=Acme AND (size=1L OR size=2L)`: "
@@ -60,7 +66,26 @@ class RecognitionRequestSerializer(serializers.Serializer):
         if len(sources) != 1:
             raise serializers.ValidationError(
                 {"image": "Send exactly one of `image` (file), `image_base64` or `reference_image` (an id)."})
+        data["pipeline_params"] = pipeline_params_from(data)
         return data
+
+
+# The request fields that are PipelineParams fields, by the same names; the rest keep PipelineParams' defaults.
+REQUEST_PIPELINE_FIELDS = ("top_k", "det_threshold", "score_threshold", "max_det_results", "nms_iou", "min_confidence",
+                           "add_whole_image")
+
+
+class InvalidPipelineParams(PlatformError):
+    code = "invalid_params"
+    http_status = 400
+
+
+def pipeline_params_from(options: dict) -> PipelineParams:
+    """The PipelineParams of a request's validated fields; PipelineParams' own checks answer 400 `invalid_params`."""
+    try:
+        return PipelineParams(**{name: options[name] for name in REQUEST_PIPELINE_FIELDS if name in options})
+    except ValueError as error:
+        raise InvalidPipelineParams(str(error)) from error
 
 
 class MatchSerializer(serializers.Serializer):

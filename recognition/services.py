@@ -127,6 +127,7 @@ def recognition_run(*, recognition_id: int) -> Recognition:
         pixels = load_image(object_store().get(recognition.image_key), max_pixels=settings.SHITU_MAX_IMAGE_PIXELS,
                             max_bytes=settings.SHITU_MAX_IMAGE_BYTES)
         # read once: one request never mixes two models' vectors
+        embedding_rows = EmbeddingRows(tenant=recognition.tenant)  # labels and stored matches share one read
         extractor = extractor_for_gallery(recognition.tenant, recognition.gallery)
         detector = active_detector()
         attribute_filter = parse_filter(recognition.filter)
@@ -136,7 +137,7 @@ def recognition_run(*, recognition_id: int) -> Recognition:
         searcher = gallery_searcher(recognition.gallery, extractor.key, allowed=allowed)
         pipeline = RecognitionPipeline(
             detector.model if detector is not None else GivenBoxDetector([]), extractor.model, searcher,
-            labels=lambda ids: _labels_for(recognition.tenant, ids),
+            labels=lambda ids: _labels_for(recognition.tenant, ids, rows=embedding_rows),
             local_features=lambda ids: local_features_for_embeddings(tenant=recognition.tenant, embedding_ids=ids),
             calibration=gallery_calibration(gallery=recognition.gallery, model_key=extractor.key),
         )
@@ -148,7 +149,7 @@ def recognition_run(*, recognition_id: int) -> Recognition:
     timings = {**asdict(timed.timings), "queue_ms": round((started - queued_at) * 1000, 1),
                "search_source": searcher.last.source if searcher.last else "none"}
     with transaction.atomic():
-        _store_objects(recognition, timed.objects, min_inliers=params.min_inliers)
+        _store_objects(recognition, timed.objects, min_inliers=params.min_inliers, rows=embedding_rows)
         low_margin_reviews_open(recognition=recognition)
         Recognition.objects.for_tenant(recognition.tenant).filter(pk=recognition.pk).update(
             status=Recognition.Status.DONE, model_key=extractor.key, index_version=searcher.version,
@@ -158,20 +159,38 @@ def recognition_run(*, recognition_id: int) -> Recognition:
     return recognition
 
 
-def _labels_for(tenant: Tenant, embedding_ids: Any) -> dict[int, str]:
-    rows = Embedding.objects.for_tenant(tenant).filter(pk__in=[int(i) for i in embedding_ids]).values_list("pk", "reference_image__product__label")
-    return dict(rows)
+class EmbeddingRows:
+    """The embedding -> reference image -> product rows one recognition reads, kept after the first read so the
+    pipeline's labels and the stored matches come from one query (an id asked again is not read again)."""
+
+    FIELDS = ("pk", "box", "reference_image_id", "reference_image__product_id", "reference_image__product__label",
+              "reference_image__product__display_name")
+
+    def __init__(self, *, tenant: Tenant) -> None:
+        self.tenant = tenant
+        self._rows: dict[int, dict] = {}
+        self._read: set[int] = set()
+
+    def get(self, embedding_ids: Any) -> dict[int, dict]:
+        """The rows of these ids that exist (a deleted reference image's ids are absent)."""
+        wanted = {int(i) for i in embedding_ids}
+        missing = wanted - self._read
+        if missing:
+            for row in Embedding.objects.for_tenant(self.tenant).filter(pk__in=missing).values(*self.FIELDS):
+                self._rows[row["pk"]] = row
+            self._read |= missing
+        return {pk: self._rows[pk] for pk in wanted if pk in self._rows}
 
 
-def _store_objects(recognition: Recognition, objects: list[RecognizedObject], *, min_inliers: int) -> None:
-    embedding_ids = {m.item_id for obj in objects for m in obj.matches}
-    info = {
-        row["pk"]: row
-        for row in Embedding.objects.for_tenant(recognition.tenant)
-        .filter(pk__in=embedding_ids)
-        .values("pk", "box", "reference_image_id", "reference_image__product_id", "reference_image__product__label",
-                "reference_image__product__display_name")
-    }
+def _labels_for(tenant: Tenant, embedding_ids: Any, *, rows: EmbeddingRows | None = None) -> dict[int, str]:
+    rows = rows if rows is not None else EmbeddingRows(tenant=tenant)
+    return {pk: row["reference_image__product__label"] for pk, row in rows.get(embedding_ids).items()}
+
+
+def _store_objects(recognition: Recognition, objects: list[RecognizedObject], *, min_inliers: int,
+                   rows: EmbeddingRows | None = None) -> None:
+    rows = rows if rows is not None else EmbeddingRows(tenant=recognition.tenant)
+    info = rows.get({m.item_id for obj in objects for m in obj.matches})
     for rank, obj in enumerate(objects):
         matches = [_match_json(m.item_id, m.score, info.get(m.item_id), m.inliers) for m in obj.matches]
         matches = [m for m in matches if m is not None]
