@@ -1,7 +1,6 @@
 """Django admin for platform staff: recognitions, and the review queue of mislabeled or uncertain matches."""
 from __future__ import annotations
 
-import io
 from typing import Any
 
 from django import forms
@@ -13,28 +12,17 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
-from PIL import Image
 
 from galleries.models import Product
 from recognition import reviews
-from recognition.engine.boxes import crop
+from recognition.drawing import jpeg_thumbnail
 from recognition.engine.errors import EngineError
-from recognition.engine.imageio import load_image
 from recognition.evidence import stored_evidence_jpeg
 from recognition.models import DetectedObject, MatchReview, Recognition
 from shitu_platform.errors import PlatformError
 from shitu_platform.object_store import object_store
 from shitu_platform.storage.base import ObjectStoreError
 from shitu_platform.tenancy.scoping import staff_visible
-
-
-def jpeg_thumbnail(data: bytes, box: list[float] | None = None, max_side: int = 160) -> bytes:
-    pixels = load_image(data)
-    image = Image.fromarray(crop(pixels, box) if box else pixels)
-    image.thumbnail((max_side, max_side))
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=85)
-    return buffer.getvalue()
 
 
 class ScoreBandFilter(admin.SimpleListFilter):
