@@ -72,6 +72,7 @@ def stale_imports(*, this_worker: str, live_workers: set[str]) -> list[tuple[int
 
 def _import_batch(job: ImportJob, archive: ImportArchive, batch: list[ImportRow], token: str) -> None:
     imported, skipped, errors, to_embed = 0, 0, [], []
+    stored: dict[int, bytes] = {}  # the bytes just read from the archive: the embedding needs no download
     for row in batch:
         try:
             check_row(row)
@@ -90,8 +91,9 @@ def _import_batch(job: ImportJob, archive: ImportArchive, batch: list[ImportRow]
             skipped += 1
         if image.status == ReferenceImage.Status.PENDING:
             to_embed.append(image.pk)
+            stored[image.pk] = data  # also for a row stored by a run that died: same checksum, same bytes
     if to_embed:
-        outcome = reference_images_embed(reference_image_ids=to_embed)
+        outcome = reference_images_embed(reference_image_ids=to_embed, image_bytes=stored)
         failed_rows = ReferenceImage.objects.for_tenant(job.tenant).filter(pk__in=to_embed, status=ReferenceImage.Status.FAILED)
         errors.extend({"row": None, "path": "", "code": "embedding_failed", "message": r.failure_reason} for r in failed_rows)
         imported -= outcome.failed

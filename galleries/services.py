@@ -110,11 +110,12 @@ class EmbedOutcome:
     skipped: int
 
 
-def reference_images_embed(*, reference_image_ids: list[int]) -> EmbedOutcome:
+def reference_images_embed(*, reference_image_ids: list[int], image_bytes: dict[int, bytes] | None = None) -> EmbedOutcome:
     """Embed pending images with their tenant's extractor, one extractor call per batch; safe to run twice.
 
     Per image: the given bbox, else (in a gallery that detects references) its main object, else the whole
     image. An image that cannot be read or decoded is marked failed with the reason; the others still succeed.
+    `image_bytes` (id -> the bytes just stored, e.g. by an import) spares those images the download.
     """
     from recognition.model_registry import extractor_for, extractor_for_gallery
 
@@ -127,12 +128,12 @@ def reference_images_embed(*, reference_image_ids: list[int]) -> EmbedOutcome:
     for gallery_id in sorted({image.gallery_id for image in images}):
         batch = [image for image in images if image.gallery_id == gallery_id]
         target = extractor_for(batch[0].tenant)
-        done, broken = reference_images_embed_with(images=batch, extractor=target)
+        done, broken = reference_images_embed_with(images=batch, extractor=target, image_bytes=image_bytes)
         ready, failed = ready + done, failed + broken
         serving = extractor_for_gallery(batch[0].tenant, batch[0].gallery)
         if serving.key != target.key:  # a new default is still being backfilled: the answering model sees it too
             reference_images_embed_with(images=[i for i in batch if i.status != ReferenceImage.Status.FAILED],
-                                        extractor=serving)
+                                        extractor=serving, image_bytes=image_bytes)
     return EmbedOutcome(ready=ready, failed=failed, skipped=len(reference_image_ids) - len(images))
 
 
@@ -170,8 +171,10 @@ def default_model_backfill(*, batch_size: int | None = None, progress=None) -> d
     return {"model": default.key, "embedded": embedded, "galleries": galleries_done}
 
 
-def reference_images_embed_with(*, images: list[ReferenceImage], extractor) -> tuple[int, int]:
-    """Write `extractor`'s vectors for these images (new rows for a new model, so the old ones keep serving)."""
+def reference_images_embed_with(*, images: list[ReferenceImage], extractor,
+                                image_bytes: dict[int, bytes] | None = None) -> tuple[int, int]:
+    """Write `extractor`'s vectors for these images (new rows for a new model, so the old ones keep serving); an
+    image whose bytes are in `image_bytes` is not read from storage again."""
     from recognition.model_registry import active_detector
 
     # the detector only loads (and runs) for galleries that crop references to their main object
@@ -179,8 +182,10 @@ def reference_images_embed_with(*, images: list[ReferenceImage], extractor) -> t
     crops, boxes, ok_images, failed = [], [], [], 0
     for reference_image in images:
         try:
-            pixels = load_image(object_store().get(reference_image.object_key), max_pixels=settings.SHITU_MAX_IMAGE_PIXELS,
-                                max_bytes=settings.SHITU_MAX_IMAGE_BYTES)
+            data = (image_bytes or {}).get(reference_image.pk)
+            if data is None:
+                data = object_store().get(reference_image.object_key)
+            pixels = load_image(data, max_pixels=settings.SHITU_MAX_IMAGE_PIXELS, max_bytes=settings.SHITU_MAX_IMAGE_BYTES)
         except Exception as error:  # noqa: BLE001 - any failure of one image is recorded on that image
             _mark_failed(reference_image, f"{getattr(error, 'code', type(error).__name__)}: {error}")
             failed += 1
