@@ -17,6 +17,7 @@ from galleries import imports, selectors, services
 from recognition.engine.errors import FileTooLarge
 from galleries.models import Gallery, ImportJob, Product, ReferenceImage
 from galleries.serializers import (
+    GalleryHealthSerializer,
     GallerySerializer,
     ImageUploadSerializer,
     ImportJobSerializer,
@@ -24,6 +25,7 @@ from galleries.serializers import (
     ProductSerializer,
     PurgeResultSerializer,
     PurgeSerializer,
+    ReferenceImageMoveSerializer,
     ReferenceImageSerializer,
 )
 from shitu_platform.parsers import SafeJSONParser
@@ -50,6 +52,14 @@ class GalleryViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
         user = request.user if getattr(request.user, "pk", None) else None
         job = imports.import_start(gallery=gallery, archive=upload.read(), archive_name=upload.name or "", created_by=user)
         return Response(ImportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses={200: GalleryHealthSerializer})
+    @action(detail=True, methods=["get"], url_path="health")
+    def health(self, request: Request, pk: Any = None) -> Response:
+        """The gallery's latest health report: confusable products, near-duplicate photos under two labels, products
+        with too few photos, photos their product does not verify. Stored, not computed on request."""
+        gallery = self.get_object()
+        return Response(GalleryHealthSerializer(selectors.gallery_health_summary(gallery=gallery)).data)
 
     @extend_schema(request=PurgeSerializer, responses={200: PurgeResultSerializer})
     @action(detail=True, methods=["post"], url_path="purge")
@@ -156,6 +166,17 @@ class ReferenceImageViewSet(TenantScopedAPIMixin, mixins.DestroyModelMixin, view
 
     def perform_destroy(self, instance: ReferenceImage) -> None:
         services.reference_image_delete(reference_image=instance)
+
+    @extend_schema(request=ReferenceImageMoveSerializer, responses={200: ReferenceImageSerializer})
+    @action(detail=True, methods=["post"], url_path="move")
+    def move(self, request: Request, pk: Any = None) -> Response:
+        """File the image under another product of its gallery; its vectors stay, recognitions answer the new label
+        at once. A product of another gallery is a 400 `reference_image_not_movable`."""
+        reference_image = self.get_object()
+        params = ReferenceImageMoveSerializer(data=request.data, context=self.get_serializer_context())
+        params.is_valid(raise_exception=True)
+        moved = services.reference_image_move(reference_image=reference_image, product=params.validated_data["product"])
+        return Response(ReferenceImageSerializer(moved).data)
 
     def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
         params: Any = self.request.query_params

@@ -23,6 +23,12 @@ def product_label_taken(*, gallery: Gallery, label: str, exclude_pk: int | None 
     return (clash.exclude(pk=exclude_pk) if exclude_pk is not None else clash).exists()
 
 
+def products_beside(*, product: Product, limit: int) -> QuerySet:
+    """The other products of `product`'s gallery by label (where one of its photos may move), at most `limit`."""
+    return (Product.objects.for_tenant(product.tenant).filter(gallery_id=product.gallery_id).exclude(pk=product.pk)
+            .order_by("label", "pk").only("pk", "label")[:limit])
+
+
 def galleries_with_counts(queryset: QuerySet) -> QuerySet:
     return queryset.annotate(
         product_count=Count("products", distinct=True), image_count=Count("reference_images", distinct=True)
@@ -142,3 +148,17 @@ def gallery_health(*, gallery):
     from galleries.models import GalleryHealth
 
     return GalleryHealth.objects.for_tenant(gallery.tenant).filter(gallery=gallery).first()
+
+
+def gallery_health_summary(*, gallery) -> dict:
+    """The stored health report of the gallery with its state, as the API shows it ("not_computed" before the first)."""
+    health = gallery_health(gallery=gallery)
+    if health is None:
+        return {"gallery": gallery.pk, "status": "not_computed", "stale": False, "model_key": "", "index_version": None,
+                "requested_at": None, "computed_at": None, "failure_reason": "", "report": {}}
+    return {
+        "gallery": gallery.pk, "status": health.status,
+        "stale": health.index_version is not None and health.index_version != gallery.index_version,
+        "model_key": health.model_key, "index_version": health.index_version, "requested_at": health.requested_at,
+        "computed_at": health.computed_at, "failure_reason": health.failure_reason, "report": health.report,
+    }

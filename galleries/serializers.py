@@ -65,12 +65,35 @@ class ProductSerializer(serializers.ModelSerializer):
         return data
 
 
+class GalleryHealthSerializer(serializers.Serializer):
+    """The gallery's stored health report (galleries.health), as the dashboard's health page reads it."""
+
+    gallery = serializers.IntegerField()
+    status = serializers.ChoiceField(
+        choices=["not_computed", "queued", "running", "done", "failed"],
+        help_text="not_computed until the first computation (it runs after each import, or from the dashboard)")
+    stale = serializers.BooleanField(help_text="the gallery's searchable content changed since the report was computed")
+    model_key = serializers.CharField(help_text="the extractor whose vectors were compared")
+    index_version = serializers.IntegerField(allow_null=True, help_text="the gallery index_version the report reflects")
+    requested_at = serializers.DateTimeField(allow_null=True)
+    computed_at = serializers.DateTimeField(allow_null=True)
+    failure_reason = serializers.CharField(allow_blank=True)
+    report = serializers.JSONField(
+        help_text="findings of the last finished computation: `counts`, and up to 500 of each of `confusable_pairs`, "
+                  "`near_duplicates`, `few_references` and `unverified_references` (ids of products and images), "
+                  "`params`, `timings_ms`; {} before the first")
+
+
 class ReferenceImageSerializer(serializers.ModelSerializer):
     class Meta:
         model = ReferenceImage
         fields = ["id", "gallery", "product", "checksum", "size_bytes", "width", "height", "bbox", "status",
                   "failure_reason", "created_at"]
         read_only_fields = fields
+
+
+class ReferenceImageMoveSerializer(serializers.Serializer):
+    product = TenantScopedPrimaryKeyRelatedField(Product, help_text="the product of the same gallery to file the image under")
 
 
 class ImageUploadSerializer(serializers.Serializer):

@@ -505,3 +505,24 @@ def product_merge(*, product: Product, into: Product) -> int:
         product.delete()
         gallery_version_bump(gallery_id=into.gallery_id)
     return moved
+
+
+class ReferenceImageNotMovable(PlatformError):
+    code = "reference_image_not_movable"
+    http_status = 400
+
+
+def reference_image_move(*, reference_image: ReferenceImage, product: Product) -> ReferenceImage:
+    """File the image under another product of its gallery (a photo uploaded under the wrong label). Like
+    ``product_merge`` its vectors stay (labels are read from rows at answer time) and the version bump makes every
+    cache refresh and says when the gallery changed. Moving to its own product changes nothing."""
+    if product.gallery_id != reference_image.gallery_id or product.tenant_id != reference_image.tenant_id:
+        raise ReferenceImageNotMovable("a reference image moves to another product of its own gallery",
+                                       details={"reference_image": reference_image.pk, "product": product.pk})
+    if product.pk == reference_image.product_id:
+        return reference_image
+    with transaction.atomic():
+        ReferenceImage.objects.for_tenant(reference_image.tenant).filter(pk=reference_image.pk).update(product=product)
+        gallery_version_bump(gallery_id=reference_image.gallery_id)
+    reference_image.product = product
+    return reference_image

@@ -20,4 +20,5 @@ urlpatterns = [
     path("images/<int:pk>/preview/", views.ReferenceImagePreviewView.as_view(), name="gallery-image-preview"),
     path("images/<int:pk>/box/", views.ReferenceImageBoxView.as_view(), name="gallery-image-box"),
     path("images/<int:pk>/delete/", views.ReferenceImageDeleteView.as_view(), name="gallery-image-delete"),
+    path("images/<int:pk>/move/", views.ReferenceImageMoveView.as_view(), name="gallery-image-move"),
 ]

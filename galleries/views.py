@@ -19,7 +19,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, Window
 from django.db.models.functions import Coalesce, RowNumber
-from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, HttpResponseRedirect, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotModified, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views import View
@@ -40,7 +40,9 @@ from galleries.services import (
     product_delete,
     product_update,
     reference_image_box_set,
+    ReferenceImageNotMovable,
     reference_image_delete,
+    reference_image_move,
 )
 from galleries.thumbnails import THUMBNAIL_MAX_SIDE, placeholder_jpeg, thumbnail_jpeg
 from shitu_platform.errors import PlatformError, error_body
@@ -54,6 +56,7 @@ PRODUCTS_PER_PAGE = 50
 IMAGES_PER_PAGE = 60
 PREVIEW_MAX_SIDE = 1024  # the box editor's picture: big enough to draw a box to a few pixels
 RECENT_IMPORTS = 10
+MOVE_CHOICES = 1000  # products offered by an image's "Move to" list (the API takes any id)
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
@@ -165,6 +168,7 @@ class ProductDetailView(TenantScopedDashboardMixin, _WriteRoleMixin, DetailView)
             min_ready=MIN_READY_IMAGES,
             needs_attention=product.ready_count < MIN_READY_IMAGES or product.failed_count > 0,
             upload_url=reverse("product-upload-images", args=[product.pk]),
+            move_choices=list(selectors.products_beside(product=product, limit=MOVE_CHOICES)),
             **kwargs,
         )
 
@@ -179,6 +183,35 @@ class ReferenceImageDeleteView(TenantScopedDashboardMixin, _WriteRoleMixin, Sing
         reference_image_delete(reference_image=reference_image)
         messages.success(request, "Image deleted.")
         return HttpResponseRedirect(reverse("dashboard:gallery-product", args=[product_id]))
+
+
+class ReferenceImageMoveForm(forms.Form):
+    product = forms.IntegerField(min_value=1)
+
+
+class ReferenceImageMoveView(TenantScopedDashboardMixin, _WriteRoleMixin, SingleObjectMixin, View):
+    """The product page's "Move to" form: files one photo under another product of the gallery, back to the page."""
+
+    scoped_model = ReferenceImage
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        reference_image = self.get_object()
+        back = HttpResponseRedirect(reverse("dashboard:gallery-product", args=[reference_image.product_id]))
+        form = ReferenceImageMoveForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "Choose the product to move the image to.")
+            return back
+        target = Product.objects.for_tenant(self.tenant).filter(pk=form.cleaned_data["product"]).first()
+        if target is None:  # another tenant's product, or gone
+            raise Http404("No such product.")
+        try:
+            reference_image_move(reference_image=reference_image, product=target)
+        except ReferenceImageNotMovable:
+            messages.error(request, "An image can only move to another product of its own gallery.")
+            return back
+        messages.success(request, f"Image moved to “{target.label}”.")
+        return back
 
 
 class ReferenceImageBoxForm(forms.Form):
