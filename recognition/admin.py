@@ -14,8 +14,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from galleries.models import Product
+from galleries.thumbnails import jpeg_thumbnail
 from recognition import reviews
-from recognition.drawing import jpeg_thumbnail
 from recognition.engine.errors import EngineError
 from recognition.evidence import stored_evidence_jpeg
 from recognition.models import DetectedObject, MatchReview, Recognition
@@ -119,7 +119,7 @@ class MatchReviewAdmin(admin.ModelAdmin):
             data, box = object_store().get(detected.reference_image.object_key), detected.reference_image.bbox
         else:
             data, box = object_store().get(detected.recognition.image_key), (detected.bbox if kind == "crop" else None)
-        return HttpResponse(jpeg_thumbnail(data, box), content_type="image/jpeg")
+        return HttpResponse(jpeg_thumbnail(data, box, max_side=160), content_type="image/jpeg")
 
     def _img(self, review: MatchReview, kind: str, style: str = "max-height:96px;max-width:120px") -> str:
         url = reverse("admin:review-picture", args=[review.pk, kind])

@@ -1,5 +1,6 @@
-"""Pictures the dashboard and the admin serve: scaled query photos, object crops, reference thumbnails, matched-
-keypoint evidence, and the placeholder shown in place of a picture that cannot be read. No HTTP here."""
+"""Pictures the recognition dashboard and admin serve: scaled query photos, object crops, reference thumbnails (all
+through `galleries.thumbnails.jpeg_thumbnail`), matched-keypoint evidence, and the placeholder shown in place of a
+picture that cannot be read. No HTTP here."""
 from __future__ import annotations
 
 import io
@@ -9,9 +10,8 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw
 
-from recognition.engine.boxes import crop
+from galleries.thumbnails import jpeg_thumbnail
 from recognition.engine.errors import EngineError
-from recognition.engine.imageio import load_image
 from recognition.evidence import stored_evidence_jpeg
 from shitu_platform.object_store import object_store
 from shitu_platform.storage.base import ObjectStoreError
@@ -24,16 +24,6 @@ logger = logging.getLogger(__name__)
 
 # What reading a stored picture may raise that is not a bug: the page shows the placeholder instead.
 _UNREADABLE = (EngineError, ObjectStoreError, OSError, ValueError)
-
-
-def jpeg_thumbnail(data: bytes, box: list[float] | None = None, max_side: int = 160) -> bytes:
-    """The image (cropped to `box` when given), EXIF-upright, scaled to fit `max_side`, as a JPEG."""
-    pixels = load_image(data)
-    image = Image.fromarray(crop(pixels, box) if box else pixels)
-    image.thumbnail((max_side, max_side))
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=85)
-    return buffer.getvalue()
 
 
 def stored_jpeg_or_none(*, key: str, box: list[float] | None, max_side: int, what: str) -> bytes | None:
