@@ -40,6 +40,8 @@ class Recognition(TenantOwnedModel):
     webhook_attempts = models.PositiveSmallIntegerField(default=0)
     webhook_last_error = models.TextField(blank=True)
     webhook_delivered_at = models.DateTimeField(null=True, blank=True)
+    webhook_log = models.JSONField(default=list, blank=True,
+                                   help_text="one entry per delivery attempt: attempt, at, status_code, outcome, error")
     source = models.CharField(max_length=16, default="api", help_text="api | dashboard")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -155,16 +155,31 @@ class DetectedObjectSerializer(serializers.ModelSerializer):
                 for match in obj.matches]
 
 
+class WebhookAttemptSerializer(serializers.Serializer):
+    """One delivery attempt, as the worker recorded it."""
+
+    attempt = serializers.IntegerField(help_text="1 for the first try")
+    at = serializers.DateTimeField(help_text="when the attempt ended")
+    status_code = serializers.IntegerField(allow_null=True, help_text="the receiver's HTTP status; null when none came "
+                                                                      "(refused address, DNS, timeout, connection error)")
+    outcome = serializers.ChoiceField(choices=["delivered", "retry", "failed"],
+                                      help_text="delivered (2xx), retry (5xx, 408, 425, 429 or a network error, retried "
+                                                "with backoff) or failed (refused, other 4xx, or the last retry)")
+    error = serializers.CharField(allow_blank=True)
+
+
 class WebhookDeliverySerializer(serializers.ModelSerializer):
     url = serializers.URLField(source="webhook_url", read_only=True)
     status = serializers.SerializerMethodField(help_text="pending until delivered (2xx) or failed (refused, 4xx, retries spent)")
     attempts = serializers.IntegerField(source="webhook_attempts", read_only=True)
     last_error = serializers.CharField(source="webhook_last_error", read_only=True)
     delivered_at = serializers.DateTimeField(source="webhook_delivered_at", read_only=True, allow_null=True)
+    log = WebhookAttemptSerializer(source="webhook_log", many=True, read_only=True,
+                                   help_text="every delivery attempt so far, oldest first")
 
     class Meta:
         model = Recognition
-        fields = ["url", "status", "attempts", "last_error", "delivered_at"]
+        fields = ["url", "status", "attempts", "last_error", "delivered_at", "log"]
         read_only_fields = fields
 
     @extend_schema_field(serializers.ChoiceField(choices=Recognition.WebhookStatus.choices))

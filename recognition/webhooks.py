@@ -13,7 +13,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import F
+from django.db.models import F, Func, JSONField, Value
 from django.utils import timezone
 
 from recognition.models import Recognition
@@ -138,6 +138,16 @@ def webhook_record_failure(*, recognition_id: int, reason: str) -> None:
                                                          webhook_last_error=reason[:2000])
 
 
+def _log_attempt(*, recognition_id: int, attempt: int, status_code: int | None, outcome: str, error: str = "") -> None:
+    """Append one attempt to the recognition's delivery log in the database itself (jsonb ||), so two workers
+    retrying the same delivery cannot overwrite each other's entries."""
+    entry = {"attempt": attempt, "at": timezone.now().isoformat(), "status_code": status_code, "outcome": outcome,
+             "error": error[:500]}
+    appended = Func(F("webhook_log"), Value([entry], output_field=JSONField()), arg_joiner=" || ",
+                    template="%(expressions)s", output_field=JSONField())
+    Recognition.unscoped.filter(pk=recognition_id).update(webhook_log=appended)
+
+
 def webhook_attempt(*, recognition_id: int, last_attempt: bool) -> DeliveryOutcome:
     """Send the result once and record what happened; transient failures ask for a retry until `last_attempt`."""
     # a worker re-reading the row it was handed: no tenant to scope by
@@ -152,6 +162,7 @@ def webhook_attempt(*, recognition_id: int, last_attempt: bool) -> DeliveryOutco
     headers = {"Content-Type": "application/json", "User-Agent": "ShiTu-Webhook/1",
                "X-Shitu-Signature": webhook_signature(recognition.tenant_id, body)}
     retryable = True
+    attempt, status = recognition.webhook_attempts, None
     try:
         status = webhook_post(recognition.webhook_url, body, headers)
     except WebhookRefused as error:
@@ -160,13 +171,16 @@ def webhook_attempt(*, recognition_id: int, last_attempt: bool) -> DeliveryOutco
         reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
     else:
         if 200 <= status < 300:
+            _log_attempt(recognition_id=recognition_id, attempt=attempt, status_code=status, outcome="delivered")
             Recognition.unscoped.filter(pk=recognition_id).update(
                 webhook_status=Recognition.WebhookStatus.DELIVERED, webhook_last_error="", webhook_delivered_at=timezone.now())
             return DeliveryOutcome(status=Recognition.WebhookStatus.DELIVERED, retry=False)
         reason = f"the receiver answered HTTP {status}"
         retryable = status >= 500 or status in RETRYABLE_STATUSES  # 3xx are not followed, 4xx refuse this payload
     if retryable and not last_attempt:
+        _log_attempt(recognition_id=recognition_id, attempt=attempt, status_code=status, outcome="retry", error=reason)
         Recognition.unscoped.filter(pk=recognition_id).update(webhook_last_error=reason[:2000])
         return DeliveryOutcome(status=Recognition.WebhookStatus.PENDING, retry=True)
+    _log_attempt(recognition_id=recognition_id, attempt=attempt, status_code=status, outcome="failed", error=reason)
     webhook_record_failure(recognition_id=recognition_id, reason=reason)
     return DeliveryOutcome(status=Recognition.WebhookStatus.FAILED, retry=False)

@@ -5,9 +5,9 @@ photographed is usually big and near the centre. The rule weighs the three: a bo
 detection score times the square root of its share of the frame times its centrality (1 at the centre, 0 in a
 corner) to the power CENTRALITY_POWER. The power is a quarter, not one: people do not always centre the product,
 and a linear centre prior let a smaller neighbour in the middle beat it (eval-crops, main-object crop recall@1
-on held-out drink-dev products: zoomed-out photos pasted anywhere 0.671 -> 0.778, shelf scenes with the target
-in the middle 0.909 -> 0.901, plain photos 0.940 either way; any power from 0.1 to 0.33 scored within 0.016 of
-this). A box only competes when it is confident (``det_threshold``) and big enough (``min_area``); when none
+on held-out drink-dev products: zoomed-out photos pasted anywhere 0.676 -> 0.784, shelf scenes with the target
+in the middle 0.916 -> 0.908, plain photos 0.948 either way; in the per-box dump the power was chosen from, any
+power from 0.1 to 0.33 scored within 0.016 of this). A box only competes when it is confident (``det_threshold``) and big enough (``min_area``); when none
 is, the answer is the whole image, which is never worse than a fragment for a plain close-up. A box that covers
 most of the frame (``whole_area``) means the whole image too: on drink-dev close-ups, cropping the last margin
 away lost more (context, a cut-off edge) than it removed.

@@ -172,7 +172,7 @@ def test_webhook_is_delivered_signed_and_shown_delivered(tenant_a, celery_worker
     receiver = _receiver(receivers, [200])
     accepted = _recognise_async(client, gallery, receiver.url)
     assert accepted["webhook"] == {"url": receiver.url, "status": "pending", "attempts": 0, "last_error": "",
-                                   "delivered_at": None}
+                                   "delivered_at": None, "log": []}
 
     path, headers, body = receiver.next_request()
     assert path == "/hook?shop=7" and headers["Content-Type"] == "application/json"
@@ -184,6 +184,7 @@ def test_webhook_is_delivered_signed_and_shown_delivered(tenant_a, celery_worker
     shown = _wait_for_webhook(client, accepted["url"], {"delivered", "failed"})
     assert shown["webhook"]["status"] == "delivered", shown["webhook"]
     assert shown["webhook"]["attempts"] == 1 and shown["webhook"]["delivered_at"] and shown["webhook"]["last_error"] == ""
+    assert [(a["attempt"], a["status_code"], a["outcome"]) for a in shown["webhook"]["log"]] == [(1, 200, "delivered")]
     page = tenant_a.client("owner").get(f"/dashboard/recognition/{accepted['id']}/").content.decode()
     assert re.search(r'data-testid="webhook"><span class="badge">delivered</span>', page), page
     with pytest.raises(queue.Empty):
@@ -204,9 +205,16 @@ def test_refused_payload_fails_with_its_reason_and_a_5xx_is_retried(tenant_a, ce
     failed = _wait_for_webhook(client, refused["url"], {"delivered", "failed"})
     assert failed["webhook"]["status"] == "failed" and failed["webhook"]["attempts"] == 1
     assert "HTTP 410" in failed["webhook"]["last_error"] and failed["webhook"]["delivered_at"] is None
+    assert [(a["attempt"], a["status_code"], a["outcome"]) for a in failed["webhook"]["log"]] == [(1, 410, "failed")]
 
     delivered = _wait_for_webhook(client, retried["url"], {"delivered", "failed"})
     assert delivered["webhook"]["status"] == "delivered" and delivered["webhook"]["attempts"] == 2, delivered["webhook"]
+    log = delivered["webhook"]["log"]  # each attempt with its time and the receiver's answer
+    assert [(a["attempt"], a["status_code"], a["outcome"]) for a in log] == [(1, 503, "retry"), (2, 204, "delivered")]
+    assert log[0]["at"] < log[1]["at"] and "HTTP 503" in log[0]["error"]
+    page = tenant_a.client("owner").get(f"/dashboard/recognition/{retried['id']}/").content.decode()
+    shown_log = re.search(r'data-testid="webhook-log">(.*?)</ol>', page, re.S).group(1)
+    assert "retry · HTTP 503" in shown_log and "delivered · HTTP 204" in shown_log and "<time" in shown_log
     first, second = flaky.next_request(), flaky.next_request()
     for _path, headers, body in (first, second):
         assert hmac.compare_digest(headers["X-Shitu-Signature"], _expected_signature(tenant_a.tenant.pk, body))
