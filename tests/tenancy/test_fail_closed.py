@@ -49,6 +49,7 @@ UNSCOPED_CALLERS = {
     "galleries/local_feature_pack.py: local_feature_pack_rebuild",
     "recognition/services.py: recognition_run",
     "recognition/reviews.py: _wait_until_embedded",
+    "recognition/webhooks.py: _log_attempt",
     "recognition/webhooks.py: webhook_attempt",
     "recognition/webhooks.py: webhook_mark_pending",
     "recognition/webhooks.py: webhook_record_failure",
