@@ -240,8 +240,7 @@ class VectorIndex:
         elif self._type == "IVF":
             ids, vectors = self._export_ivf(with_vectors)
         else:
-            alive = np.ones(len(self._labels), dtype=bool)
-            alive[list(self._tombstones)] = False
+            alive = self._hnsw_alive()
             ids = self._labels[alive]
             if with_vectors:
                 storage = faiss.downcast_index(self._index.storage)
@@ -321,12 +320,16 @@ class VectorIndex:
             scores[row, : len(live_positions)] = found_scores[row][keep][:k]
         return scores, ids
 
-    def _search_hnsw_allowed(self, queries: np.ndarray, k: int, scores: np.ndarray, ids: np.ndarray,
-                             allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _hnsw_alive(self) -> np.ndarray:
+        """Per stored HNSW position: False where a removed vector's tombstone lies."""
         alive = np.ones(len(self._labels), dtype=bool)
         if self._tombstones:
             alive[list(self._tombstones)] = False
-        positions = np.flatnonzero(alive & np.isin(self._labels, allowed)).astype(np.int64)
+        return alive
+
+    def _search_hnsw_allowed(self, queries: np.ndarray, k: int, scores: np.ndarray, ids: np.ndarray,
+                             allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        positions = np.flatnonzero(self._hnsw_alive() & np.isin(self._labels, allowed)).astype(np.int64)
         if len(positions) == 0:
             return scores, ids
         if len(positions) <= FILTER_EXACT_MAX_VECTORS:
