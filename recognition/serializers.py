@@ -3,7 +3,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from galleries.models import Gallery, Product, ReferenceImage
-from recognition.engine.filters import MAX_FILTER_LENGTH, parse_filter
+from recognition.engine.filters import MAX_FILTER_LENGTH, normalized_filter
 from recognition.engine.pipeline import PipelineParams
 from recognition.models import DetectedObject, MatchReview, Recognition
 from recognition.webhooks import check_destination
@@ -58,8 +58,7 @@ class RecognitionRequestSerializer(serializers.Serializer):
         return url
 
     def validate_filter(self, text: str) -> str:
-        parsed = parse_filter(text)  # InvalidFilter: 400 with its own code and the position it stopped at
-        return "" if parsed is None else str(parsed)
+        return normalized_filter(text)  # InvalidFilter: 400 with its own code and the position it stopped at
 
     def validate(self, data: dict) -> dict:
         sources = [field for field in ("image", "image_base64", "reference_image") if data.get(field)]

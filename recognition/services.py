@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from galleries.models import Embedding, Gallery, ReferenceImage
 from recognition.engine.errors import EngineError
-from recognition.engine.filters import parse_filter
+from recognition.engine.filters import normalized_filter, parse_filter
 from recognition.engine.imageio import load_image
 from recognition.engine.pipeline import GivenBoxDetector, PipelineParams, RecognitionPipeline
 from recognition.engine.types import RecognizedObject
@@ -73,22 +73,18 @@ def recognition_submit(
 
     It does not send the work anywhere: the caller queues it with `recognition_enqueue` (on the `inference` queue)."""
     pixels = load_image(data, max_bytes=settings.SHITU_MAX_IMAGE_BYTES, max_pixels=settings.SHITU_MAX_IMAGE_PIXELS)
+    attribute_filter = normalized_filter(attribute_filter)  # refused before the photo is stored
     public_id = uuid.uuid4()
     key = tenant_key(tenant.pk, "recognitions", timezone.now().strftime("%Y-%m-%d"), str(public_id))
     object_store().put(key, data)
     recognition = Recognition(
         tenant=tenant, gallery=gallery, public_id=public_id, image_key=key, image_width=pixels.shape[1],
-        image_height=pixels.shape[0], params=asdict(params), filter=_checked_filter(attribute_filter),
+        image_height=pixels.shape[0], params=asdict(params), filter=attribute_filter,
         webhook_url=webhook_url, source=source,
         timings_ms={"queued_at": time.time()},
     )
     recognition.save()
     return recognition
-
-
-def _checked_filter(text: str) -> str:
-    parsed = parse_filter(text)
-    return "" if parsed is None else str(parsed)
 
 
 def recognition_enqueue(recognition: Recognition) -> Any:

@@ -136,8 +136,14 @@ def parse_filter(text: str) -> AttributeFilter | None:
     return AttributeFilter(tuple(groups))
 
 
+def normalized_filter(text: str) -> str:
+    """The filter's canonical text (what a recognition keeps), "" for none; raises InvalidFilter like parse_filter."""
+    parsed = parse_filter(text)
+    return "" if parsed is None else str(parsed)
+
+
 def _where(tokens: list[tuple[str, Any, int]], index: int) -> str:
     return f"character {tokens[index][2] + 1}" if index < len(tokens) else "the end"
 
 
-__all__ = ["AttributeFilter", "InvalidFilter", "MAX_FILTER_LENGTH", "MAX_TERMS", "parse_filter"]
+__all__ = ["AttributeFilter", "InvalidFilter", "MAX_FILTER_LENGTH", "MAX_TERMS", "normalized_filter", "parse_filter"]
