@@ -15,7 +15,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, Window
 from django.db.models.functions import Coalesce, RowNumber
@@ -57,21 +56,6 @@ IMAGES_PER_PAGE = 60
 PREVIEW_MAX_SIDE = 1024  # the box editor's picture: big enough to draw a box to a few pixels
 RECENT_IMPORTS = 10
 MOVE_CHOICES = 1000  # products offered by an image's "Move to" list (the API takes any id)
-SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-
-
-class _WriteRoleMixin:
-    """Pages are open to viewers; their forms (any unsafe method) need `write_role`, checked here, not only hidden."""
-
-    write_role: str = Role.MEMBER
-
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if request.method not in SAFE_METHODS and not self.tenant_context.allows(self.write_role):  # type: ignore[attr-defined]
-            raise PermissionDenied(f"This needs the '{self.write_role}' role.")
-        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
-
-    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        return super().get_context_data(can_write=self.tenant_context.allows(self.write_role), **kwargs)  # type: ignore[misc,attr-defined]
 
 
 class GalleryCreateForm(forms.Form):
@@ -79,7 +63,8 @@ class GalleryCreateForm(forms.Form):
     description = forms.CharField(max_length=2000, required=False)
 
 
-class GalleryListView(TenantScopedDashboardMixin, _WriteRoleMixin, ListView):
+class GalleryListView(TenantScopedDashboardMixin, ListView):
+    write_role = Role.MEMBER
     scoped_model = Gallery
     template_name = "galleries/gallery_list.html"
     context_object_name = "galleries"
@@ -106,7 +91,8 @@ class GalleryListView(TenantScopedDashboardMixin, _WriteRoleMixin, ListView):
         return self.render_to_response(self.get_context_data(form=form), status=400)
 
 
-class GalleryDetailView(TenantScopedDashboardMixin, _WriteRoleMixin, DetailView):
+class GalleryDetailView(TenantScopedDashboardMixin, DetailView):
+    write_role = Role.MEMBER
     scoped_model = Gallery
     template_name = "galleries/gallery_detail.html"
     context_object_name = "gallery"
@@ -147,7 +133,8 @@ class GalleryDetailView(TenantScopedDashboardMixin, _WriteRoleMixin, DetailView)
         )
 
 
-class ProductDetailView(TenantScopedDashboardMixin, _WriteRoleMixin, DetailView):
+class ProductDetailView(TenantScopedDashboardMixin, DetailView):
+    write_role = Role.MEMBER
     scoped_model = Product
     template_name = "galleries/product_detail.html"
     context_object_name = "product"
@@ -173,7 +160,8 @@ class ProductDetailView(TenantScopedDashboardMixin, _WriteRoleMixin, DetailView)
         )
 
 
-class ReferenceImageDeleteView(TenantScopedDashboardMixin, _WriteRoleMixin, SingleObjectMixin, View):
+class ReferenceImageDeleteView(TenantScopedDashboardMixin, SingleObjectMixin, View):
+    write_role = Role.MEMBER
     scoped_model = ReferenceImage
     http_method_names = ["post"]
 
@@ -189,7 +177,8 @@ class ReferenceImageMoveForm(forms.Form):
     product = forms.IntegerField(min_value=1)
 
 
-class ReferenceImageMoveView(TenantScopedDashboardMixin, _WriteRoleMixin, SingleObjectMixin, View):
+class ReferenceImageMoveView(TenantScopedDashboardMixin, SingleObjectMixin, View):
+    write_role = Role.MEMBER
     """The product page's "Move to" form: files one photo under another product of the gallery, back to the page."""
 
     scoped_model = ReferenceImage
@@ -233,7 +222,8 @@ class ReferenceImageBoxForm(forms.Form):
         return [float(v) for v in value]
 
 
-class ReferenceImageBoxView(TenantScopedDashboardMixin, _WriteRoleMixin, SingleObjectMixin, View):
+class ReferenceImageBoxView(TenantScopedDashboardMixin, SingleObjectMixin, View):
+    write_role = Role.MEMBER
     """The box editor saves here: JSON answers, 202 once the box is saved and its re-embedding queued."""
 
     scoped_model = ReferenceImage
@@ -255,7 +245,8 @@ class GallerySettingsForm(forms.Form):
     detect_references = forms.BooleanField(required=False)
 
 
-class GallerySettingsView(TenantScopedDashboardMixin, _WriteRoleMixin, SingleObjectMixin, View):
+class GallerySettingsView(TenantScopedDashboardMixin, SingleObjectMixin, View):
+    write_role = Role.MEMBER
     scoped_model = Gallery
     http_method_names = ["post"]
 

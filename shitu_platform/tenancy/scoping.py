@@ -54,19 +54,34 @@ class TenantScopedAPIMixin(_ScopedQuerysetMixin):
         serializer.save(tenant=self.tenant)
 
 
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
 class TenantDashboardMixin(LoginRequiredMixin):
-    """For dashboard views: a logged-in member of some tenant, with at least `required_role`."""
+    """For dashboard views: a logged-in member of some tenant, with at least `required_role`.
+
+    Pages whose forms need more than reading name `write_role`: every unsafe method is checked against it
+    here (not only hidden in the template), and templates get `can_write` to hide what the role may not do.
+    """
 
     required_role: str = Role.VIEWER
+    write_role: str | None = None
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not request.user.is_authenticated:
             return self.handle_no_permission()
         try:
-            require_role(tenant_context(request), self.required_role)
+            context = require_role(tenant_context(request), self.required_role)
         except NoTenant as refusal:  # the dashboard shows "no tenant" as a missing page, a low role as a 403
             raise Http404(str(refusal)) from refusal
+        if self.write_role is not None and request.method not in SAFE_METHODS:
+            require_role(context, self.write_role)
         return super().dispatch(request, *args, **kwargs)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        if self.write_role is not None:
+            kwargs.setdefault("can_write", self.tenant_context.allows(self.write_role))
+        return super().get_context_data(**kwargs)  # type: ignore[misc]
 
     @property
     def tenant_context(self) -> TenantContext:
