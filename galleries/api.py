@@ -116,7 +116,8 @@ class ProductViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
         responses={201: ReferenceImageSerializer(many=True)},
         description="Upload one or more reference images (field `image`, repeatable). Same bytes twice are stored once.",
     )
-    @action(detail=True, methods=["post"], url_path="images")
+    # the answer is the plain list of stored images, not a page: no pagination in the schema
+    @action(detail=True, methods=["post"], url_path="images", pagination_class=None)
     def upload_images(self, request: Request, pk: Any = None) -> Response:
         product = self.get_object()
         params = ImageUploadSerializer(data=request.data)

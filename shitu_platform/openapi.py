@@ -1,5 +1,6 @@
 """OpenAPI additions: the error envelope every error uses, descriptions that say what an operation does, the quotas
-in force, and request bodies a generated client can send (tests/test_generated_client.py).
+in force, request bodies a generated client can send (tests/test_generated_client.py), and an example of each
+operation's body and answer (shitu_platform.openapi_examples).
 
 drf-spectacular falls back to the first docstring in a view's MRO, so views without their own docstring were
 described by the tenant-scoping mixin's note for developers; `lib_doc_excludes` stops that, and the hook gives
@@ -11,6 +12,7 @@ from typing import Any
 
 from drf_spectacular.plumbing import get_lib_doc_excludes
 
+from shitu_platform.openapi_examples import EXAMPLES
 from shitu_platform.tenancy.scoping import TenantScopedAPIMixin
 
 # status -> (component name, when it is answered)
@@ -207,10 +209,19 @@ def _limits_description(request: Any) -> tuple[str, str, str]:
     return info, too_many, too_large
 
 
+def _add_examples(operation: dict[str, Any]) -> None:
+    """The operation's examples, by operationId: "request" under its body, a status under that answer's body."""
+    examples = EXAMPLES.get(operation.get("operationId", ""), {})
+    bodies = [("request", operation.get("requestBody", {})), *operation["responses"].items()]
+    for key, body in bodies:
+        for media in body.get("content", {}).values() if key in examples else ():
+            media["example"] = examples[key]
+
+
 def postprocess_errors_and_descriptions(result: dict[str, Any], generator: Any, request: Any, public: bool,
                                         **kwargs: Any) -> dict[str, Any]:
     """SPECTACULAR_SETTINGS POSTPROCESSING_HOOKS entry: error components and responses, missing descriptions,
-    request bodies a generated client can send."""
+    request bodies a generated client can send, examples."""
     result = _undouble_request_names(result)
     _one_media_type_per_body(result)
     schemas, responses = _error_components()
@@ -231,4 +242,5 @@ def postprocess_errors_and_descriptions(result: dict[str, Any], generator: Any, 
                 operation["description"] = _action_description(path, action)
             for status in _error_statuses(path, operation):
                 operation["responses"].setdefault(status, {"$ref": f"#/components/responses/{ERROR_RESPONSES[status][0]}"})
+            _add_examples(operation)
     return result

@@ -26,9 +26,10 @@ from shitu_platform.tenancy.services import api_key_create, api_key_revoke
 class CurrentTenantView(APIView):
     @extend_schema(responses=TenantSerializer)
     def get(self, request: Request) -> Response:
+        """The tenant the credentials belong to, and the caller's role in it: what a client checks after login or
+        when given a key (a key acts only in its own tenant, with its own role)."""
         context = tenant_context(request)
-        data = dict(TenantSerializer(context.tenant).data, role=context.role)
-        return Response(data)
+        return Response(TenantSerializer(context.tenant, context={"role": context.role}).data)
 
 
 class ApiKeyViewSet(TenantScopedAPIMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

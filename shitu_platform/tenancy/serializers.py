@@ -1,12 +1,21 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from shitu_platform.tenancy.models import ApiKey, Membership, Role, Tenant
 
 
 class TenantSerializer(serializers.ModelSerializer):
+    """The caller's tenant, with the caller's role in it (`context["role"]`)."""
+
+    role = serializers.SerializerMethodField(help_text="the caller's role in this tenant (a key's role for a key)")
+
     class Meta:
         model = Tenant
-        fields = ["id", "name", "slug", "created_at"]
+        fields = ["id", "name", "slug", "role", "created_at"]
+
+    @extend_schema_field(serializers.ChoiceField(choices=Role.choices))
+    def get_role(self, tenant: Tenant) -> str:
+        return self.context["role"]
 
 
 class ApiKeySerializer(serializers.ModelSerializer):
