@@ -42,6 +42,8 @@ class ApiKeyViewSet(TenantScopedAPIMixin, mixins.ListModelMixin, mixins.Retrieve
 
     @extend_schema(request=ApiKeyCreateSerializer, responses={201: ApiKeyCreatedSerializer})
     def create(self, request: Request) -> Response:
+        """Create a key for a program (a till, an app); its role is at most yours. The secret `key` is in this answer
+        only: store it, send it as `Authorization: Api-Key <key>`."""
         params = ApiKeyCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         role = params.validated_data["role"]
@@ -55,6 +57,7 @@ class ApiKeyViewSet(TenantScopedAPIMixin, mixins.ListModelMixin, mixins.Retrieve
     @extend_schema(request=None, responses=ApiKeySerializer)
     @action(detail=True, methods=["post"])
     def revoke(self, request: Request, pk: Any = None) -> Response:
+        """Revoke a key at once: requests with it answer 401 from now on. Its record stays, marked revoked."""
         api_key = api_key_revoke(api_key=self.get_object())
         return Response(ApiKeySerializer(api_key).data)
 
