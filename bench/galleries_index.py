@@ -221,7 +221,7 @@ def ingest_rate(tenant, n_images: int) -> tuple[str, float, int]:
 
     from galleries.models import Gallery, Product, ReferenceImage
     from galleries.services import reference_image_object_key, reference_images_embed_with
-    from recognition.model_registry import active_detector, active_extractor
+    from modelhub.registry import active_detector, extractor_for
     from shitu_platform.object_store import object_store
     from tests.support.images import product_photo
 
@@ -238,7 +238,7 @@ def ingest_rate(tenant, n_images: int) -> tuple[str, float, int]:
             tenant=tenant, gallery=gallery, product=product, object_key=key, checksum=f"bench{number:04d}",
             size_bytes=len(data), width=480, height=640,
         ))
-    extractor, detector = active_extractor(), active_detector()  # loaded and warmed before the clock starts
+    extractor, detector = extractor_for(tenant=None), active_detector()  # loaded and warmed before the clock starts
     batch = settings.SHITU_IMPORT_BATCH_SIZE
     started = time.perf_counter()
     for start in range(0, n_images, batch):

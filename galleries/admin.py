@@ -15,9 +15,20 @@ from galleries import selectors
 from galleries.models import Embedding, Gallery, GalleryCalibration, GalleryHealth, ImportJob, Product, ReferenceImage
 from galleries.thumbnails import thumbnail_jpeg
 from shitu_platform.admin import TenantOwnedAdmin, admin_link, admin_list_link
+from shitu_platform.tenancy.admin import tenant_admin_column_add, tenant_owned_count
+from shitu_platform.tenancy.models import Tenant
 
 TENANT_FILTER = ("tenant", admin.RelatedOnlyFieldListFilter)
 GALLERY_FILTER = ("gallery", admin.RelatedOnlyFieldListFilter)
+
+
+@admin.display(description="galleries")
+def tenant_galleries(tenant: Tenant) -> SafeString:
+    """The tenant admin's link to the tenant's galleries."""
+    return admin_list_link(Gallery, tenant_owned_count(Gallery, tenant), tenant__id__exact=tenant.pk)
+
+
+tenant_admin_column_add(column=tenant_galleries)
 
 
 @admin.register(Gallery)

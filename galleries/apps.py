@@ -10,3 +10,8 @@ class GalleriesConfig(AppConfig):
         from shitu_platform.overview import overview_provider_register
 
         overview_provider_register(name="galleries", provider=tenant_overview_part)
+        # which extractor answers for a gallery depends on its embeddings, which modelhub (below) cannot read
+        from galleries.selectors import model_coverage
+        from modelhub.registry import gallery_coverage_register
+
+        gallery_coverage_register(reader=lambda gallery: model_coverage(gallery=gallery))

@@ -7,7 +7,8 @@ import numpy as np
 from django.db.models import Count, Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 
-from galleries.models import Embedding, Gallery, Product, ReferenceImage
+from galleries.models import Embedding, Gallery, GalleryHealth, Product, ReferenceImage
+from modelhub.registry import serving_extractor_key
 from recognition.engine.filters import AttributeFilter
 
 
@@ -87,8 +88,6 @@ def embedding_ids_matching(*, gallery: Gallery, model_key: str, attribute_filter
 
 def model_coverage(*, gallery) -> tuple[int, dict[str, int]]:
     """(ready reference images, vectors per model key) of one gallery: which models can answer for all of it."""
-    from galleries.models import Embedding
-
     ready = ReferenceImage.objects.for_tenant(gallery.tenant).filter(
         gallery=gallery, status=ReferenceImage.Status.READY).count()
     counts = dict(Embedding.objects.for_tenant(gallery.tenant).filter(gallery=gallery)
@@ -116,37 +115,19 @@ def product_delete_counts(*, product) -> dict[str, int]:
 
 
 def serving_model_key(*, gallery) -> str:
-    """The key of the extractor answering for the gallery (``model_registry.extractor_for_gallery``), worked out
-    from rows and manifests alone: dashboard pages show its boxes, and web processes never load a model."""
-    from recognition.engine.manifest import read_manifest
-    from recognition.model_registry import BASELINE_EXTRACTOR_KEY, default_extractor_dir, model_key
-    from training.selectors import active_extractor_version
-
-    version = active_extractor_version(tenant=gallery.tenant)
-    if version is not None:
-        return version.key
-    directory = default_extractor_dir()
-    default = model_key(read_manifest(directory)) if directory is not None else BASELINE_EXTRACTOR_KEY
-    ready, counts = model_coverage(gallery=gallery)
-    if counts.get(default, 0) >= ready:
-        return default
-    # a new default still being embedded into the gallery: the previous one that covers it keeps answering
-    complete = sorted((n, key) for key, n in counts.items() if n >= ready and key != default)
-    return complete[-1][1] if complete else default
+    """The key of the extractor answering for the gallery (``modelhub.registry.extractor_for``), worked out from
+    rows and manifests alone: dashboard pages show its boxes, and web processes never load a model."""
+    return serving_extractor_key(tenant=gallery.tenant, gallery=gallery)
 
 
 def reference_image_boxes(*, tenant, reference_image_ids: list[int], model_key: str) -> dict[int, list[float] | None]:
     """The box each image's `model_key` vector came from (None: the whole image); images without one are absent."""
-    from galleries.models import Embedding
-
     return dict(Embedding.objects.for_tenant(tenant).filter(reference_image_id__in=reference_image_ids, model_key=model_key)
                 .values_list("reference_image_id", "box"))
 
 
 def gallery_health(*, gallery):
     """The gallery's latest health report row (``galleries.health``), or None before its first computation."""
-    from galleries.models import GalleryHealth
-
     return GalleryHealth.objects.for_tenant(gallery.tenant).filter(gallery=gallery).first()
 
 

@@ -7,14 +7,23 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.utils import timezone
 
+from galleries.calibration import calibration_refit_later
+from galleries.errors import InvalidBoundingBox, ReferenceImageNotReady
+from galleries.indexing import gallery_index_cache, persist
+from galleries.local_feature_pack import local_feature_pack_rebuild_later
 from galleries.local_features import images_without_local_features, local_features_store
-from galleries.models import Gallery, ImportJob, Product, ReferenceImage
+from galleries.models import Embedding, Gallery, ImportJob, Product, ReferenceImage
+from galleries.pgvector_search import drop_pgvector_indexes, ensure_pgvector_index
 from galleries.selectors import gallery_name_taken, product_label_taken, products_matching
+from modelhub.registry import LoadedModel, active_detector, extractor_by_key, extractor_for
+from modelhub.selectors import active_model
 from recognition.engine.boxes import crop
 from recognition.engine.filters import AttributeFilter
 from recognition.engine.imageio import load_image, sniff_format
-from shitu_platform.errors import PlatformError, QuotaExceeded
+from recognition.engine.main_object import main_object_box
+from shitu_platform.errors import PlatformError, QuotaExceeded, ServiceUnavailable
 from shitu_platform.object_store import object_store
 from shitu_platform.storage import tenant_key
 
@@ -77,20 +86,16 @@ def reference_image_delete(*, reference_image: ReferenceImage) -> None:
 def gallery_version_bump(*, gallery_id: int) -> None:
     """Searchable content changed: caches built from an older version refresh on their next use, and the gallery
     says when (``index_updated_at``, in the same UPDATE as the version)."""
-    from django.utils import timezone
-
     Gallery.unscoped.filter(pk=gallery_id).update(index_version=F("index_version") + 1, index_updated_at=timezone.now())
 
 
 def _enqueue_embedding(reference_image_ids: list[int]) -> None:
-    from galleries.tasks import embed_reference_images
+    from galleries.tasks import embed_reference_images  # galleries.tasks imports this module: a cycle at import time
 
     transaction.on_commit(lambda: embed_reference_images.apply_async(args=[reference_image_ids], queue="default"))
 
 
 def _checked_bbox(bbox: list[float] | None, *, width: int, height: int) -> list[float] | None:
-    from galleries.errors import InvalidBoundingBox
-
     if bbox is None:
         return None
     if len(bbox) != 4:
@@ -117,8 +122,6 @@ def reference_images_embed(*, reference_image_ids: list[int], image_bytes: dict[
     image. An image that cannot be read or decoded is marked failed with the reason; the others still succeed.
     `image_bytes` (id -> the bytes just stored, e.g. by an import) spares those images the download.
     """
-    from recognition.model_registry import extractor_for, extractor_for_gallery
-
     # Runs in a worker for ids it was handed by a tenant-scoped upload; rows are re-read with their tenant.
     images = list(
         ReferenceImage.unscoped.filter(pk__in=reference_image_ids, status=ReferenceImage.Status.PENDING)
@@ -127,10 +130,10 @@ def reference_images_embed(*, reference_image_ids: list[int], image_bytes: dict[
     ready = failed = 0
     for gallery_id in sorted({image.gallery_id for image in images}):
         batch = [image for image in images if image.gallery_id == gallery_id]
-        target = extractor_for(batch[0].tenant)
+        target = extractor_for(tenant=batch[0].tenant)
         done, broken = reference_images_embed_with(images=batch, extractor=target, image_bytes=image_bytes)
         ready, failed = ready + done, failed + broken
-        serving = extractor_for_gallery(batch[0].tenant, batch[0].gallery)
+        serving = extractor_for(tenant=batch[0].tenant, gallery=batch[0].gallery)
         if serving.key != target.key:  # a new default is still being backfilled: the answering model sees it too
             reference_images_embed_with(images=[i for i in batch if i.status != ReferenceImage.Status.FAILED],
                                         extractor=serving, image_bytes=image_bytes)
@@ -141,17 +144,15 @@ def default_model_backfill(*, batch_size: int | None = None, progress=None) -> d
     """Embed every gallery that follows the platform default with the current default, in the background.
 
     Worker code over all tenants (each gallery's rows are read with its own tenant). Until a gallery is complete
-    its recognitions keep using a previous default that covers it (``extractor_for_gallery``); the switch
-    happens by itself when the last vector is written."""
-    from recognition.model_registry import active_extractor
-    from training.selectors import active_extractor_version
-
-    default = active_extractor()
+    its recognitions keep using a previous default that covers it (``modelhub.registry.extractor_for``); the
+    switch happens by itself when the last vector is written."""
+    default = extractor_for(tenant=None)
     size = batch_size or settings.SHITU_IMPORT_BATCH_SIZE
     embedded = galleries_done = 0
 
     for gallery in Gallery.unscoped.all().select_related("tenant").order_by("pk"):
-        if active_extractor_version(tenant=gallery.tenant) is not None:
+        active = active_model(tenant=gallery.tenant)
+        if active is not None and active.extractor_id is not None:
             continue  # the tenant has its own model: a promotion re-embeds for it
         missing = (ReferenceImage.objects.for_tenant(gallery.tenant)
                    .filter(gallery=gallery, status=ReferenceImage.Status.READY)
@@ -175,8 +176,6 @@ def reference_images_embed_with(*, images: list[ReferenceImage], extractor,
                                 image_bytes: dict[int, bytes] | None = None) -> tuple[int, int]:
     """Write `extractor`'s vectors for these images (new rows for a new model, so the old ones keep serving); an
     image whose bytes are in `image_bytes` is not read from storage again."""
-    from recognition.model_registry import active_detector
-
     # the detector only loads (and runs) for galleries that crop references to their main object
     detector = active_detector() if any(i.bbox is None and i.gallery.detect_references for i in images) else None
     crops, boxes, ok_images, failed = [], [], [], 0
@@ -228,8 +227,6 @@ def reference_local_features_backfill(*, batch_size: int = 64, progress=None) ->
 
 
 def _store_embeddings(images: list[ReferenceImage], vectors, boxes, model_key: str) -> None:
-    from galleries.models import Embedding
-
     with transaction.atomic():
         for reference_image, vector, box in zip(images, vectors, boxes, strict=True):
             Embedding.unscoped.update_or_create(
@@ -250,8 +247,6 @@ def _mark_failed(reference_image: ReferenceImage, reason: str) -> None:
 
 def _main_object_box(detector, pixels) -> list[float] | None:
     """The photo's main object (recognition/engine/main_object.py), or None for the whole image."""
-    from recognition.engine.main_object import main_object_box
-
     best = main_object_box(detector.model, pixels) if detector is not None else None
     return [best.xmin, best.ymin, best.xmax, best.ymax] if best is not None else None
 
@@ -265,14 +260,7 @@ def gallery_indexes_refresh(*, reference_image_ids: list[int]) -> None:
 
 def gallery_index_refresh(*, gallery: Gallery, model_key: str | None = None) -> None:
     """Refresh this worker's cache of the gallery for `model_key` (default: the tenant's active model) and persist it."""
-    from galleries.indexing import gallery_index_cache, persist
-    from galleries.pgvector_search import ensure_pgvector_index
-    from recognition.model_registry import extractor_for
-
-    from galleries.calibration import calibration_refit_later
-    from galleries.local_feature_pack import local_feature_pack_rebuild_later
-
-    key = model_key or extractor_for(gallery.tenant).key
+    key = model_key or extractor_for(tenant=gallery.tenant).key
     persist(gallery, gallery_index_cache.get(gallery, key))
     ensure_pgvector_index(gallery, key)  # the cold-cache fallback stays fast on large galleries (no-op when small)
     calibration_refit_later(gallery=gallery, model_key=key)
@@ -292,8 +280,6 @@ def reference_image_box_set(*, reference_image: ReferenceImage, bbox: list[float
 
     "Whole image" is stored as the full frame so that, like any given box, it wins over the gallery's detector.
     The re-embedding runs where every embedding runs, in a worker: web processes never load a model."""
-    from galleries.errors import InvalidBoundingBox, ReferenceImageNotReady
-
     if reference_image.status != ReferenceImage.Status.READY:
         raise ReferenceImageNotReady(f"reference image {reference_image.pk} is {reference_image.status}, not ready")
     width, height = reference_image.width, reference_image.height
@@ -313,9 +299,6 @@ def reference_image_reembed(*, reference_image_id: int) -> list[str]:
     The old rows are replaced by new ones in one transaction, never updated in place: every worker's Faiss cache
     follows a gallery by row id, so only a new id makes it drop the old vector. The row of a model that no longer
     loads goes too: its vector came from the old box."""
-    from galleries.models import Embedding
-    from shitu_platform.errors import ServiceUnavailable
-
     # Worker code, for an id that a tenant-scoped request handed over: the row is re-read with its tenant.
     reference_image = (ReferenceImage.unscoped.select_related("gallery", "tenant")
                        .filter(pk=reference_image_id, status=ReferenceImage.Status.READY).first())
@@ -337,27 +320,23 @@ def reference_image_reembed(*, reference_image_id: int) -> list[str]:
     return [extractor.key for extractor in extractors]
 
 
-def _extractors_with_vectors_of(reference_image: ReferenceImage) -> list:
+def _extractors_with_vectors_of(reference_image: ReferenceImage) -> list[LoadedModel]:
     """The tenant's and the gallery's serving extractor, then every other one that has a vector of the image and
     still loads (a previous fine-tune or platform default)."""
-    from galleries.models import Embedding
-    from recognition.model_registry import extractor_by_key, extractor_for, extractor_for_gallery, extractor_for_version
-    from training.models import ModelVersion
-
     tenant = reference_image.tenant
-    chosen = {model.key: model for model in (extractor_for(tenant), extractor_for_gallery(tenant, reference_image.gallery))}
+    serving = (extractor_for(tenant=tenant), extractor_for(tenant=tenant, gallery=reference_image.gallery))
+    chosen = {model.key: model for model in serving}
     keys = Embedding.objects.for_tenant(tenant).filter(reference_image=reference_image).values_list("model_key", flat=True)
     for key in sorted(set(keys) - set(chosen)):
-        version = ModelVersion.objects.visible_to(tenant).filter(kind=ModelVersion.Kind.EXTRACTOR, key=key).first()
         try:
-            chosen[key] = extractor_for_version(version) if version is not None else extractor_by_key(key)
+            chosen[key] = extractor_by_key(key=key, tenant=tenant)
         except LookupError:
             continue  # no longer installed: nothing can answer with it, and its row goes with the old box
     return list(chosen.values())
 
 
 def _enqueue_reembedding(reference_image_id: int) -> None:
-    from galleries.tasks import reembed_reference_image
+    from galleries.tasks import reembed_reference_image  # a cycle at import time, as in _enqueue_embedding
 
     transaction.on_commit(lambda: reembed_reference_image.apply_async(args=[reference_image_id], queue="default"))
 
@@ -415,8 +394,6 @@ def product_create(*, gallery: Gallery, label: str, sku: str = "", display_name:
 
 def gallery_delete(*, gallery: Gallery) -> None:
     """Delete the gallery's rows (cascade), then its pgvector indexes; objects go with the orphan sweep."""
-    from galleries.pgvector_search import drop_pgvector_indexes
-
     gallery_id = gallery.pk
     gallery.delete()
     drop_pgvector_indexes(gallery_id)

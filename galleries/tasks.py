@@ -3,6 +3,7 @@ from celery import shared_task
 from celery.signals import worker_ready
 
 from galleries.services import gallery_indexes_refresh, reference_image_reembed, reference_images_embed
+from galleries.sweeps import reference_image_objects_sweep
 
 
 @shared_task(name="galleries.embed_reference_images", acks_late=True)
@@ -102,3 +103,8 @@ def prune_pgvector_indexes() -> int:
 @worker_ready.connect
 def _resume_on_start(sender, **_: object) -> None:
     resume_stale_imports.apply_async(queue="default")
+
+
+@shared_task(name="galleries.sweep_orphan_objects")
+def sweep_orphan_objects() -> int:
+    return reference_image_objects_sweep()

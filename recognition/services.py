@@ -11,7 +11,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from galleries.calibration import gallery_calibration
+from galleries.indexing import gallery_searcher
+from galleries.local_features import local_features_for_embeddings
 from galleries.models import Embedding, Gallery, ReferenceImage
+from galleries.selectors import embedding_ids_matching
+from modelhub.registry import active_detector, extractor_for
 from recognition.engine.errors import EngineError
 from recognition.engine.filters import normalized_filter, parse_filter
 from recognition.engine.imageio import load_image
@@ -88,7 +93,7 @@ def recognition_submit(
 
 
 def recognition_enqueue(recognition: Recognition) -> Any:
-    from recognition.tasks import run_recognition
+    from recognition.tasks import run_recognition  # recognition.tasks imports this module: a cycle at import time
 
     return run_recognition.apply_async(args=[recognition.pk], queue="inference")
 
@@ -109,12 +114,6 @@ def recognition_wait(recognition: Recognition, async_result: Any, *, timeout: fl
 
 def recognition_run(*, recognition_id: int) -> Recognition:
     """The worker side: decode, detect, extract, search the gallery cache, keep the objects. Idempotent."""
-    from galleries.indexing import gallery_searcher
-    from galleries.calibration import gallery_calibration
-    from galleries.local_features import local_features_for_embeddings
-    from galleries.selectors import embedding_ids_matching
-    from recognition.model_registry import active_detector, extractor_for_gallery
-
     recognition = Recognition.unscoped.select_related("gallery", "tenant").get(pk=recognition_id)
     if recognition.status != Recognition.Status.QUEUED:
         return recognition
@@ -124,7 +123,7 @@ def recognition_run(*, recognition_id: int) -> Recognition:
                             max_bytes=settings.SHITU_MAX_IMAGE_BYTES)
         # read once: one request never mixes two models' vectors
         embedding_rows = EmbeddingRows(tenant=recognition.tenant)  # labels and stored matches share one read
-        extractor = extractor_for_gallery(recognition.tenant, recognition.gallery)
+        extractor = extractor_for(tenant=recognition.tenant, gallery=recognition.gallery)
         detector = active_detector()
         attribute_filter = parse_filter(recognition.filter)
         allowed = None if attribute_filter is None else embedding_ids_matching(

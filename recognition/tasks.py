@@ -5,6 +5,7 @@ from celery import shared_task
 
 from recognition import webhooks
 from recognition.services import recognition_run
+from recognition.sweeps import recognition_photos_sweep, recognitions_purge_expired
 
 # Six tries over about 2.5 minutes (5, 10, 20, 40, 80 s apart): rides out a receiver's restart, not a long outage.
 WEBHOOK_MAX_RETRIES = 5
@@ -30,3 +31,13 @@ def webhook_deliver(self, recognition_id: int) -> str:
     if outcome.retry:
         raise self.retry(countdown=WEBHOOK_BACKOFF_SECONDS * 2 ** self.request.retries)
     return outcome.status
+
+
+@shared_task(name="recognition.purge_expired_recognitions")
+def purge_expired_recognitions() -> int:
+    return recognitions_purge_expired()
+
+
+@shared_task(name="recognition.sweep_orphan_photos")
+def sweep_orphan_photos() -> int:
+    return recognition_photos_sweep()

@@ -107,6 +107,7 @@ INSTALLED_APPS = [
     "axes",
     "shitu_platform",
     "shitu_platform.tenancy",
+    "modelhub",
     "recognition",
     "galleries",
     "training",

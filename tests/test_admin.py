@@ -14,7 +14,7 @@ from tests.security.conftest import A_MARKER, B_MARKER, make_tenant_objects, sta
 
 pytestmark = pytest.mark.django_db
 
-PLATFORM_APPS = ("tenancy", "galleries", "training")
+PLATFORM_APPS = ("tenancy", "modelhub", "galleries", "training")
 
 
 def platform_models() -> list[type]:

@@ -11,11 +11,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from modelhub.models import ModelVersion
+from modelhub.selectors import active_model, model_versions_visible
+from modelhub.services import model_rollback
 from shitu_platform.tenancy.context import tenant_context
 from shitu_platform.tenancy.models import Role
 from shitu_platform.tenancy.scoping import TenantScopedAPIMixin
 from training import services
-from training.models import ActiveModel, FineTuneJob, ModelVersion
+from training.models import FineTuneJob
 from training.serializers import ActiveModelSerializer, FineTuneJobSerializer, ModelVersionSerializer, PromoteSerializer
 
 
@@ -60,13 +63,13 @@ class ModelVersionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         context = tenant_context(self.request)
         if getattr(self, "swagger_fake_view", False) or context is None:
             return ModelVersion.objects.none()
-        return ModelVersion.objects.visible_to(context.tenant)
+        return model_versions_visible(tenant=context.tenant)
 
 
 class ActiveModelView(APIView):
     @extend_schema(responses=ActiveModelSerializer)
     def get(self, request: Request) -> Response:
-        active = ActiveModel.objects.for_tenant(tenant_context(request).tenant).first()
+        active = active_model(tenant=tenant_context(request).tenant)
         return Response(ActiveModelSerializer(active).data if active else {"extractor": None, "previous_extractor": None})
 
 
@@ -75,4 +78,4 @@ class RollbackView(APIView):
 
     @extend_schema(request=None, responses=ActiveModelSerializer)
     def post(self, request: Request) -> Response:
-        return Response(ActiveModelSerializer(services.model_rollback(tenant=tenant_context(request).tenant)).data)
+        return Response(ActiveModelSerializer(model_rollback(tenant=tenant_context(request).tenant)).data)

@@ -1,8 +1,9 @@
 from rest_framework import serializers
 
 from galleries.models import Gallery
+from modelhub.models import ActiveModel, ModelVersion
 from shitu_platform.tenancy.fields import TenantScopedPrimaryKeyRelatedField
-from training.models import ActiveModel, FineTuneJob, ModelVersion
+from training.models import FineTuneJob
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):

@@ -14,12 +14,20 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from galleries.models import Gallery, ReferenceImage
+from galleries.services import gallery_index_refresh, reference_images_embed_with
+from modelhub.models import ModelVersion
+from modelhub.registry import extractor_by_key, extractor_for, model_directory
+from modelhub.selectors import active_model
+from modelhub.services import model_switch, model_version_store
+from recognition.engine.inference import PaddleExtractor
 from shitu_platform import jobs
 from shitu_platform.errors import PlatformError
-from training.models import ActiveModel, FineTuneJob, GalleryHoldout, ModelVersion
+from shitu_platform.object_store import object_store
+from training.engine.dataset import ImageDataset
+from training.engine.evaluate import extract_features, retrieval_metrics
 from training.engine.network_files import (HEAD_ARCHITECTURE, NETWORK_KEYS, TRAIN_CONFIG_NAME, TRAIN_WEIGHTS_NAME,
-                                          network_config)
-from training.storage import model_files_upload, model_prefix
+                                          is_head_trained, network_config)
+from training.models import FineTuneJob, GalleryHoldout
 
 State = FineTuneJob.State
 FINISHED = (State.READY, State.PROMOTED, State.FAILED, State.CANCELLED)
@@ -67,9 +75,8 @@ def finetune_start(*, gallery: Gallery, epochs: int | None = None, mode: str | N
     labels = {label for _, label, _ in samples}
     if len(labels) < 2:
         raise NotEnoughData("fine-tuning needs at least 2 products with ready reference images outside the held-out set")
-    from training.selectors import active_extractor_version
-
-    base = active_extractor_version(tenant=gallery.tenant)
+    active = active_model(tenant=gallery.tenant)
+    base = active.extractor if active is not None else None
     pretrained = _base_is_head_trained(base)
     if mode == FineTuneJob.Mode.FAST and not pretrained:
         raise ModeUnavailable("fast mode needs a pretrained base model (the current extractor was not trained "
@@ -117,21 +124,16 @@ def finetune_run(*, job_id: int, worker: str = "", takeover: str = "") -> FineTu
 
 def _base_is_head_trained(base: ModelVersion | None) -> bool:
     """Whether the base model rebuilds from an ImageNet checkpoint plus trained head tensors."""
-    from training.engine.network_files import is_head_trained
-
     if base is not None:
         return is_head_trained(base.manifest or {})
-    from recognition.model_registry import default_extractor_dir
-
-    directory = default_extractor_dir()
+    directory = model_directory(version=None)
     if directory is None or not (directory / "manifest.json").is_file():
         return False
     return is_head_trained(json.loads((directory / "manifest.json").read_text(encoding="utf-8")))
 
 
 def _run(job: FineTuneJob, token: str) -> FineTuneJob:
-    from training.engine.dataset import ImageDataset
-    from training.engine.trainer import TrainConfig, train
+    from training.engine.trainer import TrainConfig, train  # imports Paddle (about 4 s): only training workers pay
 
     _log(job, "preparing the dataset")
     samples, holdout = _split(job.gallery)
@@ -171,7 +173,7 @@ def _run_head(job: FineTuneJob, token: str, train_set: Any, samples: list, holdo
               base_config: dict) -> FineTuneJob:
     """Fast mode trains the base's embedding head on cached backbone features; full mode also trains its
     last block and head convolution. Both start from the base model's trained tensors."""
-    from training.engine.head_training import HeadTrainConfig, export_head_model, train_head
+    from training.engine.head_training import HeadTrainConfig, export_head_model, train_head  # Paddle, as in _run
 
     train_from = FULL_MODE_TRAIN_FROM if job.mode == FineTuneJob.Mode.FULL else None
     config = HeadTrainConfig(
@@ -195,7 +197,8 @@ def _run_head(job: FineTuneJob, token: str, train_set: Any, samples: list, holdo
                       extra={"fine_tune": {"job": job.pk, "mode": job.mode, "base": job.base_model.key if job.base_model else None}})
     _set_state(job, State.EVALUATING, token)
     metrics_before, metrics_after = _evaluate_before_after(job, model_dir, samples, holdout)
-    version = _store_model(job, model_dir, key=f"{config.model_name}@{config.model_version}")
+    version = model_version_store(tenant=job.tenant, key=f"{config.model_name}@{config.model_version}",
+                                  directory=model_dir, parent=job.base_model)
     FineTuneJob.objects.for_tenant(job.tenant).filter(pk=job.pk).update(
         metrics_before=metrics_before, metrics_after=metrics_after, result_model=version, progress=1.0)
     _log(job, f"held-out mAP {metrics_before.get('mAP')} -> {metrics_after.get('mAP')}, "
@@ -233,25 +236,18 @@ def _split(gallery: Gallery) -> tuple[list[tuple[ReferenceImage, str, Any]], lis
 
 
 def _image_bytes(image: ReferenceImage) -> bytes:
-    from shitu_platform.object_store import object_store
-
     return object_store().get(image.object_key)
 
 
 def _evaluate_before_after(job: FineTuneJob, model_dir: Path, samples: list, holdout: list) -> tuple[dict, dict]:
     """Held-out images query the training images, with the current extractor and with the new one."""
-    from recognition.engine.inference import PaddleExtractor
-    from recognition.model_registry import extractor_for
-
     new_model = PaddleExtractor.from_dir(model_dir, threads=settings.ENGINE_THREADS)
-    return held_out_metrics(extractor_for(job.tenant).model, samples, holdout), held_out_metrics(new_model, samples, holdout)
+    current = extractor_for(tenant=job.tenant).model
+    return held_out_metrics(current, samples, holdout), held_out_metrics(new_model, samples, holdout)
 
 
 def held_out_metrics(extractor: Any, samples: list, holdout: list) -> dict:
     """recall@1/5 and mAP of the held-out (image, label, bbox) rows searched among the training rows."""
-    from training.engine.dataset import ImageDataset
-    from training.engine.evaluate import extract_features, retrieval_metrics
-
     if not holdout or not samples:
         return {}
     gallery_set = ImageDataset.from_pairs((_image_bytes(i), label, bbox) for i, label, bbox in samples)
@@ -269,30 +265,13 @@ def _register_model(job: FineTuneJob, result: Any, config: Any) -> ModelVersion:
     if weights.exists():
         (model_dir / TRAIN_WEIGHTS_NAME).write_bytes(weights.read_bytes())
     (model_dir / TRAIN_CONFIG_NAME).write_text(json.dumps(network_config(config)))
-    return _store_model(job, model_dir, key=f"{config.model_name}@{config.model_version}")
-
-
-def _store_model(job: FineTuneJob, model_dir: Path, *, key: str) -> ModelVersion:
-    prefix = model_prefix(tenant_id=job.tenant_id, key=key)
-    model_files_upload(directory=model_dir, prefix=prefix)
-    manifest = json.loads((model_dir / "manifest.json").read_text())
-    version, _ = ModelVersion.objects.update_or_create(
-        key=key, defaults={"tenant": job.tenant, "kind": ModelVersion.Kind.EXTRACTOR, "storage_prefix": prefix,
-                           "manifest": manifest, "parent": job.base_model},
-    )
-    return version
+    return model_version_store(tenant=job.tenant, key=f"{config.model_name}@{config.model_version}", directory=model_dir,
+                               parent=job.base_model)
 
 
 def _base_training_files(job: FineTuneJob) -> tuple[Path | None, dict]:
     """Where the base model's training weights are: its stored version, or the shipped default's folder."""
-    from recognition.model_registry import active_extractor
-
-    if job.base_model is not None:
-        from training.storage import model_files_local
-
-        directory = model_files_local(job.base_model)
-    else:
-        directory = active_extractor().directory
+    directory = model_directory(version=job.base_model)
     if directory is None or not (directory / TRAIN_WEIGHTS_NAME).exists():
         return None, {}
     config_path = directory / TRAIN_CONFIG_NAME
@@ -356,7 +335,7 @@ def _finish(job: FineTuneJob, state: str, *, reason: str = "") -> FineTuneJob:
 
 
 def _enqueue_run(job_id: int) -> None:
-    from training.tasks import run_finetune
+    from training.tasks import run_finetune  # training.tasks imports this module: a cycle at import time
 
     run_finetune.apply_async(args=[job_id], queue="training")
 
@@ -378,7 +357,7 @@ def finetune_promote(*, job: FineTuneJob, force: bool = False, by: Any = None) -
     )
     if not updated:
         raise InvalidJobState("the job changed state meanwhile")
-    from training.tasks import promote_finetune
+    from training.tasks import promote_finetune  # a cycle at import time, as in _enqueue_run
 
     transaction.on_commit(lambda: promote_finetune.apply_async(args=[job.pk], queue="training"))
     job.refresh_from_db()
@@ -388,13 +367,10 @@ def finetune_promote(*, job: FineTuneJob, force: bool = False, by: Any = None) -
 def finetune_promote_run(*, job_id: int) -> FineTuneJob:
     """Shadow first: embed every gallery of the tenant with the new model into new rows and caches; then switch
     the tenant's active model in one transaction. Recognitions read the active model once, so none mixes both."""
-    from galleries.services import gallery_index_refresh, reference_images_embed_with
-    from recognition.model_registry import extractor_for_version
-
     job = FineTuneJob.unscoped.select_related("tenant", "result_model").get(pk=job_id)
     if job.state != State.REEMBEDDING:
         return job
-    new_model = extractor_for_version(job.result_model)
+    new_model = extractor_by_key(key=job.result_model.key, tenant=job.tenant)
     galleries = list(Gallery.objects.for_tenant(job.tenant))
     for gallery in galleries:
         missing = ReferenceImage.objects.for_tenant(job.tenant).filter(gallery=gallery, status=ReferenceImage.Status.READY).exclude(
@@ -409,25 +385,3 @@ def finetune_promote_run(*, job_id: int) -> FineTuneJob:
         FineTuneJob.objects.for_tenant(job.tenant).filter(pk=job.pk).update(state=State.PROMOTED, finished_at=timezone.now())
     job.refresh_from_db()
     return job
-
-
-def model_switch(*, tenant: Any, version: ModelVersion | None) -> ActiveModel:
-    """Make `version` (None = platform default) the tenant's extractor, keeping the current one for rollback."""
-    active, _ = ActiveModel.objects.for_tenant(tenant).select_for_update().get_or_create(
-        tenant=tenant, defaults={"tenant": tenant}
-    )
-    active.previous_extractor = active.extractor
-    active.previous_is_default = active.extractor is None
-    active.extractor = version
-    active.switched_at = timezone.now()
-    active.save()
-    return active
-
-
-@transaction.atomic
-def model_rollback(*, tenant: Any) -> ActiveModel:
-    """Back to the model used before the last switch (its vectors and caches are still there)."""
-    active = ActiveModel.objects.for_tenant(tenant).select_for_update().first()
-    if active is None or (active.previous_extractor is None and not active.previous_is_default):
-        raise InvalidJobState("there is no previous model to roll back to")
-    return model_switch(tenant=tenant, version=active.previous_extractor)

@@ -21,11 +21,13 @@ from django.views.generic import DetailView, ListView
 from django.views.generic.detail import SingleObjectMixin
 
 from galleries.models import Gallery
+from modelhub.selectors import active_model, model_versions_visible
+from modelhub.services import model_rollback
 from shitu_platform.errors import PlatformError
 from shitu_platform.tenancy.models import Role
 from shitu_platform.tenancy.scoping import TenantDashboardMixin, TenantScopedDashboardMixin
 from training import services
-from training.models import ActiveModel, FineTuneJob, ModelVersion
+from training.models import FineTuneJob
 
 State = FineTuneJob.State
 ACT_ROLE = Role.ADMIN
@@ -66,9 +68,8 @@ class FineTuneJobListView(TenantScopedDashboardMixin, _AdminActionsMixin, ListVi
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         kwargs.setdefault("form", FineTuneStartForm(tenant=self.tenant))
-        active = ActiveModel.objects.for_tenant(self.tenant).select_related("extractor", "previous_extractor").first()
-        # ModelVersion is not tenant-owned (global rows have no tenant): visible_to is its scoping.
-        versions = list(ModelVersion.objects.visible_to(self.tenant).select_related("parent"))
+        active = active_model(tenant=self.tenant)
+        versions = list(model_versions_visible(tenant=self.tenant))
         produced_by = dict(
             FineTuneJob.objects.for_tenant(self.tenant).filter(result_model__in=versions).values_list("result_model_id", "pk")
         )
@@ -119,7 +120,7 @@ class FineTuneJobDetailView(TenantScopedDashboardMixin, _AdminActionsMixin, Deta
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         job: FineTuneJob = self.object
-        active = ActiveModel.objects.for_tenant(self.tenant).select_related("extractor").first()
+        active = active_model(tenant=self.tenant)
         return super().get_context_data(
             is_active=job.state in FineTuneJob.ACTIVE_STATES,
             can_cancel=job.state in FineTuneJob.ACTIVE_STATES and not job.cancel_requested,
@@ -172,7 +173,7 @@ class ModelRollbackView(TenantDashboardMixin, _AdminActionsMixin, View):
     def post(self, request: HttpRequest) -> HttpResponse:
         self.require_admin()
         try:
-            active = services.model_rollback(tenant=self.tenant)
+            active = model_rollback(tenant=self.tenant)
         except PlatformError as error:
             messages.error(request, str(error))
         else:

@@ -10,7 +10,8 @@ from galleries.models import Gallery, Product
 from shitu_platform import views
 from shitu_platform.tenancy.models import Tenant
 from tests.support.browser import log_in
-from training.models import FineTuneJob, ModelVersion
+from modelhub.models import ModelVersion
+from training.models import FineTuneJob
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

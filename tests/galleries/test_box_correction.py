@@ -14,9 +14,9 @@ from galleries.models import Embedding, Gallery, Product, ReferenceImage
 from galleries.selectors import serving_model_key
 from galleries.services import (gallery_settings_update, gallery_version_bump, reference_image_box_set,
                                 reference_image_reembed, reference_image_upload, reference_images_embed)
-from recognition import model_registry
+from modelhub import registry
 from recognition.engine.local_features import LocalFeatures
-from recognition.model_registry import BASELINE_EXTRACTOR_KEY, active_extractor, extractor_for_gallery
+from modelhub.registry import BASELINE_EXTRACTOR_KEY, extractor_for
 from shitu_platform.object_store import object_store
 from tests.support.images import encoded
 
@@ -56,7 +56,7 @@ def queued(monkeypatch):
 @pytest.fixture()
 def shipped_extractor(settings, monkeypatch):
     settings.SHITU_EXTRACTOR = ""  # the platform's real default extractor (the test settings use the baseline)
-    monkeypatch.setattr(model_registry, "_loaded", {})
+    monkeypatch.setattr(registry, "_loaded", {})
 
 
 # --- services ------------------------------------------------------------------------------------
@@ -66,7 +66,7 @@ def shipped_extractor(settings, monkeypatch):
 def test_a_corrected_box_reembeds_the_image_for_every_model(tenant_a, shipped_extractor, queued,
                                                             django_capture_on_commit_callbacks):
     image = embedded_image(tenant_a)
-    default = active_extractor()
+    default = extractor_for(tenant=None)
     assert default.key != BASELINE_EXTRACTOR_KEY
     # a previous default's vector (kept for a rollback) and one of a model that is no longer installed
     for key in (BASELINE_EXTRACTOR_KEY, "retired-extractor@1"):
@@ -109,15 +109,15 @@ def test_a_corrected_box_reembeds_the_image_for_every_model(tenant_a, shipped_ex
 @pytest.mark.django_db
 def test_the_dashboard_knows_the_serving_model_without_loading_it(tenant_a, shipped_extractor):
     image = embedded_image(tenant_a)
-    model_registry._loaded.clear()
+    registry._loaded.clear()
     key = serving_model_key(gallery=image.gallery)
-    assert model_registry._loaded == {}  # nothing was loaded to answer
-    assert key == extractor_for_gallery(image.tenant, image.gallery).key
+    assert registry._loaded == {}  # nothing was loaded to answer
+    assert key == extractor_for(tenant=image.tenant, gallery=image.gallery).key
     # a gallery the new default has not reached yet is still answered by the previous default that covers it
     Embedding.unscoped.filter(reference_image=image).update(model_key=BASELINE_EXTRACTOR_KEY)
     gallery_version_bump(gallery_id=image.gallery_id)
     gallery = Gallery.unscoped.get(pk=image.gallery_id)
-    assert serving_model_key(gallery=gallery) == extractor_for_gallery(gallery.tenant, gallery).key == BASELINE_EXTRACTOR_KEY
+    assert serving_model_key(gallery=gallery) == extractor_for(tenant=gallery.tenant, gallery=gallery).key == BASELINE_EXTRACTOR_KEY
 
 
 @pytest.mark.django_db

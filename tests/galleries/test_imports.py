@@ -185,9 +185,9 @@ def test_drink_dev_gallery_imports_through_the_api(tenant_a, celery_worker):
     from recognition.engine.imageio import load_image
     from recognition.engine.pipeline import GivenBoxDetector, PipelineParams, RecognitionPipeline
     from recognition.engine.search import VectorIndex
-    from recognition.model_registry import active_extractor
+    from modelhub.registry import extractor_for
 
-    extractor = active_extractor()
+    extractor = extractor_for(tenant=None)
     rows = list(Embedding.unscoped.filter(gallery_id=gallery, model_key=extractor.key).values_list("pk", "vector", "reference_image__product__label"))
     index = VectorIndex(dim=512, index_type="Flat")
     index.build(np.array([r[0] for r in rows], dtype=np.int64), np.array([np.asarray(r[1], dtype=np.float32) for r in rows]))

@@ -8,7 +8,7 @@ from PIL import Image
 
 from galleries.indexing import drift, gallery_index_cache
 from galleries.models import Embedding, Gallery, ReferenceImage
-from recognition.model_registry import active_extractor
+from modelhub.registry import extractor_for
 from shitu_platform.object_store import object_store
 
 
@@ -104,7 +104,7 @@ def test_worker_embeds_uploads_and_search_finds_them_then_forgets_deleted(tenant
     green_ids = [r["id"] for r in _upload(client, green, png_bytes((20, 200, 40))).json()]
     _wait_ready(red_ids + green_ids)
     assert set(ReferenceImage.unscoped.filter(pk__in=red_ids + green_ids).values_list("status", flat=True)) == {"ready"}
-    extractor = active_extractor()
+    extractor = extractor_for(tenant=None)
     assert Embedding.unscoped.filter(model_key=extractor.key).count() == 3
 
     gallery = Gallery.unscoped.get(pk=gallery_id)

@@ -9,8 +9,8 @@ from galleries.models import Embedding, Gallery, Product
 from galleries.services import reference_image_upload, reference_images_embed
 from recognition.engine.imageio import load_image
 from recognition.engine.main_object import main_object_box
-from recognition import model_registry
-from recognition.model_registry import active_detector, active_extractor
+from modelhub import registry
+from modelhub.registry import active_detector, extractor_for
 from tests.support.images import encoded, product_photo
 
 
@@ -18,7 +18,7 @@ from tests.support.images import encoded, product_photo
 def shipped_detector(settings, monkeypatch):
     """The platform's default detector (the test settings run without one), loaded afresh for these tests."""
     settings.SHITU_DETECTOR = ""
-    monkeypatch.setattr(model_registry, "_loaded", {})
+    monkeypatch.setattr(registry, "_loaded", {})
 
 
 def _product_on_a_dark_shelf() -> bytes:
@@ -35,7 +35,7 @@ def _embedded_box(tenant, *, detect_references: bool, bbox=None):
     image = reference_image_upload(product=product, data=_product_on_a_dark_shelf(), bbox=bbox).reference_image
     outcome = reference_images_embed(reference_image_ids=[image.pk])
     assert outcome.ready == 1
-    return Embedding.unscoped.get(reference_image=image, model_key=active_extractor().key).box
+    return Embedding.unscoped.get(reference_image=image, model_key=extractor_for(tenant=None).key).box
 
 
 @pytest.mark.django_db

@@ -10,7 +10,7 @@ from galleries.indexing import gallery_index_cache
 from galleries.models import Embedding, Gallery, ReferenceImage
 from recognition.engine.imageio import load_image
 from recognition.engine.pipeline import GivenBoxDetector, PipelineParams, RecognitionPipeline
-from recognition.model_registry import active_extractor
+from modelhub.registry import extractor_for
 from recognition.models import Recognition
 from tests.support.images import bomb_png, product_photo, solid, truncated_jpeg
 
@@ -45,7 +45,7 @@ def _gallery_with_products(client) -> int:
 def test_recognises_each_product_and_matches_the_engine_called_directly(tenant_a, celery_worker):
     client = tenant_a.key_client("member")
     gallery_id = _gallery_with_products(client)
-    extractor = active_extractor()
+    extractor = extractor_for(tenant=None)
     index = gallery_index_cache.get(Gallery.unscoped.get(pk=gallery_id), extractor.key).index
     labels = dict(Embedding.unscoped.filter(gallery_id=gallery_id).values_list("pk", "reference_image__product__label"))
     for label, colour in COLOURS.items():

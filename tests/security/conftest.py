@@ -74,7 +74,8 @@ def make_tenant_objects(world, marker: str) -> TenantObjects:
     from shitu_platform.storage import tenant_key
     from shitu_platform.tenancy.models import Membership
     from shitu_platform.tenancy.services import api_key_create
-    from training.models import ActiveModel, FineTuneJob, GalleryHoldout, ModelVersion
+    from modelhub.models import ActiveModel, ModelVersion
+    from training.models import FineTuneJob, GalleryHoldout
 
     tenant = world.tenant
     store = object_store()
@@ -168,7 +169,7 @@ def tenant_snapshot(tenant) -> dict[str, object]:
     from shitu_platform.object_store import object_store
     from shitu_platform.storage import tenant_prefix
     from shitu_platform.tenancy.models import Tenant
-    from training.models import ModelVersion
+    from modelhub.models import ModelVersion
 
     rows: dict[str, object] = {}
     for model in tenant_owned_models():

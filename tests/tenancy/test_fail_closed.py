@@ -16,7 +16,7 @@ from galleries.models import Gallery, Product
 from shitu_platform.tenancy.models import TenantOwnedModel, UnscopedQueryError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-APP_DIRS = ("galleries", "recognition", "training", "shitu_platform")
+APP_DIRS = ("galleries", "recognition", "training", "modelhub", "shitu_platform")
 ALLOWED_ON_OBJECTS = {"for_tenant", "create", "none"}  # none() matches no row: choice fields start from it
 
 # Every function (module: qualified name) that reads or writes tenant-owned rows across tenants.
@@ -58,7 +58,8 @@ UNSCOPED_CALLERS = {
     # sweeps and takeovers over every tenant: stale jobs, orphaned objects, indexes, backfills
     "galleries/imports.py: stale_imports",
     "training/tasks.py: resume_stale_finetunes",
-    "shitu_platform/sweeps.py: orphan_objects_sweep",
+    "galleries/sweeps.py: reference_image_objects_sweep",
+    "recognition/sweeps.py: recognition_photos_sweep",
     "galleries/pgvector_search.py: prune_pgvector_indexes",
     "galleries/services.py: default_model_backfill",
     "galleries/services.py: reference_local_features_backfill",

@@ -9,6 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from PIL import Image
 
+from modelhub.registry import model_directory
 from training.engine.cli import main
 
 COLOURS = {"可乐 330ml": (200, 30, 30), "green tea": (30, 180, 40), "blue": (30, 40, 200)}
@@ -82,10 +83,8 @@ def test_command_without_a_model_scores_the_served_default_and_names_it(gallery,
     call_command("shitu_eval", "--gallery", str(root), "--labels", str(labels), "--json", "--no-progress")
     assert json.loads(capsys.readouterr().out)["model"] == "colour-histogram"
     settings.SHITU_EXTRACTOR = ""  # the shipped default
-    from recognition.model_registry import default_extractor_dir
-
     call_command("shitu_eval", "--gallery", str(root), "--labels", str(labels), "--json", "--no-progress")
-    assert json.loads(capsys.readouterr().out)["model"] == str(default_extractor_dir())
+    assert json.loads(capsys.readouterr().out)["model"] == str(model_directory(version=None))
 
 
 def test_split_scores_one_part_and_queries_leave_their_source_out(gallery, tmp_path, capsys):

@@ -11,8 +11,10 @@ from PIL import Image, ImageDraw
 
 from galleries.models import Embedding, Gallery, Product, ReferenceImage
 from recognition.models import Recognition
+from modelhub.models import ActiveModel, ModelVersion
+from modelhub.services import model_rollback, model_switch
 from training import services
-from training.models import ActiveModel, FineTuneJob, ModelVersion
+from training.models import FineTuneJob
 
 TINY = {"SHITU_FINETUNE_IMAGE_SIZE": "64", "SHITU_FINETUNE_BACKBONE_SCALE": "0.25", "SHITU_FINETUNE_BACKBONE_DEPTHS": "1,1,1,1",
         "SHITU_FINETUNE_P": "4", "SHITU_FINETUNE_K": "3", "SHITU_FINETUNE_CHECKPOINT_STEPS": "2", "SHITU_ENGINE_THREADS": "1"}
@@ -101,10 +103,10 @@ def test_too_little_data_is_refused(tenant_a):
 def test_switch_is_one_row_and_rollback_restores(tenant_a, tenant_b):
     first = ModelVersion.objects.create(tenant=tenant_a.tenant, kind="extractor", key="a@1")
     second = ModelVersion.objects.create(tenant=tenant_a.tenant, kind="extractor", key="a@2")
-    services.model_switch(tenant=tenant_a.tenant, version=first)
-    services.model_switch(tenant=tenant_a.tenant, version=second)
+    model_switch(tenant=tenant_a.tenant, version=first)
+    model_switch(tenant=tenant_a.tenant, version=second)
     assert ActiveModel.objects.for_tenant(tenant_a.tenant).get().extractor == second
-    services.model_rollback(tenant=tenant_a.tenant)
+    model_rollback(tenant=tenant_a.tenant)
     active = ActiveModel.objects.for_tenant(tenant_a.tenant).get()
     assert active.extractor == first and active.previous_extractor == second
     assert ActiveModel.objects.for_tenant(tenant_b.tenant).count() == 0

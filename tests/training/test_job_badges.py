@@ -7,7 +7,8 @@ import re
 import pytest
 
 from galleries.models import Gallery
-from training.models import FineTuneJob, ModelVersion
+from modelhub.models import ModelVersion
+from training.models import FineTuneJob
 
 pytestmark = pytest.mark.django_db
 

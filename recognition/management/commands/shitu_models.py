@@ -6,10 +6,10 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from modelhub.registry import model_key
 from recognition.engine.errors import EngineError
 from recognition.engine.install import install_archive
 from recognition.engine.manifest import installed_models
-from recognition.model_registry import model_key
 
 OFFICIAL_ARCHIVES = {
     "extractor": "https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/rec/models/inference/PP-ShiTuV2/general_PPLCNetV2_base_pretrained_v1.0_infer.tar",

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from modelhub.registry import BASELINE_EXTRACTOR_NAME, model_directory
 from training.engine.cli import BASELINES, add_eval_arguments, render_eval, run_eval
 
 
 def served_default_extractor() -> str:
     """``SHITU_EXTRACTOR`` when set, else the shipped default: the folder (or baseline) recognition uses."""
-    from recognition.model_registry import BASELINE_EXTRACTOR_NAME, default_extractor_dir
-
-    directory = default_extractor_dir()
+    directory = model_directory(version=None)
     return str(directory) if directory is not None else BASELINE_EXTRACTOR_NAME
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from modelhub.models import ModelVersion
 from shitu_platform.object_store import object_store
 from shitu_platform.storage import tenant_key
 
@@ -25,7 +26,7 @@ def model_files_upload(*, directory: Path, prefix: str) -> None:
             object_store().put(f"{prefix}/{path.name}", handle, length=path.stat().st_size)
 
 
-def model_files_local(version) -> Path:
+def model_files_local(version: ModelVersion) -> Path:
     """A local directory holding the version's files (downloaded once, atomically)."""
     target = Path(settings.MODELS_ROOT) / "cache" / version.key.replace("@", "_at_")
     if (target / "manifest.json").exists():
