@@ -29,7 +29,10 @@ class FineTuneJobViewSet(TenantScopedAPIMixin, mixins.ListModelMixin, mixins.Ret
     serializer_class = FineTuneJobSerializer
     write_role = Role.ADMIN
 
+    @extend_schema(request=FineTuneJobSerializer, responses={202: FineTuneJobSerializer})
     def create(self, request: Request) -> Response:
+        """Fine-tune the tenant's current extractor on the gallery's photos (admin); answers 202 with the queued job
+        to poll. It trains on part of the photos; the photos held out compare the old and the new model."""
         params = FineTuneJobSerializer(data=request.data, context={"request": request})
         params.is_valid(raise_exception=True)
         epochs = params.validated_data.get("epochs")
@@ -42,11 +45,15 @@ class FineTuneJobViewSet(TenantScopedAPIMixin, mixins.ListModelMixin, mixins.Ret
     @extend_schema(request=None, responses=FineTuneJobSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: Any = None) -> Response:
+        """Stop a job: a queued one is `cancelled` at once, a running one at its next step (`cancel_requested` until
+        then). A finished job answers 409 `invalid_job_state`."""
         return Response(FineTuneJobSerializer(services.finetune_cancel(job=self.get_object())).data)
 
-    @extend_schema(request=PromoteSerializer, responses=FineTuneJobSerializer)
+    @extend_schema(request=PromoteSerializer, responses={202: FineTuneJobSerializer})
     @action(detail=True, methods=["post"])
     def promote(self, request: Request, pk: Any = None) -> Response:
+        """Make a ready job's model the tenant's extractor if it beat the current one on the held-out photos (202):
+        the galleries are re-embedded with it in the background (`reembedding`), then it serves (`promoted`)."""
         params = PromoteSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         user = request.user if getattr(request.user, "pk", None) else None
@@ -69,6 +76,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 class ActiveModelView(APIView):
     @extend_schema(responses=ActiveModelSerializer)
     def get(self, request: Request) -> Response:
+        """The extractor serving the tenant's recognitions now, the one a rollback returns to, and when it switched."""
         active = active_model(tenant=tenant_context(request).tenant)
         return Response(ActiveModelSerializer(active).data if active else {"extractor": None, "previous_extractor": None})
 
@@ -78,4 +86,6 @@ class RollbackView(APIView):
 
     @extend_schema(request=None, responses=ActiveModelSerializer)
     def post(self, request: Request) -> Response:
+        """Switch back to the extractor used before the last switch (admin); its vectors are still stored, so it serves
+        at once. With nothing to return to: 409 `invalid_job_state`."""
         return Response(ActiveModelSerializer(model_rollback(tenant=tenant_context(request).tenant)).data)
