@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from modelhub.models import ModelVersion
+from modelhub.models import ActiveModel, ModelVersion
 from modelhub.selectors import active_model, model_versions_visible
 from modelhub.services import model_rollback
 from shitu_platform.tenancy.context import tenant_context
@@ -78,7 +78,7 @@ class ActiveModelView(APIView):
     def get(self, request: Request) -> Response:
         """The extractor serving the tenant's recognitions now, the one a rollback returns to, and when it switched."""
         active = active_model(tenant=tenant_context(request).tenant)
-        return Response(ActiveModelSerializer(active).data if active else {"extractor": None, "previous_extractor": None})
+        return Response(ActiveModelSerializer(active or ActiveModel()).data)  # no row yet: the default, never switched
 
 
 class RollbackView(APIView):

@@ -19,8 +19,10 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 
 
 class ActiveModelSerializer(serializers.ModelSerializer):
-    extractor = ModelVersionSerializer(read_only=True)
-    previous_extractor = ModelVersionSerializer(read_only=True)
+    extractor = ModelVersionSerializer(read_only=True, allow_null=True, help_text="null: the platform's default extractor")
+    previous_extractor = ModelVersionSerializer(
+        read_only=True, allow_null=True,
+        help_text="what a rollback returns to; null: the default (`previous_is_default`) or nothing yet")
 
     class Meta:
         model = ActiveModel
