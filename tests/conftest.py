@@ -98,8 +98,53 @@ class WorkerProcesses:
             worker.wait(timeout=20)
 
 
+class SharedWorker:
+    """The default worker, started once and kept for every test that needs no worker of its own: a start costs
+    seconds (Django and Paddle imports), and each test brings its own tenant and rows, so a warm worker holds
+    nothing another test can see (its caches are keyed by row ids, which a flush does not reuse)."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.processes = WorkerProcesses(log_dir)
+        self.worker: subprocess.Popen | None = None
+
+    def running(self) -> subprocess.Popen:
+        if self.worker is None or self.worker.poll() is not None:
+            self.worker = self.processes.start("shared")
+        return self.worker
+
+    def drain(self, timeout: float = 60) -> None:
+        """Drop the tasks a test left queued and wait until the worker has finished what it holds, so the next test
+        starts on an idle worker and nothing runs against rows that are about to be flushed. A worker that does not
+        answer in time is killed; the next test starts a fresh one."""
+        from shitu_platform.celery import app
+        from shitu_platform.tasks import ping
+
+        if self.worker is None or self.worker.poll() is not None:
+            return
+        app.control.purge()
+        try:
+            for queue in ("default", "inference", "training"):
+                ping.apply_async(queue=queue).get(timeout=timeout)
+        except Exception:  # noqa: BLE001 - a stuck worker is replaced, whatever its trouble
+            self.stop()
+
+    def stop(self) -> None:
+        self.processes.stop_all()
+        self.worker = None
+
+
+@pytest.fixture(scope="session")
+def shared_worker(redis_url: str) -> Iterator[SharedWorker]:
+    shared = SharedWorker(Path(settings.VAR_DIR))
+    yield shared
+    shared.stop()
+
+
 @pytest.fixture()
-def celery_workers(redis_url: str, transactional_db: None) -> Iterator[WorkerProcesses]:
+def celery_workers(shared_worker: SharedWorker, transactional_db: None) -> Iterator[WorkerProcesses]:
+    """Workers a test starts itself (its own environment, or to kill them): the shared one is stopped first, so
+    they are the only consumers of the queues."""
+    shared_worker.stop()
     workers = WorkerProcesses(Path(settings.VAR_DIR))
     try:
         yield workers
@@ -108,9 +153,12 @@ def celery_workers(redis_url: str, transactional_db: None) -> Iterator[WorkerPro
 
 
 @pytest.fixture()
-def celery_worker(celery_workers: WorkerProcesses) -> subprocess.Popen:
-    """A real Celery worker process on the test database; tests using it see committed rows only."""
-    return celery_workers.start()
+def celery_worker(shared_worker: SharedWorker, transactional_db: None) -> Iterator[subprocess.Popen]:
+    """A real Celery worker process on the test database (the session's shared one); tests using it see committed
+    rows only, and must not kill it (use `celery_workers` for that)."""
+    worker = shared_worker.running()
+    yield worker
+    shared_worker.drain()
 
 
 def _wait_for_worker(worker: subprocess.Popen, log_path: Path, *, offset: int = 0, timeout: float = 60) -> None:
