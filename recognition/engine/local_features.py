@@ -96,16 +96,23 @@ class LocalFeatures:
 
     __hash__ = None  # type: ignore[assignment]  # mutable-looking arrays: compare, don't hash
 
-    def subset_in_box(self, box: Box) -> "LocalFeatures":
-        """Keypoints whose (x, y) lie inside the box (max corner exclusive), so one photo extraction serves all its boxes."""
+    def rows_in_box(self, box: Box) -> np.ndarray:
+        """Indices of the keypoints whose (x, y) lie inside the box (max corner exclusive), in order."""
         if box.whole_image or len(self) == 0:
-            return self
+            return np.arange(len(self))
         x = self.keypoints[:, 0].astype(np.float32)
         y = self.keypoints[:, 1].astype(np.float32)
-        inside = (x >= box.xmin) & (x < box.xmax) & (y >= box.ymin) & (y < box.ymax)
-        if inside.all():
+        return np.flatnonzero((x >= box.xmin) & (x < box.xmax) & (y >= box.ymin) & (y < box.ymax))
+
+    def subset(self, rows: np.ndarray) -> "LocalFeatures":
+        """The keypoints at `rows` (this object itself when they are all of them, in order)."""
+        if len(rows) == len(self):
             return self
-        return LocalFeatures(self.keypoints[inside], self.descriptors[inside], self.image_size, self.scale)
+        return LocalFeatures(self.keypoints[rows], self.descriptors[rows], self.image_size, self.scale)
+
+    def subset_in_box(self, box: Box) -> "LocalFeatures":
+        """Keypoints inside the box (see rows_in_box), so one photo extraction serves all its boxes."""
+        return self.subset(self.rows_in_box(box))
 
     def to_bytes(self) -> bytes:
         """24-byte little-endian header (magic, version, dim, count, width, height, scale), then float16 xy, then uint8 descriptors."""

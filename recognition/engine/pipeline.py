@@ -16,6 +16,7 @@ nothing changes.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence, Union
@@ -28,7 +29,7 @@ from .local_features import DEFAULT_LONG_SIDE, MAX_SIDE, LocalFeatures, extract_
 from .main_object import choose_main_object, main_score
 from .search import VectorIndex
 from .types import Box, Detector, Extractor, Match, RecognizedObject
-from .verify import GeometricVerifier, Verification
+from .verify import GeometricVerifier, PhotoMatcher, Verification
 
 if TYPE_CHECKING:  # calibration.py builds on this module
     from .calibration import Calibration
@@ -83,13 +84,16 @@ class PipelineParams:
 
 @dataclass(frozen=True)
 class StageTimings:
-    """Wall-clock milliseconds per stage; extract includes cropping, verify includes the query's local features, total includes labels and NMS."""
+    """Wall-clock milliseconds per stage; extract includes cropping, total includes labels and NMS. verify
+    includes waiting for the photo's local features, which is also given alone (local_features_ms: near 0 when
+    they were computed beside the models)."""
 
     detect_ms: float
     extract_ms: float
     search_ms: float
     total_ms: float
     verify_ms: float = 0.0
+    local_features_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -183,7 +187,8 @@ class RecognitionPipeline:
     `local_features` (optional) gives reference RootSIFT features by vector id; with it and `params.verify`,
     each box's global candidates are geometrically verified with `verifier` (default GeometricVerifier()).
     `calibration` (optional) adds `confidence` to each object and answers "no match" under its threshold
-    (instead of `params.score_threshold`).
+    (instead of `params.score_threshold`). With `overlap_local_features` (the default) the photo's local
+    features are computed on a second thread while the models run; off, after the search (same result).
     """
 
     def __init__(
@@ -196,6 +201,7 @@ class RecognitionPipeline:
         local_features: Optional[LocalFeatureSource] = None,
         verifier: Optional[GeometricVerifier] = None,
         calibration: Optional["Calibration"] = None,
+        overlap_local_features: bool = True,
     ) -> None:
         if int(extractor.feature_dim) != index.dim:
             raise DimensionMismatch(
@@ -210,6 +216,7 @@ class RecognitionPipeline:
         self.local_features = local_features
         self.verifier = verifier or GeometricVerifier()
         self.calibration = calibration
+        self.overlap_local_features = overlap_local_features
 
     def recognize(self, image: np.ndarray, params: Optional[PipelineParams] = None) -> list[RecognizedObject]:
         """Recognised objects, best first; boxes whose best match is under `score_threshold` (and unverified), or under
@@ -221,6 +228,11 @@ class RecognitionPipeline:
         _check_image(image)
         params = params or self.params
         start = time.perf_counter()
+        verifying = params.verify and self.local_features is not None and max(image.shape[:2]) <= MAX_SIDE
+        # The photo's local features need only the photo: computed beside detection and extraction, they leave
+        # the critical path (OpenCV and Paddle release the GIL; a 2-thread Paddle predictor gains little from
+        # its second core, see bench/pipeline_stages.py).
+        query_features = _QueryFeatures(image, params, background=self.overlap_local_features) if verifying else None
         detected = self.detector.detect(image)
         after_detect = time.perf_counter()
         candidates = select_candidates(detected, image, params)
@@ -234,7 +246,6 @@ class RecognitionPipeline:
                 f"extractor returned {features.shape} for {len(candidates)} crops, expected ({len(candidates)}, {self.index.dim})"
             )
         after_extract = time.perf_counter()
-        verifying = params.verify and self.local_features is not None and max(image.shape[:2]) <= MAX_SIDE
         # Verification re-ranks deeper than what is shown, so the search fetches enough candidates for both;
         # a calibration's margin to the best rival label looks as deep, with or without verification.
         deep = verifying or self.calibration is not None
@@ -248,12 +259,13 @@ class RecognitionPipeline:
         names = self._labels_for(ids)
         rows = [_labelled_row(row_scores, row_ids, names) for row_scores, row_ids in zip(scores, ids)]
         before_verify = time.perf_counter()
-        verified = self._verify(image, candidates, rows, params)
+        verified, local_features_s = self._verify(query_features, candidates, rows, params)  # type: ignore[arg-type]
         after_verify = time.perf_counter()
         objects, rejected = self._decide_verified(candidates, rows, verified, names, params)
         objects = main_first(objects, image.shape[1], image.shape[0], params.min_inliers)
         done = time.perf_counter()
-        timings = _timings(start, after_detect, after_extract, after_search, done, after_verify - before_verify)
+        timings = _timings(start, after_detect, after_extract, after_search, done, after_verify - before_verify,
+                           local_features_s)
         return TimedRecognition(objects, timings, rejected)
 
     def _calibrated(self, obj: RecognizedObject, row: Sequence[Match], params: PipelineParams) -> RecognizedObject:
@@ -295,9 +307,11 @@ class RecognitionPipeline:
         return suppressed([o for o in decided if not o.no_match]), suppressed([o for o in decided if o.no_match])
 
     def _verify(
-        self, image: np.ndarray, candidates: list[Box], rows: list[list[tuple[int, float]]], params: PipelineParams
-    ) -> list[dict[int, Verification]]:
-        """Per box, verification results by vector id for its top `verify_top_k` labelled candidates.
+        self, query_features: "_QueryFeatures", candidates: list[Box], rows: list[list[tuple[int, float]]],
+        params: PipelineParams,
+    ) -> tuple[list[dict[int, Verification]], float]:
+        """Per box, verification results by vector id for its top `verify_top_k` labelled candidates, and the
+        seconds spent waiting for the query's local features.
 
         The query's features are extracted once for the photo and subset per box. The whole-image candidate
         holds every box's keypoints; it is verified after the detections, and with
@@ -308,14 +322,17 @@ class RecognitionPipeline:
         wanted = [[item for item, _ in row[: params.verify_top_k]] for row in rows]
         all_ids = sorted({item for row in wanted for item in row})
         if not all_ids:
-            return results
+            return results, 0.0
         source = self.local_features
         references = source(all_ids) if callable(source) and not isinstance(source, Mapping) else {
             item: source[item] for item in all_ids if item in source  # type: ignore[index, operator]
         }
         if not references:
-            return results
-        query = extract_local_features(image, max_features=params.local_features, long_side=params.local_long_side)
+            return results, 0.0
+        started = time.perf_counter()
+        query = query_features.result()
+        local_features_s = time.perf_counter() - started
+        matcher = PhotoMatcher(query)  # the boxes overlap and share candidates: each pair is matched once
         order = sorted(range(len(candidates)), key=lambda i: candidates[i].whole_image)  # detections first
         any_detection_verified = False
         for i in order:
@@ -323,13 +340,15 @@ class RecognitionPipeline:
             if box.whole_image and any_detection_verified and not params.always_verify_whole_image:
                 continue
             ids_here = [item for item in wanted[i] if item in references]
+            rows = query.rows_in_box(box)
             found = self.verifier.verify(
-                query.subset_in_box(box), [references[item] for item in ids_here], min_matches=params.min_inliers
+                query.subset(rows), [references[item] for item in ids_here], min_matches=params.min_inliers,
+                matcher=matcher, rows=rows, keys=ids_here,
             )
             results[i] = {item: result for item, result in zip(ids_here, found) if result is not None}
             if not box.whole_image and any(result.inliers >= params.min_inliers for result in results[i].values()):
                 any_detection_verified = True
-        return results
+        return results, local_features_s
 
     def _decide_verified(
         self,
@@ -385,6 +404,37 @@ class RecognitionPipeline:
         return {item: self.labels[item] for item in wanted if item in self.labels}
 
 
+class _QueryFeatures:
+    """The photo's local features, computed on a short-lived thread (or, without `background`, on first use)."""
+
+    def __init__(self, image: np.ndarray, params: PipelineParams, *, background: bool) -> None:
+        self._image, self._params = image, params
+        self._value: Optional[LocalFeatures] = None
+        self._error: Optional[BaseException] = None
+        self._thread: Optional[threading.Thread] = None
+        if background:
+            self._thread = threading.Thread(target=self._compute, name="query-local-features", daemon=True)
+            self._thread.start()
+
+    def _compute(self) -> None:
+        try:
+            self._value = extract_local_features(
+                self._image, max_features=self._params.local_features, long_side=self._params.local_long_side
+            )
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
+            self._error = exc
+
+    def result(self) -> LocalFeatures:
+        if self._thread is not None:
+            self._thread.join()
+        elif self._value is None and self._error is None:
+            self._compute()
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
+
+
 def _labelled_row(row_scores: np.ndarray, row_ids: np.ndarray, names: Mapping[int, str]) -> list[tuple[int, float]]:
     """(id, cosine) best first, without padding, stale ids (no label: deleted products) or repeats."""
     row: list[tuple[int, float]] = []
@@ -405,13 +455,15 @@ def _check_image(image: np.ndarray) -> None:
         raise ValueError(f"image is empty: {image.shape}")
 
 
-def _timings(start: float, detect: float, extract: float, search: float, end: float, verify_s: float = 0.0) -> StageTimings:
+def _timings(start: float, detect: float, extract: float, search: float, end: float, verify_s: float = 0.0,
+             local_features_s: float = 0.0) -> StageTimings:
     return StageTimings(
         detect_ms=(detect - start) * 1000,
         extract_ms=(extract - detect) * 1000,
         search_ms=(search - extract) * 1000,
         total_ms=(end - start) * 1000,
         verify_ms=verify_s * 1000,
+        local_features_ms=local_features_s * 1000,
     )
 
 

@@ -4,16 +4,21 @@ A global embedding confuses look-alike products (same brand, another flavour); a
 query box and a reference photo with many inliers does not happen by chance, so the inlier count is a far more
 reliable ranking signal than cosine whenever it is large.
 
-Matching is vectorised per chunk of candidates: one distance computation of the box's descriptors against the
-union of the candidates' descriptors, then for every (query keypoint, candidate) the best and second-best
-reference keypoint *of that candidate*, so Lowe's ratio test is decided within one reference image (a
-neighbour from another image of the same product must not veto a good match).
+Matching is vectorised per candidate: one product of the query's descriptors with the candidate's, then for
+every query keypoint the best and second-best reference keypoint *of that candidate*, so Lowe's ratio test is
+decided within one reference image (a neighbour from another image of the same product must not veto a good
+match). One product per candidate measured faster than one over the padded union of a chunk of candidates
+(no padding, no per-chunk copy and normalisation of the references).
+
+Those nearest neighbours depend only on the photo's keypoint and the candidate, not on the box, so a
+`PhotoMatcher` keeps them for the photo: the boxes of one photo overlap (the whole image holds them all) and
+share most candidates, and each (keypoint, candidate) pair is computed once instead of once per box.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Hashable, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -52,6 +57,61 @@ def _unit_rows(descriptors: np.ndarray) -> np.ndarray:
     values = descriptors.astype(np.float32)
     values /= np.maximum(np.linalg.norm(values, axis=1, keepdims=True), 1e-6)
     return values
+
+
+class _Neighbours:
+    """For one candidate: its unit descriptors and, per photo keypoint, the nearest reference keypoint, its cosine
+    and the second cosine (valid where `done`)."""
+
+    def __init__(self, rows: int, reference: LocalFeatures) -> None:
+        self.unit = _unit_rows(reference.descriptors)
+        self.done = np.zeros(rows, dtype=bool)
+        self.best = np.zeros(rows, dtype=np.int64)
+        self.best_sim = np.zeros(rows, dtype=np.float32)
+        self.second_sim = np.zeros(rows, dtype=np.float32)
+
+    def compute(self, query: np.ndarray, rows: np.ndarray) -> None:
+        sims = query[rows] @ self.unit.T  # (rows, reference keypoints) cosines
+        best = np.argmax(sims, axis=1)
+        picked = np.arange(len(rows))
+        self.best[rows] = best
+        self.best_sim[rows] = sims[picked, best]
+        sims[picked, best] = -np.inf
+        self.second_sim[rows] = sims.max(axis=1)
+        self.done[rows] = True
+
+
+class PhotoMatcher:
+    """A photo's keypoints matched against reference images on demand, kept for every box of the photo.
+
+    `neighbours` computes only the (keypoint, candidate) pairs no earlier call has. Candidates are known by a
+    caller's key (the pipeline's vector ids), which must name one reference's features for the matcher's life
+    (one photo).
+    """
+
+    def __init__(self, photo: LocalFeatures) -> None:
+        self.photo = photo
+        self._descriptors = _unit_rows(photo.descriptors)
+        self._known: dict[Hashable, _Neighbours] = {}
+
+    def neighbours(
+        self, rows: np.ndarray, keys: Sequence[Hashable], references: Sequence[LocalFeatures]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(best reference index, best cosine, second cosine), each (len(rows), len(keys)), for photo keypoints `rows`."""
+        entries = []
+        for key, reference in zip(keys, references):
+            entry = self._known.get(key)
+            if entry is None:
+                entry = self._known[key] = _Neighbours(len(self._descriptors), reference)
+            todo = rows[~entry.done[rows]]
+            if len(todo):
+                entry.compute(self._descriptors, todo)
+            entries.append(entry)
+        return (
+            np.stack([entry.best[rows] for entry in entries], axis=1),
+            np.stack([entry.best_sim[rows] for entry in entries], axis=1),
+            np.stack([entry.second_sim[rows] for entry in entries], axis=1),
+        )
 
 
 def _unverified(matches: int) -> Verification:
@@ -104,8 +164,15 @@ class GeometricVerifier:
         *,
         min_matches: Optional[int] = None,
         early_stop: bool = True,
+        matcher: Optional[PhotoMatcher] = None,
+        rows: Optional[np.ndarray] = None,
+        keys: Optional[Sequence[Hashable]] = None,
     ) -> list[Optional[Verification]]:
         """One result per candidate (given best first); None where a candidate has no features or was skipped.
+
+        `matcher` shares nearest neighbours between the boxes of one photo: `query` is then the subset of the
+        matcher's photo at `rows` (see LocalFeatures.rows_in_box) and `keys` name the candidates (one key, one
+        reference). Without it the call matches on its own.
 
         With `early_stop`, candidates are verified in chunks of `chunk_size` and the rest are skipped once one
         reaches `decisive_inliers`: a homography that strong is not overturned by lower-cosine candidates, and
@@ -120,11 +187,16 @@ class GeometricVerifier:
             for i in usable:
                 results[i] = _unverified(0)
             return results
-        query_desc = _unit_rows(query.descriptors)
+        if matcher is None:
+            matcher, rows, keys = PhotoMatcher(query), np.arange(len(query)), range(len(candidates))
+        elif rows is None or keys is None or len(rows) != len(query) or len(keys) != len(candidates):
+            raise ValueError("with a matcher, give the query's rows in its photo and one key per candidate")
+        rows = np.asarray(rows, dtype=np.int64)
         step = self.chunk_size if early_stop else len(usable)
         for start in range(0, len(usable), step):
             chunk = usable[start : start + step]
-            matched = self._match(query_desc, [candidates[i] for i in chunk])  # type: ignore[misc]
+            neighbours = matcher.neighbours(rows, [keys[i] for i in chunk], [candidates[i] for i in chunk])  # type: ignore[misc, index]
+            matched = self._pairs(*neighbours)
             for position, (query_idx, ref_idx) in zip(chunk, matched):
                 results[position] = self._fit(query, candidates[position], query_idx, ref_idx, floor)  # type: ignore[arg-type]
             best = max(result.inliers for result in results if result is not None)
@@ -132,21 +204,9 @@ class GeometricVerifier:
                 break
         return results
 
-    def _match(self, query_desc: np.ndarray, references: Sequence[LocalFeatures]) -> list[tuple[np.ndarray, np.ndarray]]:
+    def _pairs(self, best: np.ndarray, best_sim: np.ndarray, second_sim: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Ratio-test survivors per reference as (query indices, reference indices), one-to-one on the reference side."""
-        width = max(len(ref) for ref in references)
-        # Pad every reference to `width` zero rows: RootSIFT is non-negative, so a zero row (similarity 0) is
-        # never nearer than a real descriptor and cannot steal a best match.
-        union = np.zeros((len(references), width, query_desc.shape[1]), dtype=np.float32)
-        for row, ref in enumerate(references):
-            union[row, : len(ref)] = ref.descriptors
-        union /= np.maximum(np.sqrt(np.einsum("ijk,ijk->ij", union, union)), 1e-6)[..., None]
-        # One product against the union: cosine similarities laid out (n_query, n_refs, width), contiguous.
-        sims = (query_desc @ union.reshape(-1, union.shape[2]).T).reshape(len(query_desc), len(references), width)
-        best = np.argmax(sims, axis=2)
-        best_sim = np.take_along_axis(sims, best[..., None], axis=2)[..., 0]
-        np.put_along_axis(sims, best[..., None], -np.inf, axis=2)
-        second_sim = sims.max(axis=2)
+        references = best.shape[1]
         # Unit vectors: d^2 = 2 - 2 cos, and d1 < ratio * d2  <=>  d1^2 < ratio^2 * d2^2.
         passed = (1.0 - best_sim) < (self.ratio**2) * (1.0 - second_sim)
         query_idx, ref_row = np.nonzero(passed)
@@ -158,7 +218,7 @@ class GeometricVerifier:
         first = np.ones(len(order), dtype=bool)
         first[1:] = (ref_row[1:] != ref_row[:-1]) | (ref_idx[1:] != ref_idx[:-1])
         query_idx, ref_row, ref_idx = query_idx[first], ref_row[first], ref_idx[first]
-        bounds = np.searchsorted(ref_row, np.arange(len(references) + 1))
+        bounds = np.searchsorted(ref_row, np.arange(references + 1))
         return [(query_idx[a:b], ref_idx[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
     def _fit(self, query: LocalFeatures, reference: LocalFeatures, query_idx: np.ndarray, ref_idx: np.ndarray, floor: int) -> Verification:
@@ -184,4 +244,4 @@ class GeometricVerifier:
         return Verification(int(keep.sum()), len(query_idx), query_xy[keep], ref_xy[keep], to_original, reference.image_size)
 
 
-__all__ = ["GeometricVerifier", "MIN_MATCHES", "Verification"]
+__all__ = ["GeometricVerifier", "MIN_MATCHES", "PhotoMatcher", "Verification"]

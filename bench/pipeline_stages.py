@@ -1,0 +1,278 @@
+"""Where a recognition's time goes, stage by stage, and what a candidate speed-up changes, on real photos.
+
+Usage: nice -n 5 .venv/bin/python bench/pipeline_stages.py [--photos 60] [--candidate NAME ...] [--threads 2]
+
+The default pipeline is built as the pipeline evaluation builds it (training/engine/pipeline_eval.py): the
+shipped detector and extractor, the held-out half of drink-dev as the gallery (whole photos embedded, their
+RootSIFT kept in memory), the gallery's own calibration, default ``PipelineParams``. ``--photos`` held-out
+photos (seeded choice) are then recognised leave-one-out (each photo's own gallery entry hidden), from their
+JPEG bytes in memory, so the decode is timed and the disk is not.
+
+Stages: decode (bytes -> RGB), detector preprocess (resize, normalise) / network / rest (NMS rows, boxes),
+crops + extractor preprocess (box selection, crop, resize, normalise), extractor network, search, query SIFT,
+verification (matching + MAGSAC), decision (labels, calibration, NMS, order). The detector's and extractor's
+preprocess and network are timed by wrapping those objects' own callables; the pipeline reports the rest
+(``StageTimings``).
+
+Each ``--candidate`` runs beside the default, interleaved photo by photo (A B, then B A), and is printed
+stage by stage with its ratio to the default, plus how often its answer (first object's label before the
+"no match" decision, and the answered label) equals the default's and the truth on these photos. That
+agreement is a smoke check; the quality gate is the pipeline evaluation (README, *Verified recognition*).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from recognition.engine.calibration import Calibration, calibrate_gallery  # noqa: E402
+from recognition.engine.imageio import load_image  # noqa: E402
+from recognition.engine.inference import PaddleDetector, PaddleExtractor  # noqa: E402
+from recognition.engine.local_features import LocalFeatures  # noqa: E402
+from recognition.engine.pipeline import PipelineParams, RecognitionPipeline, TimedRecognition  # noqa: E402
+from recognition.engine.search import VectorIndex  # noqa: E402
+from recognition.engine.verify import GeometricVerifier  # noqa: E402
+from training.engine.dataset import ImageDataset  # noqa: E402
+from training.engine.pipeline_eval import _HidingIndex, build_references, photo_answer  # noqa: E402
+
+GALLERY = Path("/work/shared/data/drink-dev/gallery")
+DETECTOR = "models/detector/shitu-det-lite0"
+EXTRACTOR = "models/extractor/shitu-rec-lite0-dd53"
+SPLIT = "training/splits/drink-dev.json"
+STAGES = ("decode", "det_pre", "det_net", "det_rest", "crops_ext_pre", "ext_net", "search", "query_sift",
+          "verify", "decision", "total")
+
+
+class StageClock:
+    """Milliseconds per stage of the current photo, filled by wrapped callables."""
+
+    def __init__(self) -> None:
+        self.current: dict[str, float] = {}
+
+    def wrap(self, function: Callable[..., Any], stage: str) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.current[stage] = self.current.get(stage, 0.0) + (time.perf_counter() - started) * 1000
+        return timed
+
+
+def instrument(detector: PaddleDetector, extractor: PaddleExtractor, clock: StageClock) -> None:
+    """Time the models' preprocess and network calls (instance attributes shadow the class's)."""
+    detector.preprocess = clock.wrap(detector.preprocess, "det_pre")  # type: ignore[method-assign]
+    detector.runner.run = clock.wrap(detector.runner.run, "det_net")  # type: ignore[method-assign]
+    extractor.preprocess = clock.wrap(extractor.preprocess, "ext_pre")  # type: ignore[method-assign]
+    extractor.runner.run = clock.wrap(extractor.runner.run, "ext_net")  # type: ignore[method-assign]
+
+
+@dataclass
+class Variant:
+    """One way to run the recognition: a pipeline and its params, timed by its own clock."""
+
+    name: str
+    pipeline: RecognitionPipeline
+    params: PipelineParams
+    clock: StageClock
+
+    def run(self, blob: bytes) -> tuple[dict[str, float], TimedRecognition, np.ndarray]:
+        self.clock.current = {}
+        started = time.perf_counter()
+        image = load_image(blob)
+        decode = (time.perf_counter() - started) * 1000
+        timed = self.pipeline.recognize_timed(image, self.params)
+        t, c = timed.timings, self.clock.current
+        stages = {
+            "decode": decode,
+            "det_pre": c.get("det_pre", 0.0),
+            "det_net": c.get("det_net", 0.0),
+            "det_rest": t.detect_ms - c.get("det_pre", 0.0) - c.get("det_net", 0.0),
+            "crops_ext_pre": t.extract_ms - c.get("ext_net", 0.0),
+            "ext_net": c.get("ext_net", 0.0),
+            "search": t.search_ms,
+            "query_sift": t.local_features_ms,
+            "verify": t.verify_ms - t.local_features_ms,
+            "decision": t.total_ms - t.detect_ms - t.extract_ms - t.search_ms - t.verify_ms,
+            "total": decode + t.total_ms,
+        }
+        return stages, timed, image
+
+
+@dataclass
+class Setup:
+    """What every variant shares: the gallery, its references and calibration, the hiding index view."""
+
+    args: argparse.Namespace
+    view: _HidingIndex
+    names: dict[int, str]
+    local: dict[int, Any]
+    calibration: Any
+
+    def variant(self, name: str, *, detector_size: int | None = None, params: PipelineParams | None = None,
+                threads: int | None = None) -> Variant:
+        threads = threads or self.args.threads
+        detector = PaddleDetector.from_dir(REPO / DETECTOR, threads=threads)
+        if detector_size is not None:
+            detector.preprocess = replace(detector.preprocess, target_size=(detector_size, detector_size))
+            for _ in range(2):  # warm the new input shape
+                detector.detect(np.full((detector_size, detector_size, 3), 127, dtype=np.uint8))
+        extractor = PaddleExtractor.from_dir(REPO / EXTRACTOR, threads=threads)
+        clock = StageClock()
+        instrument(detector, extractor, clock)
+        params = params or PipelineParams()
+        pipeline = RecognitionPipeline(detector, extractor, self.view, self.names, params,  # type: ignore[arg-type]
+                                       local_features=self.local, calibration=self.calibration)
+        return Variant(name, pipeline, params, clock)
+
+
+class PerBoxVerifier(GeometricVerifier):
+    """The verifier as it was before PhotoMatcher: every box matches its candidates on its own."""
+
+    def verify(self, query: Any, candidates: Any, *, matcher: Any = None, rows: Any = None, keys: Any = None,
+               **options: Any) -> Any:
+        return super().verify(query, candidates, **options)
+
+
+def with_verifier(variant: Variant, verifier: GeometricVerifier) -> Variant:
+    variant.pipeline.verifier = verifier
+    return variant
+
+
+def with_overlap(variant: Variant, overlap: bool) -> Variant:
+    variant.pipeline.overlap_local_features = overlap
+    return variant
+
+
+# Candidate speed-ups (or, for a change already made, the code before it): name -> the variant.
+CANDIDATES: dict[str, Callable[[Setup], Variant]] = {
+    "per-box-matching": lambda s: with_verifier(s.variant("per-box-matching"), PerBoxVerifier()),
+    "sift-after-search": lambda s: with_overlap(s.variant("sift-after-search"), False),
+    "det256": lambda s: s.variant("det256", detector_size=256),
+    "det288": lambda s: s.variant("det288", detector_size=288),
+    "threads1": lambda s: s.variant("threads1", threads=1),
+    "default-again": lambda s: s.variant("default-again"),  # the noise floor: the default against itself
+}
+
+
+def setup(args: argparse.Namespace) -> tuple[Setup, ImageDataset]:
+    held_out = set(json.loads((REPO / SPLIT).read_text(encoding="utf-8"))["held_out"])
+    dataset = ImageDataset.from_label_file(args.gallery / "labels.txt", image_root=args.gallery)
+    dataset = ImageDataset([s for s in dataset.samples if s.label in held_out])
+    started = time.perf_counter()
+    cache = args.cache
+    if cache is not None and cache.is_file():
+        # The references and calibration depend only on the shipped models and default params; --cache reuses them.
+        stored = np.load(cache, allow_pickle=False)
+        labels = [str(v) for v in stored["labels"]]
+        vectors = stored["vectors"]
+        local = [LocalFeatures.from_bytes(bytes(blob)) if len(blob) else None
+                 for blob in np.split(stored["local"], stored["local_bounds"][1:-1])]
+        calibration = Calibration.from_dict(json.loads(str(stored["calibration"])))
+        source = f"read from {cache}"
+    else:
+        extractor = PaddleExtractor.from_dir(REPO / EXTRACTOR, threads=args.threads)
+        detector = PaddleDetector.from_dir(REPO / DETECTOR, threads=args.threads)
+        refs = build_references(detector, extractor, dataset, params=PipelineParams())
+        labels, vectors, local = refs.labels, refs.vectors, refs.local_features
+        calibration = calibrate_gallery(vectors, labels, local, params=PipelineParams())
+        source = "embedded and calibrated"
+        if cache is not None:
+            blobs = [np.frombuffer(f.to_bytes(), np.uint8) if f is not None else np.zeros(0, np.uint8) for f in local]
+            np.savez(cache, labels=np.array(labels), vectors=vectors, local=np.concatenate(blobs),
+                     local_bounds=np.cumsum([0] + [len(b) for b in blobs]),
+                     calibration=json.dumps(calibration.to_dict()))
+    index = VectorIndex(vectors.shape[1], "Flat")
+    index.build(np.arange(len(labels), dtype=np.int64), vectors)
+    print(f"gallery: {len(labels)} held-out photos {source} in {time.perf_counter() - started:.1f} s", flush=True)
+    return Setup(args, _HidingIndex(index), dict(enumerate(labels)), dict(enumerate(local)), calibration), dataset
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def print_breakdown(name: str, rows: list[dict[str, float]]) -> None:
+    print(f"\n{name}: {len(rows)} photos")
+    print(f"  {'stage':<14} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8} {'share':>6}")
+    mean_total = statistics.fmean(r["total"] for r in rows)
+    for stage in STAGES:
+        values = [r[stage] for r in rows]
+        share = statistics.fmean(values) / mean_total if stage != "total" else 1.0
+        print(f"  {stage:<14} {percentile(values, 50):8.1f} {percentile(values, 95):8.1f} "
+              f"{statistics.fmean(values):8.1f} {share:6.1%}")
+
+
+def print_comparison(base: list[dict[str, float]], cand: list[dict[str, float]], name: str) -> None:
+    print(f"\n{name} against the default, interleaved, {len(base)} photos (ratio = candidate / default)")
+    print(f"  {'stage':<14} {'default p50':>11} {name + ' p50':>14} {'ratio':>6} {'default p95':>11} "
+          f"{name + ' p95':>14} {'ratio':>6}")
+    for stage in STAGES:
+        b = [r[stage] for r in base]
+        c = [r[stage] for r in cand]
+        b50, c50, b95, c95 = percentile(b, 50), percentile(c, 50), percentile(b, 95), percentile(c, 95)
+        print(f"  {stage:<14} {b50:11.1f} {c50:14.1f} {c50 / b50 if b50 > 0.05 else float('nan'):6.2f} "
+              f"{b95:11.1f} {c95:14.1f} {c95 / b95 if b95 > 0.05 else float('nan'):6.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=int, default=60, help="timed held-out photos")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed photos first (per variant)")
+    parser.add_argument("--candidate", action="append", default=[], choices=sorted(CANDIDATES),
+                        help="a speed-up to time beside the default (repeatable)")
+    parser.add_argument("--threads", type=int, default=2, help="Paddle threads per predictor")
+    parser.add_argument("--gallery", type=Path, default=GALLERY)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache", type=Path, help="an .npz to keep the gallery's references and calibration in "
+                        "(written when missing, read when present: delete it after changing a shipped model)")
+    args = parser.parse_args()
+    shared, dataset = setup(args)
+    variants = [shared.variant("default")] + [CANDIDATES[name](shared) for name in args.candidate]
+    positions = random.Random(args.seed).sample(range(len(dataset)), min(len(dataset), args.photos + args.warmup))
+    rows: dict[str, list[dict[str, float]]] = {v.name: [] for v in variants}
+    same_first = {v.name: 0 for v in variants}
+    same_answer = {v.name: 0 for v in variants}
+    right_first = {v.name: 0 for v in variants}
+    for count, position in enumerate(positions):
+        sample = dataset.samples[position]
+        blob = Path(sample.source).read_bytes()
+        shared.view.hidden = {position}
+        order = variants if count % 2 == 0 else variants[::-1]
+        answers: dict[str, tuple[Any, Any]] = {}
+        for variant in order:
+            stages, timed, image = variant.run(blob)
+            first = photo_answer([*timed.objects, *timed.rejected], image.shape[1], image.shape[0],
+                                 variant.params.min_inliers)
+            answers[variant.name] = (first.label if first else None,
+                                     timed.objects[0].label if timed.objects else None)
+            if count >= args.warmup:
+                rows[variant.name].append(stages)
+        if count >= args.warmup:
+            for variant in variants:
+                same_first[variant.name] += answers[variant.name][0] == answers["default"][0]
+                same_answer[variant.name] += answers[variant.name][1] == answers["default"][1]
+                right_first[variant.name] += answers[variant.name][0] == sample.label
+    timed_photos = len(rows["default"])
+    print_breakdown("default (shipped models, default PipelineParams)", rows["default"])
+    for variant in variants[1:]:
+        print_comparison(rows["default"], rows[variant.name], variant.name)
+    print("\nanswers on these photos (first object before the decision / the answered label):")
+    for variant in variants:
+        print(f"  {variant.name:<14} right first {right_first[variant.name]}/{timed_photos}, same first as default "
+              f"{same_first[variant.name]}/{timed_photos}, same answer {same_answer[variant.name]}/{timed_photos}")
+
+
+if __name__ == "__main__":
+    main()
