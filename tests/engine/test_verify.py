@@ -197,3 +197,35 @@ def test_containment_rule() -> None:
     assert suppress_contained([], []) == []
     with pytest.raises(ValueError):
         suppress_contained([outer], [])
+
+
+def test_photo_matcher_shares_matching_between_boxes_with_the_same_results(features) -> None:
+    """Boxes of one photo reuse each other's nearest neighbours; every box still gets what it would alone."""
+    from recognition.engine.verify import PhotoMatcher
+
+    ref, scene, unrelated = features
+    matcher = PhotoMatcher(scene)
+    computed = []
+    original = matcher.neighbours.__func__
+
+    def counting(self, rows, keys, references):
+        before = {key: int(entry.done.sum()) for key, entry in self._known.items()}
+        out = original(self, rows, keys, references)
+        computed.append(sum(int(e.done.sum()) - before.get(k, 0) for k, e in self._known.items()))
+        return out
+
+    matcher.neighbours = counting.__get__(matcher)
+    verifier = GeometricVerifier()
+    half = Box(0, 0, SCENE_SIZE[0] / 2, SCENE_SIZE[1])
+    for box in (half, Box(0, 0, *SCENE_SIZE, whole_image=True)):
+        rows = scene.rows_in_box(box)
+        shared = verifier.verify(scene.subset(rows), [ref, unrelated], early_stop=False,
+                                 matcher=matcher, rows=rows, keys=["ref", "unrelated"])
+        alone = verifier.verify(scene.subset(rows), [ref, unrelated], early_stop=False)
+        assert [(r.inliers, r.matches) for r in shared] == [(r.inliers, r.matches) for r in alone]
+        assert np.array_equal(shared[0].query_xy, alone[0].query_xy)
+    # The whole image only matched the keypoints outside the half box: none twice.
+    inside = len(scene.rows_in_box(half))
+    assert computed == [2 * inside, 2 * (len(scene) - inside)]
+    with pytest.raises(ValueError):
+        verifier.verify(scene, [ref], matcher=matcher)  # a shared matcher needs rows and keys
