@@ -11,7 +11,9 @@ import re
 from typing import Any
 
 from drf_spectacular.plumbing import get_lib_doc_excludes
+from drf_spectacular.utils import OpenApiResponse
 
+from shitu_platform.errors import PlatformError
 from shitu_platform.openapi_examples import EXAMPLES
 from shitu_platform.tenancy.scoping import TenantScopedAPIMixin
 
@@ -21,6 +23,8 @@ ERROR_RESPONSES = {
     "401": ("Unauthenticated", "No or unknown credentials (`not_authenticated`, `authentication_failed`)."),
     "403": ("Forbidden", "The caller's role does not allow this (`permission_denied`)."),
     "404": ("NotFound", "No such object in the caller's tenant (`not_found`); another tenant's objects are 404 too."),
+    "409": ("Conflict", "The current state does not allow this now: a fine-tune is already running "
+                        "(`job_already_running`), or the job or model is not in a state for it (`invalid_job_state`)."),
     "413": ("PayloadTooLarge", "The body or image is over a size limit (`request_too_large`, `image_too_large`, `file_too_large`)."),
     "415": ("UnsupportedMediaType", "The body or image format is not accepted (`unsupported_media_type`, `unsupported_image_format`)."),
     "429": ("RateLimited", "Over the tenant's rate limit or quota (`rate_limited`, `quota_exceeded`); see `Retry-After`."),
@@ -72,16 +76,46 @@ def _error_components() -> tuple[dict[str, Any], dict[str, Any]]:
     return schemas, responses
 
 
+def error_responses(*errors: type[PlatformError]) -> dict[int, OpenApiResponse]:
+    """`extend_schema(responses={..., **error_responses(InvalidJobState)})`: the answers a view's own typed errors add
+    to those every operation of its shape can answer (`_error_statuses`), such as a 409. Declared on the view that
+    calls the raising service rather than listed here by operationId, and keyed by each error's own `http_status`
+    and `code`, so a renamed operation or a changed status cannot leave the schema behind; the hook adds the
+    envelope (tests/test_api_schema_errors.py provokes each declared one and wants every 409 error declared)."""
+    described: dict[int, list[str]] = {}
+    for error in errors:
+        what = _words(error.__name__)
+        described.setdefault(error.http_status, []).append(
+            f"`{error.code}`" if what == error.code.replace("_", " ") else f"`{error.code}` ({what})")
+    return {status: OpenApiResponse(description=f"{_words(ERROR_RESPONSES[str(status)][0]).capitalize()}: "
+                                                f"{', '.join(dict.fromkeys(texts))}.")
+            for status, texts in described.items()}
+
+
+def _words(class_name: str) -> str:
+    """`NoPreviousModel` -> `no previous model`."""
+    return re.sub(r"(?<!^)(?=[A-Z])", " ", class_name).lower()
+
+
 def _error_statuses(path: str, operation: dict[str, Any]) -> list[str]:
-    """Which errors an operation can answer: every one is authenticated, role-checked, rate-limited, backed by services."""
+    """Which errors any operation of this shape can answer: every one is authenticated, role-checked, rate-limited,
+    backed by services; a body can be too big or of a type the parsers refuse. An operation's own errors beyond
+    these are declared on its view (`error_responses`)."""
     statuses = ["401", "403", "429", "503"]
     if "requestBody" in operation or operation.get("parameters"):
         statuses.append("400")
     if "{" in path:
         statuses.append("404")
-    if "multipart/form-data" in operation.get("requestBody", {}).get("content", {}):
+    if "requestBody" in operation:
         statuses += ["413", "415"]
     return sorted(statuses)
+
+
+def _envelope_for_declared_errors(operation: dict[str, Any]) -> None:
+    """A response declared with `error_responses` has the operation's own description and, from here, the envelope."""
+    for status, response in operation["responses"].items():
+        if status in ERROR_RESPONSES and "$ref" not in response and "content" not in response:
+            response["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}
 
 
 def _action_description(path: str, action: str) -> str:
@@ -240,6 +274,7 @@ def postprocess_errors_and_descriptions(result: dict[str, Any], generator: Any, 
             action = actions.get((_path_shape(path), method))
             if not operation.get("description") and action:
                 operation["description"] = _action_description(path, action)
+            _envelope_for_declared_errors(operation)
             for status in _error_statuses(path, operation):
                 operation["responses"].setdefault(status, {"$ref": f"#/components/responses/{ERROR_RESPONSES[status][0]}"})
             _add_examples(operation)

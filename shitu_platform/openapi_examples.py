@@ -5,10 +5,13 @@ One module rather than `OpenApiExample`s in each api.py: most operations are sta
 decorator of their own, and one body (a gallery, a recognition) answers several operations, a list answer being
 the same bodies in the page envelope, so each body is written once here. The values are what this product answers
 (a drinks gallery, PP-ShiTuV2 timings and inliers); operations with a file upload get an example of their other
-fields only, and 204 answers have no body to show."""
+fields only, and 204 answers have no body to show. Errors an operation declares itself (a 409) get an example
+envelope with its real code and message; the ones every operation shares are described, not shown."""
 from __future__ import annotations
 
 from typing import Any
+
+from shitu_platform.errors import error_body
 
 _CREATED = "2026-11-02T08:15:04.512301Z"
 _UPDATED = "2026-12-06T21:40:17.093815Z"
@@ -173,14 +176,20 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "recognitions_feedback_create": {"request": {"object": 0, "verdict": "wrong", "product": 211},
                                      "201": REVIEW, "200": REVIEW},
     "fine_tune_jobs_list": {"200": page(FINE_TUNE_READY)},
-    "fine_tune_jobs_create": {"request": {"gallery": 12, "mode": "fast", "epochs": 80}, "202": FINE_TUNE_QUEUED},
+    "fine_tune_jobs_create": {"request": {"gallery": 12, "mode": "fast", "epochs": 80}, "202": FINE_TUNE_QUEUED,
+                              "409": error_body("job_already_running", "this tenant already has a fine-tuning job "
+                                                                       "running; wait for it or cancel it")},
     "fine_tune_jobs_retrieve": {"200": FINE_TUNE_READY},
     "fine_tune_jobs_cancel_create": {"200": {**FINE_TUNE_QUEUED, "state": "training", "progress": 0.42, "current_epoch": 34,
-                                             "current_step": 578, "total_steps": 1360, "cancel_requested": True}},
-    "fine_tune_jobs_promote_create": {"request": {"force": False}, "202": {**FINE_TUNE_READY, "state": "reembedding"}},
+                                             "current_step": 578, "total_steps": 1360, "cancel_requested": True},
+                                     "409": error_body("invalid_job_state", "the job is already cancelled")},
+    "fine_tune_jobs_promote_create": {"request": {"force": False}, "202": {**FINE_TUNE_READY, "state": "reembedding"},
+                                      "409": error_body("invalid_job_state", "the new model is not better on the "
+                                                                             "held-out images; staff may force it")},
     "models_list": {"200": page(SECOND_FINE_TUNE, DEFAULT_FINE_TUNE)},
     "models_active_retrieve": {"200": {"extractor": SECOND_FINE_TUNE, "previous_extractor": DEFAULT_FINE_TUNE,
                                        "previous_is_default": False, "switched_at": "2026-12-05T11:02:48.771305Z"}},
     "models_rollback_create": {"200": {"extractor": DEFAULT_FINE_TUNE, "previous_extractor": SECOND_FINE_TUNE,
-                                       "previous_is_default": False, "switched_at": "2026-12-07T05:25:13.442960Z"}},
+                                       "previous_is_default": False, "switched_at": "2026-12-07T05:25:13.442960Z"},
+                               "409": error_body("invalid_job_state", "there is no previous model to roll back to")},
 }

@@ -13,7 +13,8 @@ from rest_framework.views import APIView
 
 from modelhub.models import ActiveModel, ModelVersion
 from modelhub.selectors import active_model, model_versions_visible
-from modelhub.services import model_rollback
+from modelhub.services import NoPreviousModel, model_rollback
+from shitu_platform.openapi import error_responses
 from shitu_platform.tenancy.context import tenant_context
 from shitu_platform.tenancy.models import Role
 from shitu_platform.tenancy.scoping import TenantScopedAPIMixin
@@ -29,7 +30,8 @@ class FineTuneJobViewSet(TenantScopedAPIMixin, mixins.ListModelMixin, mixins.Ret
     serializer_class = FineTuneJobSerializer
     write_role = Role.ADMIN
 
-    @extend_schema(request=FineTuneJobSerializer, responses={202: FineTuneJobSerializer})
+    @extend_schema(request=FineTuneJobSerializer,
+                   responses={202: FineTuneJobSerializer, **error_responses(services.JobAlreadyRunning)})
     def create(self, request: Request) -> Response:
         """Fine-tune the tenant's current extractor on the gallery's photos (admin); answers 202 with the queued job
         to poll. It trains on part of the photos; the photos held out compare the old and the new model."""
@@ -42,14 +44,15 @@ class FineTuneJobViewSet(TenantScopedAPIMixin, mixins.ListModelMixin, mixins.Ret
                                       mode=params.validated_data.get("mode"), created_by=user)
         return Response(FineTuneJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=None, responses=FineTuneJobSerializer)
+    @extend_schema(request=None, responses={200: FineTuneJobSerializer, **error_responses(services.InvalidJobState)})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: Any = None) -> Response:
         """Stop a job: a queued one is `cancelled` at once, a running one at its next step (`cancel_requested` until
         then). A finished job answers 409 `invalid_job_state`."""
         return Response(FineTuneJobSerializer(services.finetune_cancel(job=self.get_object())).data)
 
-    @extend_schema(request=PromoteSerializer, responses={202: FineTuneJobSerializer})
+    @extend_schema(request=PromoteSerializer,
+                   responses={202: FineTuneJobSerializer, **error_responses(services.InvalidJobState)})
     @action(detail=True, methods=["post"])
     def promote(self, request: Request, pk: Any = None) -> Response:
         """Make a ready job's model the tenant's extractor if it beat the current one on the held-out photos (202):
@@ -84,7 +87,7 @@ class ActiveModelView(APIView):
 class RollbackView(APIView):
     write_role = Role.ADMIN
 
-    @extend_schema(request=None, responses=ActiveModelSerializer)
+    @extend_schema(request=None, responses={200: ActiveModelSerializer, **error_responses(NoPreviousModel)})
     def post(self, request: Request) -> Response:
         """Switch back to the extractor used before the last switch (admin); its vectors are still stored, so it serves
         at once. With nothing to return to: 409 `invalid_job_state`."""
