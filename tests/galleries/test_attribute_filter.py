@@ -59,6 +59,7 @@ def test_the_sql_selection_is_the_engines_rule(tenant_a, text):
     assert len(ids) == 3 * len(chosen)
 
 
+@pytest.mark.slow  # a transactional test (flush afterwards) with a cache warmed in a thread: over 2 s at load 4
 @pytest.mark.django_db(transaction=True)  # the cache warms in a thread, on its own connection
 def test_faiss_and_pgvector_answer_a_filtered_search_alike(tenant_a):
     gallery = _gallery(tenant_a.tenant, per_product=20)
