@@ -1,4 +1,5 @@
-"""Request-wide middleware: NUL characters refused before any view, and dashboard times in the tenant's zone."""
+"""Request-wide middleware: the row-level-security scope of each request, NUL characters refused before any view,
+and dashboard times in the tenant's zone."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -9,9 +10,29 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonR
 from django.utils import timezone
 
 from shitu_platform.errors import error_body
-from shitu_platform.tenancy.context import tenant_context
+from shitu_platform.tenancy import rls
+from shitu_platform.tenancy.context import mark_request_scoped, tenant_context
 
 DASHBOARD_PREFIX = "/dashboard/"
+ADMIN_PREFIX = "/admin/"
+
+
+class RowLevelSecurityMiddleware:
+    """Every request starts in the `none` scope, where PostgreSQL shows no tenant-owned row; `tenant_context()`
+    narrows it to the request's tenant once that is known (API keys are only read when DRF authenticates, inside
+    the view). The staff admin runs in the system scope: staff cross tenants through `staff_visible`. The scope
+    before the request is restored afterwards."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith(ADMIN_PREFIX):
+            with rls.system_scope():
+                return self.get_response(request)
+        with rls.no_scope():
+            mark_request_scoped(request)
+            return self.get_response(request)
 
 
 class RejectNulCharactersMiddleware:

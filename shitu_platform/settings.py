@@ -71,6 +71,9 @@ DATABASES = {
 }
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DATABASE_CONNECT_TIMEOUT", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Row-level security scope of connections outside a request (workers, sweeps, commands): "system" sees every
+# tenant's rows, "none" none. Requests always start in "none" and narrow to their tenant (tenancy/rls.py).
+SHITU_DB_DEFAULT_SCOPE = env_str("SHITU_DB_DEFAULT_SCOPE", "system")
 
 REDIS_URL = env_str("REDIS_URL") or EMBEDDED_REDIS_URL
 
@@ -115,6 +118,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "shitu_platform.middleware.RowLevelSecurityMiddleware",  # before anything that reads tenant rows
     "shitu_platform.middleware.RejectNulCharactersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

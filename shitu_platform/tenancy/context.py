@@ -8,11 +8,13 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
+from shitu_platform.tenancy import rls
 from shitu_platform.tenancy.models import ApiKey, Role, Tenant, role_at_least
 from shitu_platform.tenancy.selectors import memberships_for_user
 
 SESSION_TENANT_KEY = "active_tenant_id"
 _CACHE_ATTR = "_shitu_tenant_context"
+_SCOPED_ATTR = "_shitu_rls_scoped"
 
 
 @dataclass(frozen=True)
@@ -46,14 +48,22 @@ def require_role(context: TenantContext | None, required_role: str) -> TenantCon
 def tenant_context(request: Any) -> TenantContext | None:
     """The request's tenant context (None when unauthenticated or not a member of any tenant).
 
-    Works for Django and DRF requests; the answer is cached on the underlying HttpRequest.
+    Works for Django and DRF requests; the answer is cached on the underlying HttpRequest. In a request that
+    `RowLevelSecurityMiddleware` scoped, the database connection is narrowed to the tenant found.
     """
     http_request: HttpRequest = getattr(request, "_request", request)
     if hasattr(http_request, _CACHE_ATTR):
         return getattr(http_request, _CACHE_ATTR)
     context = _resolve(request, http_request)
     setattr(http_request, _CACHE_ATTR, context)
+    if context is not None and getattr(http_request, _SCOPED_ATTR, False):
+        rls.narrow_request_to_tenant(context.tenant.pk)
     return context
+
+
+def mark_request_scoped(request: HttpRequest) -> None:
+    """The middleware restores the scope after this request, so resolving its tenant may narrow the connection."""
+    setattr(request, _SCOPED_ATTR, True)
 
 
 def select_tenant(request: HttpRequest, tenant_id: int) -> bool:
@@ -73,7 +83,7 @@ def _resolve(request: Any, http_request: HttpRequest) -> TenantContext | None:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return None
-    memberships = list(memberships_for_user(user=user))
+    memberships = memberships_for_user(user=user)
     if not memberships:
         return None
     wanted = http_request.session.get(SESSION_TENANT_KEY) if hasattr(http_request, "session") else None

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from shitu_platform.tenancy import rls
 from shitu_platform.tenancy.models import ApiKey, Membership, Role, Tenant
 
 API_KEY_PREFIX = "shitu_"
@@ -65,13 +66,15 @@ def api_key_authenticate(raw_key: str) -> ApiKey | None:
     if len(raw_key) > 200 or not _KEY_CHARACTERS.fullmatch(raw_key):
         return None
     prefix = raw_key[len(API_KEY_PREFIX) : len(API_KEY_PREFIX) + _PREFIX_LEN]
-    # Lookup by the globally unique prefix is the one unscoped read: the key is what names the tenant.
-    api_key = ApiKey.unscoped.select_related("tenant").filter(prefix=prefix).first()
-    if api_key is None or not secrets.compare_digest(api_key.key_hash, hash_api_key(raw_key)):
-        return None
-    if api_key.revoked_at is not None or not api_key.tenant.is_active:
-        return None
-    _touch_last_used(api_key)
+    # Lookup by the globally unique prefix is the one unscoped read: the key is what names the tenant, so it is
+    # read (and its last use written) in the system scope, before the request is narrowed to that tenant.
+    with rls.system_scope():
+        api_key = ApiKey.unscoped.select_related("tenant").filter(prefix=prefix).first()
+        if api_key is None or not secrets.compare_digest(api_key.key_hash, hash_api_key(raw_key)):
+            return None
+        if api_key.revoked_at is not None or not api_key.tenant.is_active:
+            return None
+        _touch_last_used(api_key)
     return api_key
 
 

@@ -1,0 +1,192 @@
+"""PostgreSQL row-level security: the second wall behind `Model.objects.for_tenant()`.
+
+Every concrete `TenantOwnedModel` table (found from the app registry, so a new model is covered by the next
+`migrate`) gets `ENABLE` and `FORCE ROW LEVEL SECURITY` and one policy, for reads and writes alike: a row is
+visible only when the connection's `shitu.tenant_id` is the row's tenant, or its `shitu.scope` is `system`.
+
+FORCE matters: the app connects as the tables' owner (it must, to build and drop pgvector indexes at runtime),
+and without FORCE an owner skips every policy. That role has neither SUPERUSER nor BYPASSRLS; a connection
+that has either skips RLS whatever the table says, so `connection_created` logs an error for it.
+
+Scopes live on the connection (one per thread in Django) and are set with session-level `set_config`: Django
+runs in autocommit, where `SET LOCAL` would end with the statement. Each scope is restored in `finally`. The
+wanted scope is also kept per thread, so a connection opened mid-scope starts in it. Outside a request the
+scope is `settings.SHITU_DB_DEFAULT_SCOPE` (`system`: workers, sweeps, commands, test fixtures); the request
+middleware starts every request in `none` and narrows it to the tenant that `tenant_context()` resolves.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+
+from django.apps import apps
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db.backends.base.base import NO_DB_ALIAS, BaseDatabaseWrapper
+
+logger = logging.getLogger(__name__)
+
+SCOPE_SETTING = "shitu.scope"
+TENANT_SETTING = "shitu.tenant_id"
+POLICY_NAME = "shitu_tenant_rows_v1"  # a changed policy gets a new name, so `apply_policies` replaces the old one
+SYSTEM, TENANT, NONE = "system", "tenant", "none"
+POLICY_CONDITION = (
+    f"current_setting('{SCOPE_SETTING}', true) = '{SYSTEM}' "
+    f"OR tenant_id = NULLIF(current_setting('{TENANT_SETTING}', true), '')::bigint"
+)
+
+Scope = tuple[str, str]  # (scope, tenant id as text; '' unless scope is TENANT)
+_wanted = threading.local()
+
+
+def _default_scope() -> Scope:
+    scope = getattr(settings, "SHITU_DB_DEFAULT_SCOPE", SYSTEM)
+    if scope not in (SYSTEM, NONE):
+        raise ValueError(f"SHITU_DB_DEFAULT_SCOPE must be '{SYSTEM}' or '{NONE}', not {scope!r}")
+    return scope, ""
+
+
+def current_scope() -> Scope:
+    """The scope this thread's connection is in (or will start in when it opens)."""
+    return getattr(_wanted, "scope", None) or _default_scope()
+
+
+def _send(connection: BaseDatabaseWrapper, scope: Scope) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config(%s, %s, false), set_config(%s, %s, false)",
+                       [SCOPE_SETTING, scope[0], TENANT_SETTING, scope[1]])
+
+
+def _switch(scope: Scope) -> Scope:
+    """Make `scope` this thread's; returns the one it replaces. An unopened connection gets it when it opens."""
+    previous = current_scope()
+    _wanted.scope = scope
+    connection = connections[DEFAULT_DB_ALIAS]
+    if connection.vendor == "postgresql" and connection.connection is not None:
+        if connection.in_atomic_block and connection.needs_rollback:
+            return previous  # the broken transaction refuses queries; its rollback undoes what it set
+        _send(connection, scope)
+    return previous
+
+
+def _restore(previous: Scope) -> None:
+    try:
+        _switch(previous)
+    except DatabaseError:  # e.g. the server went away: a new connection starts in the restored scope
+        logger.warning("could not restore the row-level-security scope on the open connection", exc_info=True)
+
+
+@contextmanager
+def _scoped(scope: Scope) -> Iterator[None]:
+    previous = _switch(scope)
+    try:
+        yield
+    finally:
+        _restore(previous)
+
+
+def tenant_scope(tenant_id: int) -> AbstractContextManager[None]:
+    """Inside, raw SQL and the ORM alike see and write only `tenant_id`'s tenant-owned rows."""
+    return _scoped((TENANT, str(int(tenant_id))))
+
+
+def no_scope() -> AbstractContextManager[None]:
+    """Inside, no tenant-owned row is visible and none can be written: where every request starts."""
+    return _scoped((NONE, ""))
+
+
+def system_scope() -> AbstractContextManager[None]:
+    """Inside, every tenant's rows are visible: for finding a request's tenant and the staff admin.
+
+    Its callers are a written list (tests/tenancy/test_rls.py), like `Model.unscoped`'s.
+    """
+    return _scoped((SYSTEM, ""))
+
+
+def narrow_request_to_tenant(tenant_id: int) -> None:
+    """Called once the request's tenant is known; `RowLevelSecurityMiddleware` restores the scope after it."""
+    _switch((TENANT, str(int(tenant_id))))
+
+
+# --- policies -----------------------------------------------------------------------------------------------
+
+
+def tenant_tables() -> list[str]:
+    """Tables of the concrete tenant-owned models that hold the `tenant_id` column themselves."""
+    from shitu_platform.tenancy.models import TenantOwnedModel
+
+    return sorted({
+        model._meta.db_table for model in apps.get_models()
+        if issubclass(model, TenantOwnedModel) and model._meta.managed and not model._meta.proxy
+        and any(field.name == "tenant" for field in model._meta.local_concrete_fields)
+    })
+
+
+def tables_missing_policy(connection: BaseDatabaseWrapper) -> list[str]:
+    """Tenant tables without RLS enabled and forced under the current policy (all of them should have it)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT t.name FROM unnest(%s::text[]) AS t(name) "
+            "LEFT JOIN pg_class c ON c.oid = to_regclass(quote_ident(t.name)) "
+            "LEFT JOIN pg_policy p ON p.polrelid = c.oid AND p.polname = %s "
+            "WHERE c.oid IS NOT NULL AND NOT (c.relrowsecurity AND c.relforcerowsecurity AND p.oid IS NOT NULL) "
+            "ORDER BY 1",
+            [tenant_tables(), POLICY_NAME],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def apply_policies(connection: BaseDatabaseWrapper) -> list[str]:
+    """Idempotent: enable, force and (re)write the policy where it is missing; returns the tables changed."""
+    changed = tables_missing_policy(connection)
+    if not changed:
+        return []
+    with connection.cursor() as cursor:
+        for table in changed:
+            quoted = connection.ops.quote_name(table)
+            cursor.execute(
+                "SELECT polname FROM pg_policy WHERE polrelid = to_regclass(%s) AND polname LIKE 'shitu\\_tenant\\_%%'",
+                [quoted],
+            )
+            for (old,) in cursor.fetchall():
+                cursor.execute(f"DROP POLICY {connection.ops.quote_name(old)} ON {quoted}")
+            cursor.execute(f"ALTER TABLE {quoted} ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY")
+            cursor.execute(f"CREATE POLICY {POLICY_NAME} ON {quoted} USING ({POLICY_CONDITION}) WITH CHECK ({POLICY_CONDITION})")
+    return changed
+
+
+# --- signal handlers (connected in TenancyConfig.ready) -----------------------------------------------------
+
+
+def on_connection_created(sender: object, connection: BaseDatabaseWrapper, **kwargs: object) -> None:
+    """A new connection starts in this thread's scope, and says so loudly when RLS cannot hold for it."""
+    if connection.vendor != "postgresql" or connection.alias == NO_DB_ALIAS:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT r.rolsuper OR r.rolbypassrls, set_config(%s, %s, false), set_config(%s, %s, false) "
+            "FROM pg_roles r WHERE r.rolname = current_user",
+            [SCOPE_SETTING, current_scope()[0], TENANT_SETTING, current_scope()[1]],
+        )
+        row = cursor.fetchone()
+    if row is not None and row[0]:
+        logger.error("database role %r is a superuser or has BYPASSRLS: row-level security does not apply to it; "
+                     "connect as a role without either (see README, Tenant scoping)", connection.settings_dict.get("USER"))
+
+
+def on_pre_migrate(sender: object, using: str = DEFAULT_DB_ALIAS, **kwargs: object) -> None:
+    """Data migrations read and write every tenant's rows: the migrating connection is in the system scope."""
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        _switch((SYSTEM, ""))
+
+
+def on_post_migrate(sender: object, using: str = DEFAULT_DB_ALIAS, **kwargs: object) -> None:
+    connection = connections[using]
+    if connection.vendor != "postgresql" or getattr(sender, "label", None) != "tenancy":
+        return  # post_migrate is sent once per app: act once, after the app that every tenant table depends on
+    changed = apply_policies(connection)
+    if changed:
+        logger.info("row-level security applied to %s", ", ".join(changed))
