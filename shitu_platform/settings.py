@@ -118,9 +118,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "shitu_platform.middleware.RowLevelSecurityMiddleware",  # before anything that reads tenant rows
     "shitu_platform.middleware.RejectNulCharactersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "shitu_platform.middleware.RowLevelSecurityMiddleware",  # after static files (no query), before any tenant row
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

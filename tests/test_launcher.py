@@ -57,6 +57,7 @@ def _recognitions_stored(env: dict[str, str]) -> int:
     server = EmbeddedPostgres(PostgresSettings(data_dir=Path(env["SHITU_VAR_DIR"]) / "postgres",
                                                port=int(env["SHITU_EMBEDDED_PG_PORT"])))
     with psycopg.connect(server.start()) as connection:
+        connection.execute("SELECT set_config('shitu.scope', 'system', false)")  # row-level security: every tenant's rows
         return connection.execute("SELECT count(*) FROM recognition_recognition").fetchone()[0]
 
 

@@ -30,11 +30,13 @@ logger = logging.getLogger(__name__)
 
 SCOPE_SETTING = "shitu.scope"
 TENANT_SETTING = "shitu.tenant_id"
-POLICY_NAME = "shitu_tenant_rows_v1"  # a changed policy gets a new name, so `apply_policies` replaces the old one
+POLICY_NAME = "shitu_tenant_rows_v2"  # a changed policy gets a new name, so `apply_policies` replaces the old one
 SYSTEM, TENANT, NONE = "system", "tenant", "none"
+# Each setting is read in a scalar subquery: PostgreSQL evaluates it once per query (an InitPlan), not once per
+# row, and `tenant_id = <one value>` can use the tenant_id index.
 POLICY_CONDITION = (
-    f"current_setting('{SCOPE_SETTING}', true) = '{SYSTEM}' "
-    f"OR tenant_id = NULLIF(current_setting('{TENANT_SETTING}', true), '')::bigint"
+    f"(SELECT current_setting('{SCOPE_SETTING}', true)) = '{SYSTEM}' "
+    f"OR tenant_id = (SELECT NULLIF(current_setting('{TENANT_SETTING}', true), '')::bigint)"
 )
 
 Scope = tuple[str, str]  # (scope, tenant id as text; '' unless scope is TENANT)
@@ -161,7 +163,7 @@ def apply_policies(connection: BaseDatabaseWrapper) -> list[str]:
 
 
 def on_connection_created(sender: object, connection: BaseDatabaseWrapper, **kwargs: object) -> None:
-    """A new connection starts in this thread's scope, and says so loudly when RLS cannot hold for it."""
+    """A new connection starts in this thread's scope, and says so loudly (once) when RLS cannot hold for it."""
     if connection.vendor != "postgresql" or connection.alias == NO_DB_ALIAS:
         return
     with connection.cursor() as cursor:
@@ -171,7 +173,8 @@ def on_connection_created(sender: object, connection: BaseDatabaseWrapper, **kwa
             [SCOPE_SETTING, current_scope()[0], TENANT_SETTING, current_scope()[1]],
         )
         row = cursor.fetchone()
-    if row is not None and row[0]:
+    if row is not None and row[0] and not getattr(on_connection_created, "warned", False):
+        on_connection_created.warned = True  # type: ignore[attr-defined]  # once per process, not per connection
         logger.error("database role %r is a superuser or has BYPASSRLS: row-level security does not apply to it; "
                      "connect as a role without either (see README, Tenant scoping)", connection.settings_dict.get("USER"))
 
@@ -189,4 +192,4 @@ def on_post_migrate(sender: object, using: str = DEFAULT_DB_ALIAS, **kwargs: obj
         return  # post_migrate is sent once per app: act once, after the app that every tenant table depends on
     changed = apply_policies(connection)
     if changed:
-        logger.info("row-level security applied to %s", ", ".join(changed))
+        logger.debug("row-level security applied to %s", ", ".join(changed))
