@@ -247,7 +247,8 @@ def fresh_cache(redis_url: str) -> None:
 
 
 # Slow by construction, whatever their own marks say: a real worker process costs seconds to start (Django + Paddle
-# imports), and a browser test needs Chromium (3 s to launch) and drives whole pages. `-m "not slow"` leaves them out.
+# imports; the shared one is started by whichever test needs it first, and again after a test with its own workers),
+# and a browser test needs Chromium (3 s to launch) and drives whole pages. `-m "not slow"` leaves them out.
 _SLOW_FIXTURES = frozenset({"celery_worker", "celery_workers"})
 
 
