@@ -112,20 +112,22 @@ class SharedWorker:
             self.worker = self.processes.start("shared")
         return self.worker
 
-    def drain(self, timeout: float = 60) -> None:
-        """Drop the tasks a test left queued and wait until the worker has finished what it holds, so the next test
-        starts on an idle worker and nothing runs against rows that are about to be flushed. A worker that does not
-        answer in time is killed; the next test starts a fresh one."""
+    def drain(self, timeout: float = 10) -> None:
+        """Drop the tasks a test left queued and let the worker finish what it already holds, so the next test starts
+        on an idle worker and nothing runs against rows about to be flushed. Leftover work that outlasts `timeout`
+        (a gallery's calibration refit can take minutes) is cut short as a per-test worker's was: the worker is
+        killed, and the next test starts a fresh one."""
         from shitu_platform.celery import app
         from shitu_platform.tasks import ping
 
         if self.worker is None or self.worker.poll() is not None:
             return
         app.control.purge()
+        deadline = time.monotonic() + timeout
         try:
             for queue in ("default", "inference", "training"):
-                ping.apply_async(queue=queue).get(timeout=timeout)
-        except Exception:  # noqa: BLE001 - a stuck worker is replaced, whatever its trouble
+                ping.apply_async(queue=queue).get(timeout=max(0.1, deadline - time.monotonic()))
+        except Exception:  # noqa: BLE001 - a busy or stuck worker is replaced, whatever its trouble
             self.stop()
 
     def stop(self) -> None:
