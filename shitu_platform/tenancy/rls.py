@@ -13,6 +13,8 @@ runs in autocommit, where `SET LOCAL` would end with the statement. Each scope i
 wanted scope is also kept per thread, so a connection opened mid-scope starts in it. Outside a request the
 scope is `settings.SHITU_DB_DEFAULT_SCOPE` (`system`: workers, sweeps, commands, test fixtures); the request
 middleware starts every request in `none` and narrows it to the tenant that `tenant_context()` resolves.
+Celery tasks are handed row ids, not tenants, so workers stay in the system scope and load those rows through
+the written `Model.unscoped` list; the wall covers web requests.
 """
 from __future__ import annotations
 
