@@ -159,6 +159,10 @@ def with_overlap(variant: Variant, overlap: bool) -> Variant:
 CANDIDATES: dict[str, Callable[[Setup], Variant]] = {
     "per-box-matching": lambda s: with_verifier(s.variant("per-box-matching"), PerBoxVerifier()),
     "sift-after-search": lambda s: with_overlap(s.variant("sift-after-search"), False),
+    "keep-near-whole-boxes": lambda s: s.variant("keep-near-whole-boxes", params=PipelineParams(whole_image_cover=None)),
+    # The pipeline as it was before this bench's changes: all three of the above.
+    "before": lambda s: with_overlap(with_verifier(
+        s.variant("before", params=PipelineParams(whole_image_cover=None)), PerBoxVerifier()), False),
     "det256": lambda s: s.variant("det256", detector_size=256),
     "det288": lambda s: s.variant("det288", detector_size=288),
     "threads1": lambda s: s.variant("threads1", threads=1),

@@ -467,3 +467,29 @@ def test_match_and_timings_stay_backward_compatible() -> None:
     from recognition.engine.pipeline import StageTimings
 
     assert StageTimings(1.0, 2.0, 3.0, 6.0).verify_ms == 0.0
+
+
+def test_a_box_covering_nearly_the_whole_photo_is_left_to_the_whole_image(gallery) -> None:
+    """A close-up's box over most of the frame is the same pixels as the whole-image candidate: one crop, one answer."""
+    from recognition.engine.pipeline import select_candidates
+
+    photo = _resized(PRODUCTS["green-checks"], 200)
+    near_whole, smaller = Box(5, 5, 195, 195, score=0.9), Box(20, 20, 180, 180, score=0.8)  # 90 % and 64 % of it
+    candidates = select_candidates([near_whole, smaller], photo, PipelineParams())
+    assert candidates == [smaller, Box(0, 0, 200, 200, whole_image=True)]
+    assert select_candidates([near_whole], photo, PipelineParams(whole_image_cover=None))[0] == near_whole
+    # Without the whole-image candidate every box is kept, however big.
+    assert select_candidates([near_whole], photo, PipelineParams(add_whole_image=False)) == [near_whole]
+    objects = _pipeline(gallery, [near_whole]).recognize(photo)
+    assert [(o.box.whole_image, o.label) for o in objects] == [(True, "green-checks")]
+    with pytest.raises(ValueError):
+        PipelineParams(whole_image_cover=0.0)
+
+
+def test_local_features_beside_the_models_give_the_same_answer(verifying_gallery) -> None:
+    _, _, _, scene, box = verifying_gallery
+    beside = _verifying(verifying_gallery, [box]).recognize_timed(scene)
+    after = _verifying(verifying_gallery, [box], overlap_local_features=False).recognize_timed(scene)
+    assert [o.to_dict() for o in beside.objects] == [o.to_dict() for o in after.objects]
+    assert beside.objects[0].label == "right" and after.timings.local_features_ms > 0
+    assert 0 <= beside.timings.local_features_ms <= beside.timings.verify_ms
