@@ -99,7 +99,11 @@ def review_relabel(*, review: MatchReview, product: Product, reviewer=None, wait
         outcome = reference_image_upload(product=product, data=buffer.getvalue())
         review = _resolve(review, MatchReview.Status.RELABELLED, reviewer, resolved_product=product,
                           new_reference_image=outcome.reference_image)
-    _wait_until_embedded(outcome.reference_image.pk, settings.SHITU_RECOGNITION_TIMEOUT if wait_seconds is None else wait_seconds)
+    if not transaction.get_connection().in_atomic_block:
+        # inside a caller's transaction (the admin's save) the embed is queued only when it commits: waiting
+        # here could only run out the timeout
+        _wait_until_embedded(outcome.reference_image.pk,
+                             settings.SHITU_RECOGNITION_TIMEOUT if wait_seconds is None else wait_seconds)
     return review
 
 
