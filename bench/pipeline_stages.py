@@ -42,7 +42,7 @@ from recognition.engine.inference import PaddleDetector, PaddleExtractor  # noqa
 from recognition.engine.local_features import LocalFeatures  # noqa: E402
 from recognition.engine.pipeline import PipelineParams, RecognitionPipeline, TimedRecognition  # noqa: E402
 from recognition.engine.search import VectorIndex  # noqa: E402
-from recognition.engine.verify import GeometricVerifier  # noqa: E402
+from recognition.engine.verify import GeometricVerifier, PhotoMatcher  # noqa: E402
 from training.engine.dataset import ImageDataset  # noqa: E402
 from training.engine.pipeline_eval import _HidingIndex, build_references, photo_answer  # noqa: E402
 
@@ -137,12 +137,31 @@ class Setup:
         return Variant(name, pipeline, params, clock)
 
 
+class _NumpyUnionMatcher(PhotoMatcher):
+    """Matching as it was before PhotoMatcher: one numpy (OpenBLAS) product of the box's descriptors with the
+    padded union of a chunk of candidates, nothing kept between calls."""
+
+    def neighbours(self, rows: np.ndarray, keys: Any, references: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        query = self._descriptors[rows]
+        width = max(len(reference) for reference in references)
+        union = np.zeros((len(references), width, query.shape[1]), dtype=np.float32)
+        for row, reference in enumerate(references):
+            union[row, : len(reference)] = reference.descriptors
+        union /= np.maximum(np.sqrt(np.einsum("ijk,ijk->ij", union, union)), 1e-6)[..., None]
+        sims = (query @ union.reshape(-1, union.shape[2]).T).reshape(len(query), len(references), width)
+        best = np.argmax(sims, axis=2)
+        best_sim = np.take_along_axis(sims, best[..., None], axis=2)[..., 0]
+        np.put_along_axis(sims, best[..., None], -np.inf, axis=2)
+        return best, best_sim, sims.max(axis=2)
+
+
 class PerBoxVerifier(GeometricVerifier):
-    """The verifier as it was before PhotoMatcher: every box matches its candidates on its own."""
+    """The verifier as it was before PhotoMatcher: every box matches its candidates on its own, with numpy."""
 
     def verify(self, query: Any, candidates: Any, *, matcher: Any = None, rows: Any = None, keys: Any = None,
                **options: Any) -> Any:
-        return super().verify(query, candidates, **options)
+        return super().verify(query, candidates, matcher=_NumpyUnionMatcher(query), rows=np.arange(len(query)),
+                              keys=list(range(len(candidates))), **options)
 
 
 def with_verifier(variant: Variant, verifier: GeometricVerifier) -> Variant:
@@ -157,7 +176,7 @@ def with_overlap(variant: Variant, overlap: bool) -> Variant:
 
 # Candidate speed-ups (or, for a change already made, the code before it): name -> the variant.
 CANDIDATES: dict[str, Callable[[Setup], Variant]] = {
-    "per-box-matching": lambda s: with_verifier(s.variant("per-box-matching"), PerBoxVerifier()),
+    "per-box-matching": lambda s: with_verifier(s.variant("per-box-matching"), PerBoxVerifier()),  # numpy, per box
     "sift-after-search": lambda s: with_overlap(s.variant("sift-after-search"), False),
     "keep-near-whole-boxes": lambda s: s.variant("keep-near-whole-boxes", params=PipelineParams(whole_image_cover=None)),
     # The pipeline as it was before this bench's changes: all three of the above.
@@ -236,6 +255,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed photos first (per variant)")
     parser.add_argument("--candidate", action="append", default=[], choices=sorted(CANDIDATES),
                         help="a speed-up to time beside the default (repeatable)")
+    parser.add_argument("--alone", choices=sorted(CANDIDATES),
+                        help="time only this candidate, without the default beside it: for effects that leak from "
+                        "one variant into the next in one process (BLAS threads busy-waiting after a product)")
     parser.add_argument("--threads", type=int, default=2, help="Paddle threads per predictor")
     parser.add_argument("--gallery", type=Path, default=GALLERY)
     parser.add_argument("--seed", type=int, default=0)
@@ -243,7 +265,11 @@ def main() -> None:
                         "(written when missing, read when present: delete it after changing a shipped model)")
     args = parser.parse_args()
     shared, dataset = setup(args)
-    variants = [shared.variant("default")] + [CANDIDATES[name](shared) for name in args.candidate]
+    if args.alone:
+        variants = [CANDIDATES[args.alone](shared)]
+    else:
+        variants = [shared.variant("default")] + [CANDIDATES[name](shared) for name in args.candidate]
+    reference = variants[0].name
     positions = random.Random(args.seed).sample(range(len(dataset)), min(len(dataset), args.photos + args.warmup))
     rows: dict[str, list[dict[str, float]]] = {v.name: [] for v in variants}
     same_first = {v.name: 0 for v in variants}
@@ -265,13 +291,14 @@ def main() -> None:
                 rows[variant.name].append(stages)
         if count >= args.warmup:
             for variant in variants:
-                same_first[variant.name] += answers[variant.name][0] == answers["default"][0]
-                same_answer[variant.name] += answers[variant.name][1] == answers["default"][1]
+                same_first[variant.name] += answers[variant.name][0] == answers[reference][0]
+                same_answer[variant.name] += answers[variant.name][1] == answers[reference][1]
                 right_first[variant.name] += answers[variant.name][0] == sample.label
-    timed_photos = len(rows["default"])
-    print_breakdown("default (shipped models, default PipelineParams)", rows["default"])
+    timed_photos = len(rows[reference])
+    print_breakdown("default (shipped models, default PipelineParams)" if reference == "default" else reference,
+                    rows[reference])
     for variant in variants[1:]:
-        print_comparison(rows["default"], rows[variant.name], variant.name)
+        print_comparison(rows[reference], rows[variant.name], variant.name)
     print("\nanswers on these photos (first object before the decision / the answered label):")
     for variant in variants:
         print(f"  {variant.name:<14} right first {right_first[variant.name]}/{timed_photos}, same first as default "

@@ -64,14 +64,16 @@ class _Neighbours:
     and the second cosine (valid where `done`)."""
 
     def __init__(self, rows: int, reference: LocalFeatures) -> None:
-        self.unit = _unit_rows(reference.descriptors)
+        self.unit_t = np.ascontiguousarray(_unit_rows(reference.descriptors).T)  # (128, reference keypoints)
         self.done = np.zeros(rows, dtype=bool)
         self.best = np.zeros(rows, dtype=np.int64)
         self.best_sim = np.zeros(rows, dtype=np.float32)
         self.second_sim = np.zeros(rows, dtype=np.float32)
 
     def compute(self, query: np.ndarray, rows: np.ndarray) -> None:
-        sims = query[rows] @ self.unit.T  # (rows, reference keypoints) cosines
+        # OpenCV's product, not numpy's: numpy's OpenBLAS threads busy-wait after each product and took the cores
+        # from the Paddle predictors running next (the next photo's detector ran 2-3x slower; bench/pipeline_stages.py).
+        sims = cv2.gemm(np.ascontiguousarray(query[rows]), self.unit_t, 1.0, None, 0.0)  # (rows, reference keypoints)
         best = np.argmax(sims, axis=1)
         picked = np.arange(len(rows))
         self.best[rows] = best
