@@ -58,7 +58,9 @@ def current_scope() -> Scope:
 
 
 def _send(connection: BaseDatabaseWrapper, scope: Scope) -> None:
-    with connection.cursor() as cursor:
+    """Set on the driver's connection, like Django's own session set-up (time zone, role): it is connection
+    state, not a query of the page, so query counts and logs do not list it."""
+    with connection.connection.cursor() as cursor:
         cursor.execute("SELECT set_config(%s, %s, false), set_config(%s, %s, false)",
                        [SCOPE_SETTING, scope[0], TENANT_SETTING, scope[1]])
 
@@ -168,7 +170,7 @@ def on_connection_created(sender: object, connection: BaseDatabaseWrapper, **kwa
     """A new connection starts in this thread's scope, and says so loudly (once) when RLS cannot hold for it."""
     if connection.vendor != "postgresql" or connection.alias == NO_DB_ALIAS:
         return
-    with connection.cursor() as cursor:
+    with connection.connection.cursor() as cursor:
         cursor.execute(
             "SELECT r.rolsuper OR r.rolbypassrls, set_config(%s, %s, false), set_config(%s, %s, false) "
             "FROM pg_roles r WHERE r.rolname = current_user",
