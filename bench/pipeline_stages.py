@@ -1,6 +1,7 @@
 """Where a recognition's time goes, stage by stage, and what a candidate speed-up changes, on real photos.
 
-Usage: nice -n 5 .venv/bin/python bench/pipeline_stages.py [--photos 60] [--candidate NAME ...] [--threads 2]
+Usage: nice -n 5 .venv/bin/python bench/pipeline_stages.py [--photos 60] [--candidate NAME ...] [--alone NAME]
+       [--cache var/bench-pipeline-stages.npz] [--threads 2]
 
 The default pipeline is built as the pipeline evaluation builds it (training/engine/pipeline_eval.py): the
 shipped detector and extractor, the held-out half of drink-dev as the gallery (whole photos embedded, their
@@ -9,8 +10,9 @@ photos (seeded choice) are then recognised leave-one-out (each photo's own galle
 JPEG bytes in memory, so the decode is timed and the disk is not.
 
 Stages: decode (bytes -> RGB), detector preprocess (resize, normalise) / network / rest (NMS rows, boxes),
-crops + extractor preprocess (box selection, crop, resize, normalise), extractor network, search, query SIFT,
-verification (matching + MAGSAC), decision (labels, calibration, NMS, order). The detector's and extractor's
+crops + extractor preprocess (box selection, crop, resize, normalise), extractor network, search, query SIFT
+(the wait for the photo's RootSIFT: near 0 when it ran beside the models), verification (matching + MAGSAC),
+decision (labels, calibration, NMS, order). The detector's and extractor's
 preprocess and network are timed by wrapping those objects' own callables; the pipeline reports the rest
 (``StageTimings``).
 
@@ -18,6 +20,9 @@ Each ``--candidate`` runs beside the default, interleaved photo by photo (A B, t
 stage by stage with its ratio to the default, plus how often its answer (first object's label before the
 "no match" decision, and the answered label) equals the default's and the truth on these photos. That
 agreement is a smoke check; the quality gate is the pipeline evaluation (README, *Verified recognition*).
+Variants in one process leak into each other (BLAS threads still spinning from one slow the next one's
+detector), so effects of that kind are timed with ``--alone NAME`` against a run with no candidate. The
+``before`` candidate is the pipeline as it was before this bench's changes.
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ import random
 import statistics
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -120,14 +125,10 @@ class Setup:
     local: dict[int, Any]
     calibration: Any
 
-    def variant(self, name: str, *, detector_size: int | None = None, params: PipelineParams | None = None,
-                threads: int | None = None) -> Variant:
+    def variant(self, name: str, *, params: PipelineParams | None = None, threads: int | None = None) -> Variant:
+        # The shipped detector's program has a fixed 320 x 320 input: another size needs a re-export.
         threads = threads or self.args.threads
         detector = PaddleDetector.from_dir(REPO / DETECTOR, threads=threads)
-        if detector_size is not None:
-            detector.preprocess = replace(detector.preprocess, target_size=(detector_size, detector_size))
-            for _ in range(2):  # warm the new input shape
-                detector.detect(np.full((detector_size, detector_size, 3), 127, dtype=np.uint8))
         extractor = PaddleExtractor.from_dir(REPO / EXTRACTOR, threads=threads)
         clock = StageClock()
         instrument(detector, extractor, clock)
@@ -182,8 +183,6 @@ CANDIDATES: dict[str, Callable[[Setup], Variant]] = {
     # The pipeline as it was before this bench's changes: all three of the above.
     "before": lambda s: with_overlap(with_verifier(
         s.variant("before", params=PipelineParams(whole_image_cover=None)), PerBoxVerifier()), False),
-    "det256": lambda s: s.variant("det256", detector_size=256),
-    "det288": lambda s: s.variant("det288", detector_size=288),
     "threads1": lambda s: s.variant("threads1", threads=1),
     "default-again": lambda s: s.variant("default-again"),  # the noise floor: the default against itself
 }
