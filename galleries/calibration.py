@@ -73,4 +73,4 @@ def calibration_refit_later(*, gallery: Gallery, model_key: str) -> None:
         return
     from galleries.tasks import refit_calibration
 
-    refit_calibration.apply_async(args=[gallery.pk, model_key], queue="default")
+    refit_calibration.apply_async(args=[gallery.pk, model_key], kwargs={"tenant_id": gallery.tenant_id}, queue="default")

@@ -6,21 +6,24 @@ from galleries.services import gallery_indexes_refresh, reference_image_reembed,
 from galleries.sweeps import reference_image_objects_sweep
 
 
-@shared_task(name="galleries.embed_reference_images", acks_late=True)
-def embed_reference_images(reference_image_ids: list[int]) -> dict[str, int]:
+@shared_task(name="galleries.embed_reference_images", acks_late=True,
+             db_scope="tenant", tenant_row=("galleries.ReferenceImage", "reference_image_ids"))
+def embed_reference_images(reference_image_ids: list[int], tenant_id: int | None = None) -> dict[str, int]:
     outcome = reference_images_embed(reference_image_ids=reference_image_ids)
     gallery_indexes_refresh(reference_image_ids=reference_image_ids)
     return {"ready": outcome.ready, "failed": outcome.failed, "skipped": outcome.skipped}
 
 
-@shared_task(name="galleries.reembed_reference_image", acks_late=True)
-def reembed_reference_image(reference_image_id: int) -> dict[str, list[str]]:
+@shared_task(name="galleries.reembed_reference_image", acks_late=True,
+             db_scope="tenant", tenant_row=("galleries.ReferenceImage", "reference_image_id"))
+def reembed_reference_image(reference_image_id: int, tenant_id: int | None = None) -> dict[str, list[str]]:
     """A person corrected the image's box: its vectors and local features follow (``reference_image_box_set``)."""
     return {"models": reference_image_reembed(reference_image_id=reference_image_id)}
 
 
-@shared_task(name="galleries.run_import", acks_late=True, bind=True)
-def run_import(self, job_id: int, takeover: str = "") -> str:
+@shared_task(name="galleries.run_import", acks_late=True, bind=True,
+             db_scope="tenant", tenant_row=("galleries.ImportJob", "job_id"))
+def run_import(self, job_id: int, takeover: str = "", tenant_id: int | None = None) -> str:
     from galleries.health import gallery_health_refresh_later
     from galleries.imports import import_run
     from galleries.models import ImportJob
@@ -31,7 +34,7 @@ def run_import(self, job_id: int, takeover: str = "") -> str:
     return job.status
 
 
-@shared_task(name="galleries.resume_stale_imports", bind=True)
+@shared_task(name="galleries.resume_stale_imports", bind=True, db_scope="system")
 def resume_stale_imports(self) -> list[int]:
     """Run by every worker as it starts: imports whose worker died are picked up again."""
     from galleries.imports import stale_imports
@@ -40,11 +43,11 @@ def resume_stale_imports(self) -> list[int]:
     live_workers.add(self.request.hostname or "")
     stale = stale_imports(this_worker=self.request.hostname or "", live_workers=live_workers)
     for job_id, dead_token in stale:
-        run_import.apply_async(args=[job_id], kwargs={"takeover": dead_token}, queue="default")
+        run_import.apply_async(args=[job_id], kwargs={"takeover": dead_token}, queue="default")  # tenant: from the job row
     return [job_id for job_id, _ in stale]
 
 
-@shared_task(name="galleries.backfill_default_model", acks_late=True)
+@shared_task(name="galleries.backfill_default_model", acks_late=True, db_scope="system")
 def backfill_default_model() -> dict:
     """Embed galleries with a new platform default in the background (beat, every minute; one run at a time)."""
     from django.core.cache import cache
@@ -59,8 +62,9 @@ def backfill_default_model() -> dict:
         cache.delete("galleries:backfill-default-model")
 
 
-@shared_task(name="galleries.refit_calibration", acks_late=True)
-def refit_calibration(gallery_id: int, model_key: str) -> dict:
+@shared_task(name="galleries.refit_calibration", acks_late=True,
+             db_scope="tenant", tenant_row=("galleries.Gallery", "gallery_id"))
+def refit_calibration(gallery_id: int, model_key: str, tenant_id: int | None = None) -> dict:
     """Fit the gallery's confidence calibration (worker code: the gallery row is re-read with its tenant)."""
     from django.core.cache import cache
 
@@ -77,15 +81,17 @@ def refit_calibration(gallery_id: int, model_key: str) -> dict:
         cache.delete(f"galleries:calibration:{gallery_id}:{model_key}")
 
 
-@shared_task(name="galleries.build_local_feature_pack", acks_late=True)
-def build_local_feature_pack(gallery_id: int) -> dict:
+@shared_task(name="galleries.build_local_feature_pack", acks_late=True,
+             db_scope="tenant", tenant_row=("galleries.Gallery", "gallery_id"))
+def build_local_feature_pack(gallery_id: int, tenant_id: int | None = None) -> dict:
     """Repack the gallery's reference local features for cold workers (``galleries.local_feature_pack``)."""
     from galleries.local_feature_pack import local_feature_pack_rebuild
 
     return local_feature_pack_rebuild(gallery_id=gallery_id)
 
 
-@shared_task(name="galleries.compute_gallery_health", acks_late=True)
+@shared_task(name="galleries.compute_gallery_health", acks_late=True,
+             db_scope="tenant", tenant_row=("galleries.Gallery", "gallery_id"))
 def compute_gallery_health(tenant_id: int, gallery_id: int) -> dict:
     """Recompute the gallery's health report (after an import, or from the page's Recompute button)."""
     from galleries.health import gallery_health_run
@@ -93,7 +99,7 @@ def compute_gallery_health(tenant_id: int, gallery_id: int) -> dict:
     return gallery_health_run(tenant_id=tenant_id, gallery_id=gallery_id)
 
 
-@shared_task(name="galleries.prune_pgvector_indexes")
+@shared_task(name="galleries.prune_pgvector_indexes", db_scope="system")
 def prune_pgvector_indexes() -> int:
     from galleries.pgvector_search import prune_pgvector_indexes as prune
 
@@ -105,6 +111,6 @@ def _resume_on_start(sender, **_: object) -> None:
     resume_stale_imports.apply_async(queue="default")
 
 
-@shared_task(name="galleries.sweep_orphan_objects")
+@shared_task(name="galleries.sweep_orphan_objects", db_scope="system")
 def sweep_orphan_objects() -> int:
     return reference_image_objects_sweep()

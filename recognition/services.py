@@ -95,7 +95,7 @@ def recognition_submit(
 def recognition_enqueue(recognition: Recognition) -> Any:
     from recognition.tasks import run_recognition  # recognition.tasks imports this module: a cycle at import time
 
-    return run_recognition.apply_async(args=[recognition.pk], queue="inference")
+    return run_recognition.apply_async(args=[recognition.pk], kwargs={"tenant_id": recognition.tenant_id}, queue="inference")
 
 
 def recognition_mark_undelivered(recognition: Recognition) -> None:

@@ -1,12 +1,48 @@
 """The Celery app: queues `default` (imports, indexing), `inference` (recognition) and `training`."""
-import os
+from __future__ import annotations
 
-from celery import Celery
+import inspect
+import os
+from typing import Any
+
+from celery import Celery, Task
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shitu_platform.settings")
 
-app = Celery("shitu_platform")
+
+class ScopedTask(Task):
+    """Every task of ours runs in a declared row-level-security scope (shitu_platform.tenancy.rls).
+
+    `db_scope="tenant"`: the task runs in one tenant's scope, so its raw SQL and ORM reads see only that tenant's
+    rows. Each takes a `tenant_id` argument (None by default, so messages queued before it still run), which the
+    enqueuer sets where it has the tenant at hand; `tenant_row` names the model and argument of the row the task
+    is handed, which gives the tenant of a message queued without one and is checked against the one queued with
+    it. `db_scope="system"`: the task works over every tenant.
+    Undeclared tasks (Celery's own) run in the worker's default scope; tests/tenancy/test_rls_tasks.py fails on
+    an undeclared task of ours.
+    """
+
+    db_scope: str | None = None
+    tenant_row: tuple[str, str] | None = None  # ("app.Model", argument holding its id or list of ids)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from shitu_platform.tenancy import rls  # Django's apps are loaded only once the worker has started
+
+        if self.db_scope == "system":
+            with rls.task_system_scope():
+                return super().__call__(*args, **kwargs)
+        if self.db_scope != "tenant":
+            return super().__call__(*args, **kwargs)
+        bound = inspect.signature(self.run).bind_partial(*args, **kwargs).arguments
+        model_label, argument = self.tenant_row or ("", "")
+        tenant_id, row = bound.get("tenant_id"), bound.get(argument) if argument else None
+        row_ids = [] if row is None else [int(i) for i in row] if isinstance(row, (list, tuple)) else [int(row)]
+        with rls.task_tenant_scope(self.name, tenant_id=tenant_id, model_label=model_label, row_ids=row_ids):
+            return super().__call__(*args, **kwargs)
+
+
+app = Celery("shitu_platform", task_cls=ScopedTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = (Queue("default"), Queue("inference"), Queue("training"))
 app.conf.beat_schedule = {

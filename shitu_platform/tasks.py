@@ -2,6 +2,6 @@
 from celery import shared_task
 
 
-@shared_task(name="shitu_platform.ping")
+@shared_task(name="shitu_platform.ping", db_scope="system")
 def ping() -> str:
     return "pong"

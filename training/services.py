@@ -359,7 +359,7 @@ def finetune_promote(*, job: FineTuneJob, force: bool = False, by: Any = None) -
         raise InvalidJobState("the job changed state meanwhile")
     from training.tasks import promote_finetune  # a cycle at import time, as in _enqueue_run
 
-    transaction.on_commit(lambda: promote_finetune.apply_async(args=[job.pk], queue="training"))
+    transaction.on_commit(lambda: promote_finetune.apply_async(args=[job.pk], kwargs={"tenant_id": job.tenant_id}, queue="training"))
     job.refresh_from_db()
     return job
 

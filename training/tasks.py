@@ -5,17 +5,19 @@ from celery.signals import worker_ready
 from training import services
 
 
-@shared_task(name="training.run_finetune", acks_late=True, bind=True)
-def run_finetune(self, job_id: int, takeover: str = "") -> str:
+@shared_task(name="training.run_finetune", acks_late=True, bind=True,
+             db_scope="tenant", tenant_row=("training.FineTuneJob", "job_id"))
+def run_finetune(self, job_id: int, takeover: str = "", tenant_id: int | None = None) -> str:
     return services.finetune_run(job_id=job_id, worker=self.request.hostname or "", takeover=takeover).state
 
 
-@shared_task(name="training.promote_finetune", acks_late=True)
-def promote_finetune(job_id: int) -> str:
+@shared_task(name="training.promote_finetune", acks_late=True,
+             db_scope="tenant", tenant_row=("training.FineTuneJob", "job_id"))
+def promote_finetune(job_id: int, tenant_id: int | None = None) -> str:
     return services.finetune_promote_run(job_id=job_id).state
 
 
-@shared_task(name="training.resume_stale_finetunes", bind=True)
+@shared_task(name="training.resume_stale_finetunes", bind=True, db_scope="system")
 def resume_stale_finetunes(self) -> list[int]:
     """Fine-tunes whose worker died resume from their last checkpoint (run by each worker at start and by beat)."""
     from shitu_platform import jobs
@@ -27,7 +29,7 @@ def resume_stale_finetunes(self) -> list[int]:
     stale = jobs.stale_jobs(unfinished, this_worker=self.request.hostname or "", live_workers=live_workers,
                             waiting=FineTuneJob.State.QUEUED, state_field="state")
     for job_id, dead_token in stale:
-        run_finetune.apply_async(args=[job_id], kwargs={"takeover": dead_token}, queue="training")
+        run_finetune.apply_async(args=[job_id], kwargs={"takeover": dead_token}, queue="training")  # tenant: from the job row
     return [job_id for job_id, _ in stale]
 
 

@@ -13,8 +13,9 @@ runs in autocommit, where `SET LOCAL` would end with the statement. Each scope i
 wanted scope is also kept per thread, so a connection opened mid-scope starts in it. Outside a request the
 scope is `settings.SHITU_DB_DEFAULT_SCOPE` (`system`: workers, sweeps, commands, test fixtures); the request
 middleware starts every request in `none` and narrows it to the tenant that `tenant_context()` resolves.
-Celery tasks are handed row ids, not tenants, so workers stay in the system scope and load those rows through
-the written `Model.unscoped` list; the wall covers web requests.
+Celery tasks declare their scope (`shitu_platform.celery.ScopedTask`): a tenant task runs in the scope of the
+tenant it was queued with (or, when queued without one, of the row it was handed); sweeps, takeovers and
+backfills are the written list of system tasks (tests/tenancy/test_rls_tasks.py).
 """
 from __future__ import annotations
 
@@ -197,3 +198,39 @@ def on_post_migrate(sender: object, using: str = DEFAULT_DB_ALIAS, **kwargs: obj
     changed = apply_policies(connection)
     if changed:
         logger.debug("row-level security applied to %s", ", ".join(changed))
+
+
+# --- Celery tasks (the base task class in shitu_platform/celery.py) -----------------------------------------
+
+
+class TaskTenantMismatch(Exception):
+    """A tenant task was handed a row of another tenant than the one it was queued for: it refuses the row."""
+
+
+def _row_tenant(model_label: str, ids: list[int]) -> set[int]:
+    """The tenants of the rows a task was handed, read once in the system scope (rows gone since: none)."""
+    model = apps.get_model(model_label)
+    with system_scope():
+        return set(model.unscoped.filter(pk__in=ids).values_list("tenant_id", flat=True).distinct())
+
+
+def task_tenant_scope(task_name: str, *, tenant_id: int | None, model_label: str, row_ids: list[int]) -> AbstractContextManager[None]:
+    """The scope a tenant task runs in: the tenant it was queued with, else the one of the row it was handed.
+
+    A queued tenant that is not the row's tenant fails the task with the reason; RLS would hide the row anyway,
+    and the task would report it gone. Rows gone since queueing leave the task in the queued tenant's scope (or
+    in none), where it finds nothing, as it did before.
+    """
+    row_tenants = _row_tenant(model_label, row_ids) if row_ids else set()
+    if tenant_id is not None and row_tenants - {int(tenant_id)}:
+        raise TaskTenantMismatch(f"{task_name} was queued for tenant {tenant_id} but handed {model_label} rows "
+                                 f"{row_ids} of tenant(s) {sorted(row_tenants)}: refused")
+    if tenant_id is None and len(row_tenants) > 1:
+        raise TaskTenantMismatch(f"{task_name} was handed {model_label} rows {row_ids} of several tenants: refused")
+    tenant = tenant_id if tenant_id is not None else next(iter(row_tenants), None)
+    return tenant_scope(tenant) if tenant is not None else no_scope()
+
+
+def task_system_scope() -> AbstractContextManager[None]:
+    """The scope of a task over every tenant (sweeps, takeovers, backfills): named per task, never the default."""
+    return system_scope()

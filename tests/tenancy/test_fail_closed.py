@@ -55,6 +55,8 @@ UNSCOPED_CALLERS = {
     "recognition/webhooks.py: webhook_record_failure",
     "training/services.py: finetune_run",
     "training/services.py: finetune_promote_run",
+    # a task's tenant, from the row it was handed (checked against the tenant it was queued with)
+    "shitu_platform/tenancy/rls.py: _row_tenant",
     # sweeps and takeovers over every tenant: stale jobs, orphaned objects, indexes, backfills
     "galleries/imports.py: stale_imports",
     "training/tasks.py: resume_stale_finetunes",

@@ -25,6 +25,8 @@ SYSTEM_SCOPE_CALLERS = {
     "shitu_platform/middleware.py: RowLevelSecurityMiddleware.__call__",  # the staff admin under /admin/
     "shitu_platform/tenancy/selectors.py: memberships_for_user",  # how a signed-in user's request finds its tenant
     "shitu_platform/tenancy/services.py: api_key_authenticate",  # how an API-key request finds its tenant
+    "shitu_platform/tenancy/rls.py: _row_tenant",  # the tenant of the row a task was handed (tests/tenancy/test_rls_tasks.py)
+    "shitu_platform/tenancy/rls.py: task_system_scope",  # the written list of system tasks (same file)
 }
 
 
