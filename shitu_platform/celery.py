@@ -27,7 +27,8 @@ class ScopedTask(Task):
     tenant_row: tuple[str, str] | None = None  # ("app.Model", argument holding its id or list of ids)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from shitu_platform.tenancy import rls  # Django's apps are loaded only once the worker has started
+        # imported here: this module loads before Django's settings and apps are
+        from shitu_platform.tenancy import rls
 
         if self.db_scope == "system":
             with rls.task_system_scope():
