@@ -6,23 +6,17 @@ import re
 
 import jsonschema
 import pytest
-from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
 from shitu_platform.tenancy.scoping import TenantScopedAPIMixin
+from tests.support.openapi import generated_schema, schema_operations
 
 ERROR_STATUSES_EVERYWHERE = {"401", "403", "429", "503"}
 
 
 @pytest.fixture(scope="module")
 def schema() -> dict:
-    return SchemaGenerator().get_schema(request=None, public=True)
-
-
-def _operations(schema: dict):
-    for path, operations in schema["paths"].items():
-        for method, operation in operations.items():
-            yield path, method, operation
+    return generated_schema()
 
 
 def _body(response) -> bytes:
@@ -57,7 +51,7 @@ def test_recognition_image_is_a_binary_upload(schema):
 
 def test_no_operation_is_described_by_a_developer_note(schema):
     note = inspect.cleandoc(TenantScopedAPIMixin.__doc__)
-    leaked = [(m, p) for p, m, op in _operations(schema) if note in op.get("description", "") or "DRF" in op.get("description", "")]
+    leaked = [(m, p) for p, m, op in schema_operations(schema) if note in op.get("description", "") or "DRF" in op.get("description", "")]
     assert leaked == []
     galleries = schema["paths"]["/api/v1/galleries/"]
     assert galleries["get"]["description"] == "The caller's tenant's galleries, paginated."
@@ -70,7 +64,7 @@ def test_error_envelope_is_a_component_and_every_operation_documents_its_errors(
     components = schema["components"]
     assert components["schemas"]["ErrorEnvelope"]["properties"]["error"] == {"$ref": "#/components/schemas/Error"}
     assert components["schemas"]["Error"]["required"] == ["code", "message"]
-    for path, method, operation in _operations(schema):
+    for path, method, operation in schema_operations(schema):
         responses = operation["responses"]
         expected = set(ERROR_STATUSES_EVERYWHERE)
         if "{" in path:

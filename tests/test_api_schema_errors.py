@@ -8,12 +8,13 @@ import json
 import pytest
 from django.test import override_settings
 from django.urls import get_resolver
-from drf_spectacular.generators import SchemaGenerator
 
-from galleries.models import Gallery, Product, ReferenceImage
+from galleries.models import ReferenceImage
 from shitu_platform.errors import PlatformError
 from shitu_platform.openapi import ERROR_RESPONSES
+from tests.support.galleries import ready_gallery_without_worker
 from tests.support.images import product_photo
+from tests.support.openapi import generated_schema, schema_operations
 
 ENVELOPE = {"$ref": "#/components/schemas/ErrorEnvelope"}
 # 409 errors no API operation can answer, with where they are answered instead
@@ -22,32 +23,18 @@ NOT_IN_THE_API = {"image_not_ready": "the box editor (POST /dashboard/galleries/
 
 @pytest.fixture(scope="module")
 def schema() -> dict:
-    return SchemaGenerator().get_schema(request=None, public=True)
+    return generated_schema()
 
 
 def _operations(schema: dict) -> dict[str, tuple[str, str, dict]]:
     """operationId -> (method, path, operation)."""
-    return {operation["operationId"]: (method, path, operation)
-            for path, operations in schema["paths"].items() for method, operation in operations.items()}
-
-
-def _ready_gallery(world, products: int = 3, shots: int = 3) -> Gallery:
-    """A gallery whose photos are embedded, as a fine-tune needs, without running a worker."""
-    gallery = Gallery(tenant=world.tenant, name="Drinks fridge")
-    gallery.save()
-    for number in range(products):
-        product = Product(tenant=world.tenant, gallery=gallery, label=f"drink {number}")
-        product.save()
-        for shot in range(shots):
-            ReferenceImage(tenant=world.tenant, gallery=gallery, product=product, object_key=f"k{number}-{shot}",
-                           checksum=f"{number}-{shot}", size_bytes=1, status="ready").save()
-    return gallery
+    return {operation["operationId"]: (method, path, operation) for path, method, operation in schema_operations(schema)}
 
 
 @pytest.mark.django_db
 def test_every_409_answered_through_the_api_is_in_that_operations_schema(schema, tenant_a):
     admin = tenant_a.key_client("admin")
-    gallery = _ready_gallery(tenant_a)
+    gallery = ready_gallery_without_worker(tenant_a)
     started = admin.post("/api/v1/fine-tune-jobs/", {"gallery": gallery.pk, "epochs": 3}, format="json")
     assert started.status_code == 202, started.json()  # queued; its worker is asked only once the test commits
     job_url = f"/api/v1/fine-tune-jobs/{started.json()['id']}/"
@@ -91,7 +78,7 @@ def test_every_request_body_can_be_refused_as_too_large_or_of_a_wrong_type_as_do
     """The parsers refuse any body's media type they do not read (415) and any body over the request limit (413),
     whatever the operation; each body's operation documents both."""
     admin = tenant_a.key_client("admin")
-    gallery = _ready_gallery(tenant_a)
+    gallery = ready_gallery_without_worker(tenant_a)
     image = ReferenceImage.objects.for_tenant(tenant_a.tenant).first()
     job = admin.post("/api/v1/fine-tune-jobs/", {"gallery": gallery.pk}, format="json").json()
     photo = base64.b64encode(product_photo((210, 30, 30))).decode()

@@ -9,21 +9,20 @@ from typing import Any
 
 import jsonschema
 import pytest
-from drf_spectacular.generators import SchemaGenerator
 
 from shitu_platform.openapi_examples import EXAMPLES, RECOGNITION_DONE
 from tests.support.images import product_photo
+from tests.support.openapi import generated_schema, schema_operations
 
 
 @pytest.fixture(scope="module")
 def schema() -> dict:
-    return SchemaGenerator().get_schema(request=None, public=True)
+    return generated_schema()
 
 
 def _operations(schema: dict):
-    for path, operations in schema["paths"].items():
-        for method, operation in operations.items():
-            yield f"{method.upper()} {path}", operation
+    for path, method, operation in schema_operations(schema):
+        yield f"{method.upper()} {path}", operation
 
 
 def _strict(node: Any) -> Any:

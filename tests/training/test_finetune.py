@@ -15,6 +15,7 @@ from modelhub.models import ActiveModel, ModelVersion
 from modelhub.services import model_rollback, model_switch
 from training import services
 from training.models import FineTuneJob
+from tests.support.galleries import ready_gallery_without_worker
 
 TINY = {"SHITU_FINETUNE_IMAGE_SIZE": "64", "SHITU_FINETUNE_BACKBONE_SCALE": "0.25", "SHITU_FINETUNE_BACKBONE_DEPTHS": "1,1,1,1",
         "SHITU_FINETUNE_P": "4", "SHITU_FINETUNE_K": "3", "SHITU_FINETUNE_CHECKPOINT_STEPS": "2", "SHITU_ENGINE_THREADS": "1"}
@@ -54,22 +55,10 @@ def _gallery(client, products=4, shots=4) -> int:
     return gallery
 
 
-def _ready_gallery_without_worker(world, products=3, shots=3) -> Gallery:
-    gallery = Gallery(tenant=world.tenant, name="g")
-    gallery.save()
-    for number in range(products):
-        product = Product(tenant=world.tenant, gallery=gallery, label=f"p{number}")
-        product.save()
-        for shot in range(shots):
-            ReferenceImage(tenant=world.tenant, gallery=gallery, product=product, object_key=f"k{number}{shot}",
-                           checksum=f"{number}-{shot}", size_bytes=1, status="ready").save()
-    return gallery
-
-
 @pytest.mark.django_db
 def test_state_machine_roles_and_isolation(tenant_a, tenant_b, monkeypatch):
     monkeypatch.setattr("training.services._enqueue_run", lambda job_id: None)
-    gallery = _ready_gallery_without_worker(tenant_a)
+    gallery = ready_gallery_without_worker(tenant_a)
     admin = tenant_a.key_client("admin")
     assert tenant_a.key_client("member").post("/api/v1/fine-tune-jobs/", {"gallery": gallery.pk}, format="json").status_code == 403
     started = admin.post("/api/v1/fine-tune-jobs/", {"gallery": gallery.pk, "epochs": 3}, format="json")
@@ -94,7 +83,7 @@ def test_state_machine_roles_and_isolation(tenant_a, tenant_b, monkeypatch):
 
 @pytest.mark.django_db
 def test_too_little_data_is_refused(tenant_a):
-    gallery = _ready_gallery_without_worker(tenant_a, products=1)
+    gallery = ready_gallery_without_worker(tenant_a, products=1)
     response = tenant_a.key_client("admin").post("/api/v1/fine-tune-jobs/", {"gallery": gallery.pk}, format="json")
     assert response.status_code == 400 and response.json()["error"]["code"] == "not_enough_data"
 
@@ -227,7 +216,7 @@ def test_fast_fine_tune_of_the_pretrained_default_through_the_api(tenant_a, cele
 @pytest.mark.django_db
 def test_fast_mode_needs_a_pretrained_base(tenant_a, monkeypatch):
     monkeypatch.setattr("training.services._enqueue_run", lambda job_id: None)
-    gallery = _ready_gallery_without_worker(tenant_a)
+    gallery = ready_gallery_without_worker(tenant_a)
     response = tenant_a.key_client("admin").post("/api/v1/fine-tune-jobs/", {"gallery": gallery.pk, "mode": "fast"},
                                                  format="json")  # the suite's default is the colour histogram
     assert response.status_code == 400 and response.json()["error"]["code"] == "fine_tune_mode_unavailable"
