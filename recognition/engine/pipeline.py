@@ -67,10 +67,10 @@ class PipelineParams:
     # verify (drink-dev held-out: zoomed-out recall@1 0.452 -> 0.544, shelf 0.420 -> 0.444, close-ups unchanged).
     always_verify_whole_image: bool = True
     # A detection covering at least this share of the photo is not cropped when the whole image is a candidate:
-    # it is nearly the same pixels, so it would cost a second embedding and verification of them (about half of
-    # drink-dev's close-ups have such a box). Pipeline evaluation, held-out half: leave-one-out recall@1
-    # 0.972 -> 0.964 (2 of 250 photos), recall@5, coverage, precision, zoomed-out and shelf sets unchanged,
-    # unknown rejected 0.970 -> 0.974. None crops every detection.
+    # it is nearly the same pixels, so it takes the whole image's embedding and verification instead of a second
+    # one of them (about half of drink-dev's close-ups have such a box; see crop_sources). Pipeline evaluation,
+    # held-out half, against cropping every box (None): leave-one-out recall@1 0.972 -> 0.976, zoomed-out and shelf
+    # sets unchanged (0.824, 0.928), unknown rejected 0.970 -> 0.974.
     whole_image_cover: Optional[float] = 0.85
 
     def __post_init__(self) -> None:
@@ -135,28 +135,36 @@ def select_candidates(detected: Sequence[Box], image: np.ndarray, params: Pipeli
     On a shelf the small confident neighbours can crowd the product the camera points at out of the top boxes
     (drink-dev held-out zoomed-out scenes: target kept 0.825 by score alone, 0.913 with the main object added;
     shelf scenes 0.976 and 0.988). Ranking every box by main score instead kept big, low-scoring boxes that merge
-    two products, which then won the verified-order NMS (shelf recall@1 0.921 -> 0.877).
-
-    With the whole image added, a detection covering `whole_image_cover` of it or more is left out: the whole
-    image stands for it (it is never the main object either, see main_object.py)."""
+    two products, which then won the verified-order NMS (shelf recall@1 0.921 -> 0.877)."""
     height, width = image.shape[:2]
     confident = [box for box in detected if box.score >= params.det_threshold]
     ranked = sorted(confident, key=lambda box: -box.score)[: params.max_det_results]
     main = choose_main_object(confident, width, height) if params.max_det_results else None
     if main is not None and main not in ranked:
         ranked.append(main)
-    cover = params.whole_image_cover if params.add_whole_image else None
     candidates = []
     for box in ranked:
         clipped = clip_box(box, width, height)
-        if clipped.area <= 0:  # a box entirely outside the image has nothing to recognise
-            continue
-        if cover is not None and clipped.area >= cover * width * height:
-            continue
-        candidates.append(clipped)
+        if clipped.area > 0:  # a box entirely outside the image has nothing to recognise
+            candidates.append(clipped)
     if params.add_whole_image:
         candidates.append(whole_image_box(image))
     return candidates
+
+
+def crop_sources(candidates: Sequence[Box], width: int, height: int, params: PipelineParams) -> list[int]:
+    """Per candidate, the position of the candidate whose crop, embedding and verification it uses: its own, or
+    for a detection covering `whole_image_cover` of the photo, the whole-image candidate's.
+
+    Such a detection still answers as a box of its own, so it keeps its part in NMS and in the main-object choice:
+    left out entirely, a smaller inner box led where the near-whole box would have made the whole image the main
+    object (drink-dev held-out leave-one-out: 2 of 250 photos answered with a neighbour)."""
+    own = list(range(len(candidates)))
+    whole = next((i for i, box in enumerate(candidates) if box.whole_image), None)
+    if whole is None or params.whole_image_cover is None:
+        return own
+    cover = params.whole_image_cover * width * height
+    return [whole if not box.whole_image and box.area >= cover else i for i, box in zip(own, candidates)]
 
 
 def is_verified(match: Match, min_inliers: int) -> bool:
@@ -255,11 +263,14 @@ class RecognitionPipeline:
             done = time.perf_counter()
             return TimedRecognition([], _timings(start, after_detect, done, done, done))
 
-        features = self.extractor.extract([crop(image, box) for box in candidates])
-        if features.shape != (len(candidates), self.index.dim):
+        sources = crop_sources(candidates, image.shape[1], image.shape[0], params)
+        cropped = sorted(set(sources))
+        features = self.extractor.extract([crop(image, candidates[i]) for i in cropped])
+        if features.shape != (len(cropped), self.index.dim):
             raise DimensionMismatch(
-                f"extractor returned {features.shape} for {len(candidates)} crops, expected ({len(candidates)}, {self.index.dim})"
+                f"extractor returned {features.shape} for {len(cropped)} crops, expected ({len(cropped)}, {self.index.dim})"
             )
+        features = features[[cropped.index(source) for source in sources]]
         after_extract = time.perf_counter()
         # Verification re-ranks deeper than what is shown, so the search fetches enough candidates for both;
         # a calibration's margin to the best rival label looks as deep, with or without verification.
@@ -274,7 +285,7 @@ class RecognitionPipeline:
         names = self._labels_for(ids)
         rows = [_labelled_row(row_scores, row_ids, names) for row_scores, row_ids in zip(scores, ids)]
         before_verify = time.perf_counter()
-        verified, local_features_s = self._verify(query_features, candidates, rows, params)  # type: ignore[arg-type]
+        verified, local_features_s = self._verify(query_features, candidates, sources, rows, params)  # type: ignore[arg-type]
         after_verify = time.perf_counter()
         objects, rejected = self._decide_verified(candidates, rows, verified, names, params)
         objects = main_first(objects, image.shape[1], image.shape[0], params.min_inliers)
@@ -322,15 +333,17 @@ class RecognitionPipeline:
         return suppressed([o for o in decided if not o.no_match]), suppressed([o for o in decided if o.no_match])
 
     def _verify(
-        self, query_features: "_QueryFeatures", candidates: list[Box], rows: list[list[tuple[int, float]]],
-        params: PipelineParams,
+        self, query_features: "_QueryFeatures", candidates: list[Box], sources: list[int],
+        rows: list[list[tuple[int, float]]], params: PipelineParams,
     ) -> tuple[list[dict[int, Verification]], float]:
         """Per box, verification results by vector id for its top `verify_top_k` labelled candidates, and the
-        seconds spent waiting for the query's local features.
+        seconds spent waiting for the query's local features. A box with another crop source (crop_sources)
+        takes that candidate's results.
 
         The query's features are extracted once for the photo and subset per box. The whole-image candidate
         holds every box's keypoints; it is verified after the detections, and with
-        `params.always_verify_whole_image` off only when none of them verified (cheaper on busy photos).
+        `params.always_verify_whole_image` off only when none of them verified (cheaper on busy photos) or when it
+        stands for a near-whole detection.
         `_suppress_verified` keeps it only where it adds a product no detection shows.
         """
         results: list[dict[int, Verification]] = [{} for _ in candidates]
@@ -349,10 +362,14 @@ class RecognitionPipeline:
         local_features_s = time.perf_counter() - started
         matcher = PhotoMatcher(query)  # the boxes overlap and share candidates: each pair is matched once
         order = sorted(range(len(candidates)), key=lambda i: candidates[i].whole_image)  # detections first
+        standing_in = {shared for i, shared in enumerate(sources) if shared != i}  # the whole image, for a near-whole box
         any_detection_verified = False
         for i in order:
             box = candidates[i]
-            if box.whole_image and any_detection_verified and not params.always_verify_whole_image:
+            if sources[i] != i:
+                continue
+            if (box.whole_image and any_detection_verified and not params.always_verify_whole_image
+                    and i not in standing_in):
                 continue
             ids_here = [item for item in wanted[i] if item in references]
             rows = query.rows_in_box(box)
@@ -363,6 +380,8 @@ class RecognitionPipeline:
             results[i] = {item: result for item, result in zip(ids_here, found) if result is not None}
             if not box.whole_image and any(result.inliers >= params.min_inliers for result in results[i].values()):
                 any_detection_verified = True
+        for i, shared in enumerate(sources):
+            results[i] = results[shared]
         return results, local_features_s
 
     def _decide_verified(
@@ -491,6 +510,7 @@ __all__ = [
     "RecognitionPipeline",
     "StageTimings",
     "TimedRecognition",
+    "crop_sources",
     "is_verified",
     "main_first",
     "rank_key",

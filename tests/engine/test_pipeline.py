@@ -469,21 +469,67 @@ def test_match_and_timings_stay_backward_compatible() -> None:
     assert StageTimings(1.0, 2.0, 3.0, 6.0).verify_ms == 0.0
 
 
-def test_a_box_covering_nearly_the_whole_photo_is_left_to_the_whole_image(gallery) -> None:
-    """A close-up's box over most of the frame is the same pixels as the whole-image candidate: one crop, one answer."""
-    from recognition.engine.pipeline import select_candidates
+def test_a_box_covering_nearly_the_whole_photo_takes_the_whole_image_crop(gallery) -> None:
+    """A close-up's box over most of the frame is nearly the whole image's pixels: it is not cropped and embedded
+    a second time, it takes the whole-image candidate's answer."""
+    from recognition.engine.pipeline import crop_sources, select_candidates
 
     photo = _resized(PRODUCTS["green-checks"], 200)
     near_whole, smaller = Box(5, 5, 195, 195, score=0.9), Box(20, 20, 180, 180, score=0.8)  # 90 % and 64 % of it
     candidates = select_candidates([near_whole, smaller], photo, PipelineParams())
-    assert candidates == [smaller, Box(0, 0, 200, 200, whole_image=True)]
-    assert select_candidates([near_whole], photo, PipelineParams(whole_image_cover=None))[0] == near_whole
-    # Without the whole-image candidate every box is kept, however big.
-    assert select_candidates([near_whole], photo, PipelineParams(add_whole_image=False)) == [near_whole]
-    objects = _pipeline(gallery, [near_whole]).recognize(photo)
-    assert [(o.box.whole_image, o.label) for o in objects] == [(True, "green-checks")]
+    assert candidates == [near_whole, smaller, Box(0, 0, 200, 200, whole_image=True)]
+    assert crop_sources(candidates, 200, 200, PipelineParams()) == [2, 1, 2]
+    assert crop_sources(candidates, 200, 200, PipelineParams(whole_image_cover=None)) == [0, 1, 2]
+    # Without the whole-image candidate every box is cropped, however big.
+    assert crop_sources([near_whole], 200, 200, PipelineParams(add_whole_image=False)) == [0]
+    crops = []
+
+    class CropCounter(ColourHistogramExtractor):
+        def extract(self, images):
+            crops.append(len(images))
+            return super().extract(images)
+
+    _, index, labels = gallery
+    pipeline = RecognitionPipeline(GivenBoxDetector([near_whole]), CropCounter(bins=8), index, labels)
+    objects = pipeline.recognize(photo)
+    assert crops == [1] and [o.label for o in objects] == ["green-checks"]
     with pytest.raises(ValueError):
         PipelineParams(whole_image_cover=0.0)
+
+
+class CropCountingExtractor(ConstantExtractor):
+    """ConstantExtractor, counting the crops it is given."""
+
+    def __init__(self) -> None:
+        self.crops = 0
+
+    def extract(self, crops):
+        self.crops += len(crops)
+        return super().extract(crops)
+
+
+def test_a_near_whole_detection_still_decides_the_main_object(verifying_gallery) -> None:
+    """A close-up of "right" with a smaller "other" printed inside it: the near-whole detection makes the whole
+    image the main object, so the photographed product answers, not the inner box; its crop is still saved."""
+    import cv2
+
+    from tests.engine.test_verify import textured_image
+
+    index, labels, local, _, _ = verifying_gallery
+    photo = cv2.resize(textured_image(1), (400, 300), interpolation=cv2.INTER_LINEAR)
+    photo[110:190, 150:250] = cv2.resize(textured_image(3), (100, 80), interpolation=cv2.INTER_AREA)
+    near_whole, inner = Box(8, 6, 392, 294, score=0.9), Box(150, 110, 250, 190, score=0.8)  # 92 % and 7 % of it
+    extractor = CropCountingExtractor()
+    pipeline = RecognitionPipeline(GivenBoxDetector([near_whole, inner]), extractor, index, labels, local_features=local)
+    objects = pipeline.recognize(photo)
+    assert objects[0].label == "right" and objects[0].inliers >= PipelineParams().min_inliers
+    assert extractor.crops == 2  # the inner box and the whole image; the near-whole box shares the latter
+    # The whole image is verified for the near-whole box even when it would otherwise be only a fallback.
+    fallback = pipeline.recognize(photo, PipelineParams(always_verify_whole_image=False))
+    assert fallback[0].label == "right" and fallback[0].box == near_whole
+    # The inner box alone is the main object, and leads.
+    alone = _verifying(verifying_gallery, [inner]).recognize(photo)
+    assert alone[0].label == "other" and alone[0].box == inner
 
 
 def test_local_features_beside_the_models_give_the_same_answer(verifying_gallery) -> None:
