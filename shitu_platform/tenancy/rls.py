@@ -60,8 +60,9 @@ def current_scope() -> Scope:
 
 def _send(connection: BaseDatabaseWrapper, scope: Scope) -> None:
     """Set on the driver's connection, like Django's own session set-up (time zone, role): it is connection
-    state, not a query of the page, so query counts and logs do not list it."""
-    with connection.connection.cursor() as cursor:
+    state, not a query of the page, so query counts and logs do not list it. Driver errors leave as Django's
+    (`OperationalError`: a 503 in the API) and mark the connection as erred, as a query's would."""
+    with connection.wrap_database_errors, connection.connection.cursor() as cursor:
         cursor.execute("SELECT set_config(%s, %s, false), set_config(%s, %s, false)",
                        [SCOPE_SETTING, scope[0], TENANT_SETTING, scope[1]])
 
@@ -74,8 +75,22 @@ def _switch(scope: Scope) -> Scope:
     if connection.vendor == "postgresql" and connection.connection is not None:
         if connection.in_atomic_block and connection.needs_rollback:
             return previous  # the broken transaction refuses queries; its rollback undoes what it set
-        _send(connection, scope)
+        try:
+            _send(connection, scope)
+        except DatabaseError:
+            if connection.in_atomic_block:
+                raise  # a transaction cannot move to a new connection: the caller fails (503 in the API)
+            _drop(connection)
     return previous
+
+
+def _drop(connection: BaseDatabaseWrapper) -> None:
+    """A connection that cannot take the scope (the server restarted or went away) is closed: the next query
+    opens a new one, which starts in the wanted scope (`on_connection_created`), or fails to connect (503)."""
+    try:
+        connection.close()
+    except DatabaseError:
+        pass  # closing a dead connection may complain; Django forgets it either way
 
 
 def _restore(previous: Scope) -> None:

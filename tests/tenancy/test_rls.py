@@ -158,3 +158,30 @@ def _walk(node: ast.AST, scope: list[str]):
         else:
             yield scope, child
             yield from _walk(child, scope)
+
+
+def _terminate_the_apps_connection() -> None:
+    """What a PostgreSQL restart does to an idle pooled connection: the server ends it; Django does not know yet."""
+    import psycopg
+
+    pid = _raw("SELECT pg_backend_pid()")[0][0]
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_the_server_dropped_is_replaced_in_the_requests_scope(tenant_a, tenant_b):
+    """After a database restart the first request is answered (a new connection, in its tenant's scope), not a 500."""
+    Gallery.objects.create(tenant=tenant_a.tenant, name="Acme shelf")
+    Gallery.objects.create(tenant=tenant_b.tenant, name="Bolt shelf")
+    client = tenant_a.key_client("viewer")
+    _terminate_the_apps_connection()
+    response = client.get("/api/v1/galleries/")
+    assert response.status_code == 200, response.content
+    assert [g["name"] for g in response.json()["results"]] == ["Acme shelf"]
+    _terminate_the_apps_connection()
+    with rls.tenant_scope(tenant_b.tenant.pk):
+        assert _raw("SELECT name FROM galleries_gallery") == [("Bolt shelf",)]
