@@ -150,20 +150,41 @@ def test_shipped_extractor_on_the_held_out_drink_dev_products(extractor):
     assert shipped_report["mAP"] >= floor["mAP"] + 0.3, (shipped_report, floor)
 
 
+def _held_out_photos():
+    from training.engine.cli import split_products
+    from training.engine.dataset import ImageDataset
+
+    held_out = split_products(SPLIT, "held_out")
+    return ImageDataset([s for s in ImageDataset.from_label_file(DRINK_DEV / "labels.txt").samples if s.label in held_out])
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not (DRINK_DEV / "labels.txt").exists(), reason="development data ../shared/data/drink-dev not present")
-def test_shipped_models_on_drink_dev(detector, extractor):
-    from training.engine.dataset import ImageDataset
+def test_verified_pipeline_on_the_held_out_drink_dev_products(detector, extractor):
+    """What a tenant gets by default, on products neither model trained on: the detector, extraction, search,
+    geometric verification and the gallery's own calibration, leave-one-out over the held-out half."""
+    from training.engine.pipeline_eval import evaluate_pipeline
+
+    report = evaluate_pipeline(detector, extractor, _held_out_photos())
+    figures = {k: report[k] for k in ("queries", "recall@1", "recall@5", "known_coverage", "known_precision")}
+    # measured (README, Verified recognition): 250 queries, recall@1 0.976, recall@5 0.992, coverage 0.884,
+    # precision 1.000; the issue's targets are 0.95 / 0.97 / 0.90 (not reached) / 0.98
+    assert report["calibration_source"] == "gallery" and report["queries"] == 250, figures
+    assert report["recall@1"] >= 0.95 and report["recall@5"] >= 0.97, figures
+    assert report["known_precision"] >= 0.98 and report["known_coverage"] >= 0.85, figures
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DRINK_DEV / "labels.txt").exists(), reason="development data ../shared/data/drink-dev not present")
+def test_the_detector_does_not_cost_recall_on_the_held_out_drink_dev_products(detector, extractor):
     from training.engine.pipeline_eval import pipeline_recall
 
-    report = pipeline_recall(detector, extractor, ImageDataset.from_label_file(DRINK_DEV / "labels.txt"))
-    # regression guards a little under the figures measured with the ImageNet-started detector (README, Default
-    # models; all of drink-dev, half of whose products both models trained on): recall@1 0.953 with the detector,
-    # 0.961 whole image only, 46 % of answers from a detected box (a close-up's box over 60 % of the frame means the
-    # whole image: main_object.py). The synthetic-only detector scored 0.936 with 61 % from boxes.
+    report = pipeline_recall(detector, extractor, _held_out_photos())
+    # measured on the held-out half (unverified, main object vs whole image): recall@1 0.948 both, 83 % of answers
+    # from a detected box (a box over 85 % of the frame takes the whole image's crop and still counts as a box)
     assert report["answer_from_a_detected_box"] >= 0.3, report
-    assert report["recall@1"] >= 0.94, report
-    assert report["recall@1_whole_image"] >= 0.95, report
+    assert report["recall@1"] >= 0.93, report
+    assert report["recall@1_whole_image"] >= 0.93, report
     assert report["recall@1"] >= report["recall@1_whole_image"] - 0.02, report
 
 
