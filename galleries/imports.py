@@ -32,7 +32,7 @@ def import_start(*, gallery: Gallery, archive: bytes, archive_name: str, created
     object_store().put(key, archive, content_type="application/zip")
     job = ImportJob(tenant=gallery.tenant, gallery=gallery, archive_key=key, archive_name=archive_name[:255], created_by=created_by)
     job.save()
-    _enqueue(job.pk)
+    _enqueue(job.pk, tenant_id=job.tenant_id)
     return job
 
 
@@ -63,7 +63,7 @@ def import_run(
     return _finish(job, ImportJob.Status.DONE)
 
 
-def stale_imports(*, this_worker: str, live_workers: set[str]) -> list[tuple[int, str]]:
+def stale_imports(*, this_worker: str, live_workers: set[str]) -> list[jobs.StaleJob]:
     """Unfinished imports whose worker is gone, with the dead run's token (see shitu_platform.jobs)."""
     unfinished = ImportJob.unscoped.filter(status__in=[ImportJob.Status.QUEUED, ImportJob.Status.RUNNING])
     return jobs.stale_jobs(unfinished, this_worker=this_worker, live_workers=live_workers,
@@ -148,7 +148,7 @@ def _open_archive(data: bytes) -> ImportArchive:
     return ImportArchive(data, max_member_bytes=settings.SHITU_MAX_IMAGE_BYTES, max_total_bytes=settings.SHITU_MAX_IMPORT_BYTES)
 
 
-def _enqueue(job_id: int) -> None:
+def _enqueue(job_id: int, *, tenant_id: int) -> None:
     from galleries.tasks import run_import
 
-    transaction.on_commit(lambda: run_import.apply_async(args=[job_id], queue="default"))
+    transaction.on_commit(lambda: run_import.apply_async(args=[job_id], kwargs={"tenant_id": tenant_id}, queue="default"))

@@ -250,9 +250,9 @@ def local_feature_pack_rebuild_later(*, gallery: Gallery) -> None:
         return
     from galleries.tasks import build_local_feature_pack
 
-    gallery_id = gallery.pk
+    gallery_id, tenant_id = gallery.pk, gallery.tenant_id
     transaction.on_commit(lambda: build_local_feature_pack.apply_async(
-        args=[gallery_id], countdown=REBUILD_DELAY_SECONDS, queue="default"))
+        args=[gallery_id], kwargs={"tenant_id": tenant_id}, countdown=REBUILD_DELAY_SECONDS, queue="default"))
 
 
 def local_feature_pack_rebuild(*, gallery_id: int) -> dict:

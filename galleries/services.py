@@ -71,7 +71,7 @@ def reference_image_upload(
     except IntegrityError:  # a concurrent upload of the same bytes won the race
         return UploadOutcome(ReferenceImage.objects.for_tenant(product.tenant).get(gallery=gallery, checksum=checksum), created=False)
     if import_job is None:  # imports embed their own batches
-        _enqueue_embedding([reference_image.pk])
+        _enqueue_embedding([reference_image.pk], tenant_id=reference_image.tenant_id)
     return UploadOutcome(reference_image, created=True)
 
 
@@ -89,10 +89,11 @@ def gallery_version_bump(*, gallery_id: int) -> None:
     Gallery.unscoped.filter(pk=gallery_id).update(index_version=F("index_version") + 1, index_updated_at=timezone.now())
 
 
-def _enqueue_embedding(reference_image_ids: list[int]) -> None:
+def _enqueue_embedding(reference_image_ids: list[int], *, tenant_id: int) -> None:
     from galleries.tasks import embed_reference_images  # galleries.tasks imports this module: a cycle at import time
 
-    transaction.on_commit(lambda: embed_reference_images.apply_async(args=[reference_image_ids], queue="default"))
+    transaction.on_commit(lambda: embed_reference_images.apply_async(
+        args=[reference_image_ids], kwargs={"tenant_id": tenant_id}, queue="default"))
 
 
 def _checked_bbox(bbox: list[float] | None, *, width: int, height: int) -> list[float] | None:
@@ -288,7 +289,7 @@ def reference_image_box_set(*, reference_image: ReferenceImage, bbox: list[float
     checked = _checked_bbox([0, 0, width, height] if bbox is None else bbox, width=width, height=height)
     ReferenceImage.objects.for_tenant(reference_image.tenant).filter(pk=reference_image.pk).update(bbox=checked)
     reference_image.bbox = checked
-    _enqueue_reembedding(reference_image.pk)
+    _enqueue_reembedding(reference_image.pk, tenant_id=reference_image.tenant_id)
     return reference_image
 
 
@@ -335,10 +336,11 @@ def _extractors_with_vectors_of(reference_image: ReferenceImage) -> list[LoadedM
     return list(chosen.values())
 
 
-def _enqueue_reembedding(reference_image_id: int) -> None:
+def _enqueue_reembedding(reference_image_id: int, *, tenant_id: int) -> None:
     from galleries.tasks import reembed_reference_image  # a cycle at import time, as in _enqueue_embedding
 
-    transaction.on_commit(lambda: reembed_reference_image.apply_async(args=[reference_image_id], queue="default"))
+    transaction.on_commit(lambda: reembed_reference_image.apply_async(
+        args=[reference_image_id], kwargs={"tenant_id": tenant_id}, queue="default"))
 
 
 class NameTaken(PlatformError):

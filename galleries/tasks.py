@@ -42,9 +42,9 @@ def resume_stale_imports(self) -> list[int]:
     live_workers = {name for reply in (self.app.control.ping(timeout=1.0) or []) for name in reply}
     live_workers.add(self.request.hostname or "")
     stale = stale_imports(this_worker=self.request.hostname or "", live_workers=live_workers)
-    for job_id, dead_token in stale:
-        run_import.apply_async(args=[job_id], kwargs={"takeover": dead_token}, queue="default")  # tenant: from the job row
-    return [job_id for job_id, _ in stale]
+    for job in stale:
+        run_import.apply_async(args=[job.job_id], kwargs={"takeover": job.dead_token, "tenant_id": job.tenant_id}, queue="default")
+    return [job.job_id for job in stale]
 
 
 @shared_task(name="galleries.backfill_default_model", acks_late=True, db_scope="system")

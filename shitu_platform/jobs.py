@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from datetime import timedelta
+from typing import NamedTuple
 
 from django.db import models, transaction
 from django.utils import timezone
@@ -44,8 +45,16 @@ def holds(model: type[models.Model], job_id: int, token: str) -> bool:
     return bool(model.unscoped.filter(pk=job_id, run_token=token).update(heartbeat_at=timezone.now()))
 
 
+class StaleJob(NamedTuple):
+    """A job to take over: its id, the dead run's token, and its tenant (the scope the takeover task is queued with)."""
+
+    job_id: int
+    dead_token: str
+    tenant_id: int
+
+
 def stale_jobs(queryset: models.QuerySet, *, this_worker: str, live_workers: set[str], waiting: str,
-               state_field: str) -> list[tuple[int, str]]:
+               state_field: str) -> list[StaleJob]:
     """Unfinished jobs whose runner is gone: an earlier process of this worker's name, a worker that no longer
     answers, or silence for STALE_AFTER; waiting jobs whose message may be lost count after STALE_AFTER."""
     cutoff = timezone.now() - STALE_AFTER
@@ -59,5 +68,5 @@ def stale_jobs(queryset: models.QuerySet, *, this_worker: str, live_workers: set
         else:
             dead = (holder == this_worker and holder_pid != str(os.getpid())) or holder not in live_workers or last_sign < cutoff
         if dead:
-            stale.append((job.pk, job.run_token))
+            stale.append(StaleJob(job.pk, job.run_token, job.tenant_id))
     return stale

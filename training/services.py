@@ -89,7 +89,7 @@ def finetune_start(*, gallery: Gallery, epochs: int | None = None, mode: str | N
             job.save()
     except IntegrityError as error:
         raise JobAlreadyRunning("this tenant already has a fine-tuning job running; wait for it or cancel it") from error
-    transaction.on_commit(lambda: _enqueue_run(job.pk))
+    transaction.on_commit(lambda: _enqueue_run(job.pk, tenant_id=job.tenant_id))
     return job
 
 
@@ -334,10 +334,10 @@ def _finish(job: FineTuneJob, state: str, *, reason: str = "") -> FineTuneJob:
     return job
 
 
-def _enqueue_run(job_id: int) -> None:
+def _enqueue_run(job_id: int, *, tenant_id: int) -> None:
     from training.tasks import run_finetune  # training.tasks imports this module: a cycle at import time
 
-    run_finetune.apply_async(args=[job_id], queue="training")
+    run_finetune.apply_async(args=[job_id], kwargs={"tenant_id": tenant_id}, queue="training")
 
 
 # --- promote / roll back --------------------------------------------------------------

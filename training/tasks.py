@@ -28,9 +28,9 @@ def resume_stale_finetunes(self) -> list[int]:
     unfinished = FineTuneJob.unscoped.filter(state__in=[s for s in FineTuneJob.ACTIVE_STATES if s != FineTuneJob.State.REEMBEDDING])
     stale = jobs.stale_jobs(unfinished, this_worker=self.request.hostname or "", live_workers=live_workers,
                             waiting=FineTuneJob.State.QUEUED, state_field="state")
-    for job_id, dead_token in stale:
-        run_finetune.apply_async(args=[job_id], kwargs={"takeover": dead_token}, queue="training")  # tenant: from the job row
-    return [job_id for job_id, _ in stale]
+    for job in stale:
+        run_finetune.apply_async(args=[job.job_id], kwargs={"takeover": job.dead_token, "tenant_id": job.tenant_id}, queue="training")
+    return [job.job_id for job in stale]
 
 
 @worker_ready.connect

@@ -49,7 +49,7 @@ def queued(monkeypatch):
     """Re-embeddings the services hand to the worker, recorded instead of sent to the broker."""
     sent = []
     monkeypatch.setattr("galleries.tasks.reembed_reference_image.apply_async",
-                        lambda args, queue: sent.append((args[0], queue)))
+                        lambda args, kwargs, queue: sent.append((args[0], queue)))
     return sent
 
 

@@ -106,7 +106,7 @@ def test_bad_archive_is_a_400_with_code(tenant_a):
 
 @pytest.mark.django_db
 def test_import_of_b_gallery_and_b_jobs_are_404_for_a(tenant_a, tenant_b, monkeypatch):
-    monkeypatch.setattr("galleries.imports._enqueue", lambda job_id: None)
+    monkeypatch.setattr("galleries.imports._enqueue", lambda job_id, tenant_id: None)
     client_b = tenant_b.key_client("member")
     gallery_b = client_b.post("/api/v1/galleries/", {"name": "B"}, format="json").json()["id"]
     job_b = _start(client_b, gallery_b, labelled_zip(1, 1)).json()["id"]

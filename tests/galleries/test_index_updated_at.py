@@ -25,7 +25,7 @@ def _updated_at(client, gallery_id: int):
 def test_upload_and_delete_move_it_forward_and_a_rename_does_not(tenant_a, monkeypatch):
     queued: list[list[int]] = []
     # the worker's embedding service runs here, in-process, instead of on a queue
-    monkeypatch.setattr("galleries.services._enqueue_embedding", queued.append)
+    monkeypatch.setattr("galleries.services._enqueue_embedding", lambda ids, tenant_id: queued.append(ids))
     client = tenant_a.key_client("member")
     created = client.post("/api/v1/galleries/", {"name": "Drinks"}, format="json")
     assert created.status_code == 201 and created.json()["index_updated_at"] is None

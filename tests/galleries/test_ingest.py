@@ -45,7 +45,7 @@ def _wait_ready(ids, timeout=60):
 
 @pytest.mark.django_db
 def test_upload_stores_object_then_row_and_is_idempotent(tenant_a, monkeypatch):
-    monkeypatch.setattr("galleries.services._enqueue_embedding", lambda ids: None)  # no worker in this test
+    monkeypatch.setattr("galleries.services._enqueue_embedding", lambda ids, tenant_id: None)  # no worker in this test
     client = tenant_a.key_client("member")
     _, product = _product(client)
     data = png_bytes((200, 30, 30))
@@ -84,7 +84,7 @@ def test_bbox_outside_the_image_is_refused(tenant_a):
 
 @pytest.mark.django_db
 def test_b_cannot_upload_to_or_delete_as_a(tenant_a, tenant_b, monkeypatch):
-    monkeypatch.setattr("galleries.services._enqueue_embedding", lambda ids: None)
+    monkeypatch.setattr("galleries.services._enqueue_embedding", lambda ids, tenant_id: None)
     client_a = tenant_a.key_client("member")
     _, product = _product(client_a)
     image_id = _upload(client_a, product, png_bytes((9, 9, 9))).json()[0]["id"]

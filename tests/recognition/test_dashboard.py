@@ -340,7 +340,7 @@ def _scene_extra_open(world, scene: Scene) -> MatchReview:
 @pytest.mark.django_db
 def test_relabel_adds_the_crop_to_the_chosen_product(tenant_a, tenant_b, settings, monkeypatch):
     settings.SHITU_RECOGNITION_TIMEOUT = 0.1  # no worker here: do not wait for the embedding
-    monkeypatch.setattr("galleries.services._enqueue_embedding", lambda ids: None)
+    monkeypatch.setattr("galleries.services._enqueue_embedding", lambda ids, tenant_id: None)
     scene = _scene(tenant_a)
     foreign = _scene(tenant_b)
     admin = tenant_a.client("admin")

@@ -62,7 +62,7 @@ def test_a_reference_image_is_recognised_like_the_same_photo_uploaded(tenant_a, 
 
 @pytest.mark.django_db
 def test_another_tenants_reference_image_reads_as_a_missing_one(tenant_a, tenant_b, monkeypatch):
-    monkeypatch.setattr("galleries.services._enqueue_embedding", lambda ids: None)  # no embedding needed to refuse
+    monkeypatch.setattr("galleries.services._enqueue_embedding", lambda ids, tenant_id: None)  # no embedding needed to refuse
     owner_b = tenant_b.key_client("member")
     b_gallery = owner_b.post("/api/v1/galleries/", {"name": "B shelf"}, format="json").json()["id"]
     b_image = _upload(owner_b, b_gallery, "b-cola", [product_photo((200, 40, 40))])[0]
@@ -81,7 +81,7 @@ def test_another_tenants_reference_image_reads_as_a_missing_one(tenant_a, tenant
 
 @pytest.mark.django_db
 def test_exactly_one_photo_source(tenant_a, monkeypatch):
-    monkeypatch.setattr("galleries.services._enqueue_embedding", lambda ids: None)
+    monkeypatch.setattr("galleries.services._enqueue_embedding", lambda ids, tenant_id: None)
     client = tenant_a.key_client("member")
     gallery = client.post("/api/v1/galleries/", {"name": "G"}, format="json").json()["id"]
     image = _upload(client, gallery, "cola", [product_photo((200, 40, 40))])[0]

@@ -397,7 +397,7 @@ def _run_import_here(tenant, data: bytes, monkeypatch) -> ImportJob:
     """Start through the API, then run the job in this process (the worker's own code path, without a worker)."""
     from galleries.imports import import_run
 
-    monkeypatch.setattr("galleries.imports._enqueue", lambda job_id: None)
+    monkeypatch.setattr("galleries.imports._enqueue", lambda job_id, tenant_id: None)
     gallery = Gallery(tenant=tenant.tenant, name="Rows")
     gallery.save()
     response = _start_import(tenant.key_client("member"), gallery.pk, data)

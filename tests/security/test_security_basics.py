@@ -218,7 +218,7 @@ def test_everything_a_tenant_stores_lives_under_its_own_prefix(tenant_a, no_infe
     from galleries.models import ImportJob, ReferenceImage
     from recognition.models import Recognition
 
-    monkeypatch.setattr("galleries.imports._enqueue", lambda job_id: None)
+    monkeypatch.setattr("galleries.imports._enqueue", lambda job_id, tenant_id: None)
     client = tenant_a.key_client("member")
     gallery = client.post("/api/v1/galleries/", {"name": "G"}, format="json").json()["id"]
     product = client.post("/api/v1/products/", {"gallery": gallery, "label": "p"}, format="json").json()["id"]

@@ -128,3 +128,73 @@ def test_a_worker_runs_tenant_tasks_in_their_tenant_and_refuses_another_tenants_
     assert not isinstance(failure.value, CeleryTimeout)
     assert "queued for tenant" in str(failure.value)
     assert not GalleryHealth.objects.for_tenant(gallery_b.tenant).filter(gallery=gallery_b).exists()
+
+
+@pytest.fixture()
+def published():
+    """The tenant task messages our code publishes to Redis, as (task name, queued tenant, args); purged after."""
+    from celery.signals import before_task_publish
+
+    sent: list[tuple[str, object, list]] = []
+
+    def record(sender=None, body=None, **_: object) -> None:
+        args, kwargs, _embed = body
+        sent.append((sender, kwargs.get("tenant_id"), list(args)))
+
+    before_task_publish.connect(record, weak=False)
+    try:
+        yield sent
+    finally:
+        before_task_publish.disconnect(record)
+        celery_app.control.purge()  # no worker ran here: nothing queued may reach a later test's worker
+
+
+@pytest.mark.django_db
+def test_every_enqueue_of_a_tenant_task_carries_its_tenant(tenant_a, tenant_b, published, django_capture_on_commit_callbacks):
+    """The worker checks the row it is handed against the queued tenant (test above): that check needs a tenant."""
+    import io
+    import zipfile
+
+    from galleries.imports import import_start
+    from galleries.local_feature_pack import local_feature_pack_rebuild_later
+    from galleries.models import Product, ReferenceImage
+    from galleries.services import gallery_create, product_create, reference_image_box_set, reference_image_upload
+    from tests.support.images import product_photo
+    from training.services import finetune_start
+
+    gallery = gallery_create(tenant=tenant_b.tenant, name="Bolt shelf")
+    products = [product_create(gallery=gallery, label=label) for label in ("cola", "lime")]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("cola/1.jpg", product_photo((200, 30, 30)))
+        bundle.writestr("labels.txt", "cola/1.jpg\tcola\n")
+    with django_capture_on_commit_callbacks(execute=True):
+        uploaded = [reference_image_upload(product=product, data=product_photo(colour)).reference_image
+                    for product, colour in zip(products, [(200, 30, 30), (30, 200, 30)])]
+        import_start(gallery=gallery, archive=archive.getvalue(), archive_name="g.zip")
+    ReferenceImage.objects.for_tenant(tenant_b.tenant).filter(pk__in=[r.pk for r in uploaded]).update(
+        status=ReferenceImage.Status.READY)
+    for image in uploaded:
+        image.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):
+        reference_image_box_set(reference_image=uploaded[0], bbox=[1, 1, 50, 50])
+        local_feature_pack_rebuild_later(gallery=gallery)
+        finetune_start(gallery=gallery, mode="full")
+    tasks = {name for name, _, _ in published}
+    assert {"galleries.embed_reference_images", "galleries.run_import", "galleries.reembed_reference_image",
+            "galleries.build_local_feature_pack", "training.run_finetune"} <= tasks, published
+    tenant_tasks = {name for name, task in _our_tasks().items() if task.db_scope == "tenant"}
+    assert [(name, tenant) for name, tenant, _ in published if name in tenant_tasks and tenant != tenant_b.tenant.pk] == []
+    assert Product.objects.for_tenant(tenant_a.tenant).count() == 0
+
+
+@pytest.mark.django_db
+def test_a_takeover_is_queued_with_the_tenant_of_the_job_it_takes_over(tenant_b):
+    from galleries.imports import stale_imports
+    from galleries.models import ImportJob
+
+    gallery = Gallery.objects.create(tenant=tenant_b.tenant, name="Bolt shelf")
+    job = ImportJob.objects.create(tenant=tenant_b.tenant, gallery=gallery, archive_key="k", archive_name="g.zip",
+                                   status=ImportJob.Status.RUNNING, run_token="gone@host|1|x")
+    stale = stale_imports(this_worker="alive@host", live_workers={"alive@host"})
+    assert [(s.job_id, s.tenant_id) for s in stale] == [(job.pk, tenant_b.tenant.pk)]

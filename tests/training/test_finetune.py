@@ -57,7 +57,7 @@ def _gallery(client, products=4, shots=4) -> int:
 
 @pytest.mark.django_db
 def test_state_machine_roles_and_isolation(tenant_a, tenant_b, monkeypatch):
-    monkeypatch.setattr("training.services._enqueue_run", lambda job_id: None)
+    monkeypatch.setattr("training.services._enqueue_run", lambda job_id, tenant_id: None)
     gallery = ready_gallery_without_worker(tenant_a)
     admin = tenant_a.key_client("admin")
     assert tenant_a.key_client("member").post("/api/v1/fine-tune-jobs/", {"gallery": gallery.pk}, format="json").status_code == 403
@@ -215,7 +215,7 @@ def test_fast_fine_tune_of_the_pretrained_default_through_the_api(tenant_a, cele
 
 @pytest.mark.django_db
 def test_fast_mode_needs_a_pretrained_base(tenant_a, monkeypatch):
-    monkeypatch.setattr("training.services._enqueue_run", lambda job_id: None)
+    monkeypatch.setattr("training.services._enqueue_run", lambda job_id, tenant_id: None)
     gallery = ready_gallery_without_worker(tenant_a)
     response = tenant_a.key_client("admin").post("/api/v1/fine-tune-jobs/", {"gallery": gallery.pk, "mode": "fast"},
                                                  format="json")  # the suite's default is the colour histogram
