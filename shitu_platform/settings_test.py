@@ -19,6 +19,14 @@ def _free_port() -> int:
 # (tests/test_shipped_models.py) and by the launcher's demo. Set these to test everything with other models.
 os.environ.setdefault("SHITU_EXTRACTOR", "colour-histogram")
 os.environ.setdefault("SHITU_DETECTOR", "none")
+# Under pytest-xdist each test process runs its own stack (database, Redis and so Celery queues, object store):
+# it drops the ports and var dir inherited from the controlling process. Its children (workers, the launcher under
+# test) inherit SHITU_TEST_STACK_FOR and keep the stack they were started on.
+_xdist_worker = os.environ.get("PYTEST_XDIST_WORKER")
+if _xdist_worker and os.environ.get("SHITU_TEST_STACK_FOR") != _xdist_worker:
+    for _name in ("SHITU_EMBEDDED_PG_PORT", "SHITU_EMBEDDED_REDIS_PORT", "SHITU_VAR_DIR"):
+        os.environ.pop(_name, None)
+    os.environ["SHITU_TEST_STACK_FOR"] = _xdist_worker
 os.environ.setdefault("SHITU_EMBEDDED_PG_PORT", str(_free_port()))
 os.environ.setdefault("SHITU_EMBEDDED_REDIS_PORT", str(_free_port()))
 if "SHITU_VAR_DIR" not in os.environ:
