@@ -254,18 +254,8 @@ def fresh_cache(redis_url: str) -> None:
 _SLOW_FIXTURES = frozenset({"celery_worker", "celery_workers"})
 
 
-# The longest files (--durations of a whole run, minutes each). Under pytest-xdist a file runs in one process, in
-# collection order: these start first, so that neither process is left alone with one of them at the end.
-_LONGEST_FILES = ("tests/test_shipped_models.py", "tests/galleries/test_imports.py", "tests/faults/test_load_short.py",
-                  "tests/test_launcher.py", "tests/training/test_det_trainer.py", "tests/faults/test_stack_faults.py",
-                  "tests/training/test_finetune.py")
-
-
 @pytest.hookimpl(tryfirst=True)  # before -m deselects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("browser") or _SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        rank = {path: position for position, path in enumerate(_LONGEST_FILES)}
-        items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))  # stable: the rest keep their order
