@@ -129,18 +129,22 @@ def test_api_recognises_two_products_in_one_photo_with_the_shipped_models(tenant
     assert answer["model_key"] != "colour-histogram@1"
 
 
+def _held_out_photos():
+    from training.engine.cli import split_products
+    from training.engine.dataset import ImageDataset
+
+    held_out = split_products(SPLIT, "held_out")
+    return ImageDataset([s for s in ImageDataset.from_label_file(DRINK_DEV / "labels.txt").samples if s.label in held_out])
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not (DRINK_DEV / "labels.txt").exists(), reason="development data ../shared/data/drink-dev not present")
 def test_shipped_extractor_on_the_held_out_drink_dev_products(extractor):
     """The default trained on the train half of the committed product split; only the held-out half scores it."""
     from recognition.engine.baseline import ColourHistogramExtractor
-    from training.engine.cli import split_products
-    from training.engine.dataset import ImageDataset
     from training.engine.evaluate import evaluate_extractor
 
-    held_out = split_products(SPLIT, "held_out")
-    photos = ImageDataset([s for s in ImageDataset.from_label_file(DRINK_DEV / "labels.txt").samples
-                           if s.label in held_out])
+    photos = _held_out_photos()
     assert len(photos) == 252
     shipped_report = evaluate_extractor(extractor, photos)
     floor = evaluate_extractor(ColourHistogramExtractor(), photos)
@@ -148,14 +152,6 @@ def test_shipped_extractor_on_the_held_out_drink_dev_products(extractor):
     assert shipped_report["recall@1"] >= 0.93, shipped_report
     assert shipped_report["recall@5"] >= 0.97, shipped_report
     assert shipped_report["mAP"] >= floor["mAP"] + 0.3, (shipped_report, floor)
-
-
-def _held_out_photos():
-    from training.engine.cli import split_products
-    from training.engine.dataset import ImageDataset
-
-    held_out = split_products(SPLIT, "held_out")
-    return ImageDataset([s for s in ImageDataset.from_label_file(DRINK_DEV / "labels.txt").samples if s.label in held_out])
 
 
 @pytest.mark.slow

@@ -171,10 +171,10 @@ DRINK_DEV = Path(__file__).resolve().parents[3] / "shared" / "data" / "drink-dev
 @pytest.mark.skipif(not (DRINK_DEV / "labels.txt").exists(), reason="development data ../shared/data/drink-dev not present")
 def test_drink_dev_gallery_imports_through_the_api(tenant_a, celery_worker):
     """Real photos of every fourth drink-dev product (all 518 photos took 100 s of the suite; the import's scale is
-    `test_large_import_moves_in_small_steps`'s, and recognition quality on all of drink-dev is tests/test_shipped_models.py's)."""
-    rows = [line.split("\t") for line in (DRINK_DEV / "labels.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
-    products = sorted({label for _, label in rows})[::4]
-    rows = [(path, label) for path, label in rows if label in products]
+    `test_large_import_moves_in_small_steps`'s, and recognition quality on drink-dev is tests/test_shipped_models.py's)."""
+    parsed = parse_label_file((DRINK_DEV / "labels.txt").read_text(encoding="utf-8"))
+    products = sorted({row.label for row in parsed})[::4]
+    rows = [(row.image_path, row.label) for row in parsed if row.label in products]
     members = {path: (DRINK_DEV / path).read_bytes() for path, _ in rows}
     members["labels.txt"] = "".join(f"{path}\t{label}\n" for path, label in rows).encode("utf-8")
     client = tenant_a.key_client("member")
