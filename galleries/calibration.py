@@ -13,7 +13,7 @@ from django.core.cache import cache
 
 from galleries.local_features import local_features_for_embeddings
 from galleries.models import Embedding, Gallery, GalleryCalibration, ReferenceImage
-from recognition.engine.calibration import DEFAULT_CALIBRATION, Calibration, calibrate_gallery
+from recognition.engine.calibration import DEFAULT_CALIBRATION, EVIDENCE, Calibration, calibrate_gallery
 
 REFIT_CHANGE = 0.1
 # The extractor DEFAULT_CALIBRATION was fitted for (drink-dev's train half; recognition/engine/calibration.py).
@@ -40,6 +40,8 @@ def calibration_is_stale(*, gallery: Gallery, model_key: str) -> bool:
     row = GalleryCalibration.objects.for_tenant(gallery.tenant).filter(gallery=gallery, model_key=model_key).first()
     if row is None:
         return ready > 0
+    if row.calibration and row.calibration.get("evidence", 1) != EVIDENCE:
+        return True  # fitted on the features of older code: still read as fitted, refitted at the next change
     return abs(ready - row.images) > REFIT_CHANGE * max(row.images, 1)
 
 

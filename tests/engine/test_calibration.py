@@ -17,8 +17,10 @@ from recognition.engine.calibration import (
     choose_threshold,
     fit_calibration,
     gallery_samples,
+    label_cosine,
     margin_to_rival,
 )
+from recognition.engine.types import Match
 from recognition.engine.local_features import extract_local_features
 from recognition.engine.pipeline import GivenBoxDetector, PipelineParams, RecognitionPipeline
 from tests.engine.test_pipeline import ConstantExtractor, verifying_gallery  # noqa: F401  (fixture)
@@ -118,6 +120,26 @@ def test_margin_to_rival() -> None:
     assert margin_to_rival("a", 0.7, [("b", 0.8), ("a", 0.7)]) == pytest.approx(-0.1)  # verified under a rival
     assert margin_to_rival("a", 0.9, [("a", 0.9), ("a", 0.5)]) == pytest.approx(0.4)  # bound from the last hit
     assert margin_to_rival("a", 0.9, []) == pytest.approx(1.0)
+
+
+def test_confidence_reads_the_labels_closest_reference_not_only_the_best_verified_one() -> None:
+    # Verification put first a reference shot from another side (many inliers, cosine 0.2); the same product's
+    # front shot is the photo's nearest neighbour at 0.7, a rival label's at 0.5.
+    candidates = [("a", 0.7), ("b", 0.5), ("a", 0.2)]
+    best = Match(3, "a", 0.2, inliers=60)
+    assert label_cosine("a", 0.2, candidates) == pytest.approx(0.7)
+    assert label_cosine("b", 0.5, candidates) == pytest.approx(0.5)
+    assert label_cosine("c", 0.3, candidates) == pytest.approx(0.3)  # never below the match's own cosine
+    calibration = replace(DEFAULT_CALIBRATION, trust_verified=False)
+    by_label = calibration.confidence_for(best, candidates)
+    assert by_label == pytest.approx(calibration.confidence(0.7, 60, 0.2))
+    # A calibration stored before this rule (no `evidence` field) keeps reading the features it was fitted on.
+    older = Calibration.from_dict({k: v for k, v in calibration.to_dict().items() if k != "evidence"})
+    assert older.evidence == 1
+    assert older.confidence_for(best, candidates) == pytest.approx(calibration.confidence(0.2, 60, -0.3))
+    assert by_label > older.confidence_for(best, candidates)
+    with pytest.raises(ValueError, match="evidence"):
+        Calibration.from_dict({**calibration.to_dict(), "evidence": 7})
 
 
 def _textured_gallery(products: int, photos: int):

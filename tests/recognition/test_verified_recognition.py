@@ -8,8 +8,10 @@ import time
 import pytest
 from django.core.management import call_command
 
+from galleries.calibration import calibration_is_stale, calibration_refit_later
 from galleries.local_features import local_features_for_embeddings
-from galleries.models import Embedding, ReferenceImage
+from galleries.models import Embedding, Gallery, ReferenceImage
+from recognition.engine.calibration import EVIDENCE
 from shitu_platform.demo_data import demo_query_photos
 from shitu_platform.object_store import object_store
 
@@ -94,6 +96,18 @@ def test_calibration_is_fitted_per_gallery_and_strangers_get_no_match(tenant_a, 
     fitted = GalleryCalibration.unscoped.get(gallery_id=gallery)
     assert fitted.images == ReferenceImage.unscoped.filter(gallery_id=gallery, status="ready").count()
     assert fitted.calibration["samples"] > 0 and 0 < fitted.calibration["threshold"] < 1
+    assert fitted.calibration["evidence"] == EVIDENCE
+
+    # A calibration fitted by older code (no `evidence`) is stale: the next refresh queues a refit.
+    older = {k: v for k, v in fitted.calibration.items() if k != "evidence"}
+    GalleryCalibration.unscoped.filter(pk=fitted.pk).update(calibration=older)
+    gallery_row = Gallery.unscoped.select_related("tenant").get(pk=gallery)
+    assert calibration_is_stale(gallery=gallery_row, model_key=fitted.model_key)
+    calibration_refit_later(gallery=gallery_row, model_key=fitted.model_key)
+    while GalleryCalibration.unscoped.get(pk=fitted.pk).calibration.get("evidence") != EVIDENCE:
+        assert time.monotonic() < deadline + 60, "the older calibration was not refitted"
+        time.sleep(0.3)
+    assert not calibration_is_stale(gallery=gallery_row, model_key=fitted.model_key)
 
     answers = [client.post("/api/v1/recognitions/", {"image": upload_file(photo.data), "gallery": gallery},
                            format="multipart").json() for photo in demo_query_photos()]
