@@ -8,7 +8,10 @@ Matching is vectorised per candidate: one product of the query's descriptors wit
 every query keypoint the best and second-best reference keypoint *of that candidate*, so Lowe's ratio test is
 decided within one reference image (a neighbour from another image of the same product must not veto a good
 match). One product per candidate measured faster than one over the padded union of a chunk of candidates
-(no padding, no per-chunk copy and normalisation of the references).
+(no padding, no per-chunk copy and normalisation of the references), and again faster than one product over the
+unpadded union of a chunk's new candidates split after (the split's strided views cost more than they saved).
+The products run in numpy on one BLAS thread (`_one_blas_thread`): 2.3x less verification time than cv2.gemm
+in `bench/pipeline_stages.py --candidate cv2-gemm-matching`.
 
 Those nearest neighbours depend only on the photo's keypoint and the candidate, not on the box, so a
 `PhotoMatcher` keeps them for the photo: the boxes of one photo overlap (the whole image holds them all) and
@@ -18,10 +21,12 @@ share most candidates, and each (keypoint, candidate) pair is computed once inst
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Hashable, Optional, Sequence
+from functools import lru_cache
+from typing import Any, Hashable, Optional, Sequence
 
 import cv2
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from .local_features import LocalFeatures
 from .types import Evidence
@@ -52,10 +57,23 @@ class Verification:
         return Evidence(item_id, self.query_xy, self.reference_xy, self.reference_size)
 
 
+@lru_cache(maxsize=1)
+def _blas_controller() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def _one_blas_thread() -> Any:
+    """numpy's products on one BLAS thread. OpenBLAS's own threads busy-wait after each product and took the cores
+    from the Paddle predictors running next (the next photo's detector ran 2-3x slower; bench/pipeline_stages.py);
+    on one thread its kernels still run 2-4x faster than cv2.gemm on these (keypoints x 128) x (128 x keypoints)
+    shapes. The limit is process-wide while it lasts; threads that overlap it at worst leave BLAS on one thread."""
+    return _blas_controller().limit(limits=1, user_api="blas")
+
+
 def _unit_rows(descriptors: np.ndarray) -> np.ndarray:
     """uint8 RootSIFT -> float32 unit rows (quantisation leaves norms within ~0.1% of 1; re-normalising makes cos exact)."""
     values = descriptors.astype(np.float32)
-    values /= np.maximum(np.linalg.norm(values, axis=1, keepdims=True), 1e-6)
+    values *= (1.0 / np.sqrt(np.maximum(np.einsum("ij,ij->i", values, values), 1e-12)))[:, None]
     return values
 
 
@@ -64,16 +82,17 @@ class _Neighbours:
     and the second cosine (valid where `done`)."""
 
     def __init__(self, rows: int, reference: LocalFeatures) -> None:
-        self.unit_t = np.ascontiguousarray(_unit_rows(reference.descriptors).T)  # (128, reference keypoints)
+        self.unit_t = _unit_rows(reference.descriptors).T  # (128, reference keypoints); BLAS reads it transposed, no copy
         self.done = np.zeros(rows, dtype=bool)
         self.best = np.zeros(rows, dtype=np.int64)
         self.best_sim = np.zeros(rows, dtype=np.float32)
         self.second_sim = np.zeros(rows, dtype=np.float32)
 
     def compute(self, query: np.ndarray, rows: np.ndarray) -> None:
-        # OpenCV's product, not numpy's: numpy's OpenBLAS threads busy-wait after each product and took the cores
-        # from the Paddle predictors running next (the next photo's detector ran 2-3x slower; bench/pipeline_stages.py).
-        sims = cv2.gemm(np.ascontiguousarray(query[rows]), self.unit_t, 1.0, None, 0.0)  # (rows, reference keypoints)
+        self.take(rows, query[rows] @ self.unit_t)  # one BLAS thread, see PhotoMatcher.neighbours
+
+    def take(self, rows: np.ndarray, sims: np.ndarray) -> None:
+        """Keep the nearest two of `sims` (rows, reference keypoints): photo keypoints `rows` against this reference."""
         best = np.argmax(sims, axis=1)
         picked = np.arange(len(rows))
         self.best[rows] = best
@@ -101,14 +120,15 @@ class PhotoMatcher:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(best reference index, best cosine, second cosine), each (len(rows), len(keys)), for photo keypoints `rows`."""
         entries = []
-        for key, reference in zip(keys, references):
-            entry = self._known.get(key)
-            if entry is None:
-                entry = self._known[key] = _Neighbours(len(self._descriptors), reference)
-            todo = rows[~entry.done[rows]]
-            if len(todo):
-                entry.compute(self._descriptors, todo)
-            entries.append(entry)
+        with _one_blas_thread():
+            for key, reference in zip(keys, references):
+                entry = self._known.get(key)
+                if entry is None:
+                    entry = self._known[key] = _Neighbours(len(self._descriptors), reference)
+                todo = rows[~entry.done[rows]]
+                if len(todo):
+                    entry.compute(self._descriptors, todo)
+                entries.append(entry)
         return (
             np.stack([entry.best[rows] for entry in entries], axis=1),
             np.stack([entry.best_sim[rows] for entry in entries], axis=1),

@@ -229,3 +229,15 @@ def test_photo_matcher_shares_matching_between_boxes_with_the_same_results(featu
     assert computed == [2 * inside, 2 * (len(scene) - inside)]
     with pytest.raises(ValueError):
         verifier.verify(scene, [ref], matcher=matcher)  # a shared matcher needs rows and keys
+
+
+def test_matching_leaves_numpys_blas_threads_as_it_found_them(features) -> None:
+    # Matching runs numpy's products on one BLAS thread (its threads' spinning would take the cores from the
+    # models next); the rest of the process must keep its own setting.
+    from threadpoolctl import ThreadpoolController
+
+    blas = ThreadpoolController().select(user_api="blas")
+    ref, scene, unrelated = features
+    with blas.limit(limits=2):
+        GeometricVerifier().verify(scene, [ref, unrelated], early_stop=False)
+        assert {info["num_threads"] for info in ThreadpoolController().select(user_api="blas").info()} == {2}
