@@ -5,7 +5,8 @@ MAGSAC verification of those K re-ranks them exactly as RecognitionPipeline does
 recall@1/@5 for cosine only and verified at K=20 and K=50, a min_inliers sweep with how often a wrong candidate
 reaches that many inliers, timings p50/p95 (query features, verify), bytes per stored reference, and the
 pipeline's verify_ms on composed 1-megapixel photos with 5 products (5 boxes + whole image, K=50 and K=20),
-whose own photos are left out of the gallery so nothing matches itself.
+whose own photos are left out of the gallery so nothing matches itself, and what verification adds to the whole
+recognition of each such photo (its total with verification minus its total without, run back to back).
 
     .venv/bin/python bench/verify_engine.py --split training/splits/drink-dev.json
     .venv/bin/python bench/verify_engine.py --model histogram   # a weak global descriptor, where verification matters most
@@ -107,7 +108,8 @@ def scenes_run(extractor, labels: list[str], images: list[np.ndarray], vectors: 
                scenes: int, verify_top_k: int, min_inliers: int, verifier: GeometricVerifier) -> dict[str, list[float]]:
     """Pipeline verify_ms and per-box accuracy (verification off vs on) on composed photos; same scenes for every K."""
     rng = np.random.default_rng(0)
-    out: dict[str, list[float]] = {"verify": [], "query_features": [], "right_cosine": [], "right_verified": []}
+    out: dict[str, list[float]] = {"verify": [], "query_features": [], "right_cosine": [], "right_verified": [],
+                                   "total_cosine": [], "total_verified": [], "added": []}
     lookup: Callable[[Sequence[int]], dict[int, LocalFeatures]] = lambda ids: {int(i): refs[int(i)] for i in ids}
     for _ in range(scenes):
         picked = [int(i) for i in rng.choice(len(images), 5, replace=False)]
@@ -122,6 +124,8 @@ def scenes_run(extractor, labels: list[str], images: list[np.ndarray], vectors: 
             timed = pipeline.recognize_timed(photo, run_params)
             found = {obj.box: obj.label for obj in timed.objects}
             out[key].append(sum(found.get(box) == labels[i] for box, i in zip(boxes, picked)))
+            out[key.replace("right", "total")].append(timed.timings.total_ms)
+        out["added"].append(out["total_verified"][-1] - out["total_cosine"][-1])
         out["verify"].append(timed.timings.verify_ms)
         started = time.perf_counter()
         extract_local_features(photo)
@@ -180,6 +184,9 @@ def main() -> None:
             t = scenes_run(extractor, labels, images, vectors, refs, args.scenes, k, args.min_inliers, verifier)
             print(f"  K={k}: verify_ms p50 / p95 {percentiles(t['verify'])} (query features alone {percentiles(t['query_features'])}); "
                   f"boxes right {np.sum(t['right_cosine'])} -> {np.sum(t['right_verified'])} of {5 * args.scenes}")
+            print(f"        whole recognition p50 / p95 {percentiles(t['total_cosine'])} without verification, "
+                  f"{percentiles(t['total_verified'])} with it; added per photo {percentiles(t['added'])} "
+                  f"(ratio {np.median(t['total_verified']) / np.median(t['total_cosine']):.2f} at p50)")
 
 if __name__ == "__main__":
     main()

@@ -163,11 +163,13 @@ def test_verified_pipeline_on_the_held_out_drink_dev_products(detector, extracto
 
     report = evaluate_pipeline(detector, extractor, _held_out_photos())
     figures = {k: report[k] for k in ("queries", "recall@1", "recall@5", "known_coverage", "known_precision")}
-    # measured (README, Verified recognition): 250 queries, recall@1 0.976, recall@5 0.992, coverage 0.884,
-    # precision 1.000; the targets are 0.95 / 0.97 / 0.90 (not reached) / 0.98
+    # measured (README, Verified recognition): 250 queries, recall@1 0.976, recall@5 0.992, coverage 0.900,
+    # precision 1.000; the targets are 0.95 / 0.97 / 0.90 / 0.98. Coverage was 0.884 before the
+    # calibration read the answered label's closest reference (evidence 2); the bar sits between the two.
     assert report["calibration_source"] == "gallery" and report["queries"] == 250, figures
+    assert report["calibration"]["evidence"] == 2, report["calibration"]
     assert report["recall@1"] >= 0.95 and report["recall@5"] >= 0.97, figures
-    assert report["known_precision"] >= 0.98 and report["known_coverage"] >= 0.85, figures
+    assert report["known_precision"] >= 0.98 and report["known_coverage"] >= 0.89, figures
 
 
 @pytest.mark.slow
