@@ -30,9 +30,12 @@ def gallery_calibration(*, gallery: Gallery, model_key: str) -> Calibration | No
     if row is None or not row.calibration:
         return default_calibration(model_key)
     try:
-        return Calibration.from_dict(row.calibration)
+        calibration = Calibration.from_dict(row.calibration)
     except (KeyError, TypeError, ValueError):
         return default_calibration(model_key)
+    if calibration.evidence != EVIDENCE:  # fitted by older code: read as fitted, refitted once in a worker
+        calibration_refit_later(gallery=gallery, model_key=model_key)
+    return calibration
 
 
 def calibration_is_stale(*, gallery: Gallery, model_key: str) -> bool:
@@ -41,7 +44,7 @@ def calibration_is_stale(*, gallery: Gallery, model_key: str) -> bool:
     if row is None:
         return ready > 0
     if row.calibration and row.calibration.get("evidence", 1) != EVIDENCE:
-        return True  # fitted on the features of older code: still read as fitted, refitted at the next change
+        return True  # fitted on the features of older code (see gallery_calibration)
     return abs(ready - row.images) > REFIT_CHANGE * max(row.images, 1)
 
 
