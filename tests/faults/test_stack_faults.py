@@ -34,7 +34,10 @@ class Stack:
         self.env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"}}
         self.env.update(SHITU_VAR_DIR=str(self.var_dir), SHITU_EMBEDDED_PG_PORT=str(self.pg_port),
                         SHITU_EMBEDDED_REDIS_PORT=str(self.redis_port), DJANGO_SETTINGS_MODULE="shitu_platform.settings",
-                        SHITU_RECOGNITION_TIMEOUT="20")
+                        SHITU_RECOGNITION_TIMEOUT="20",
+                        # These tests break the stack's servers, not its models: the baseline extractor (a real
+                        # registry model, no network) keeps the demo's first start to seconds instead of ~20 s.
+                        SHITU_EXTRACTOR="colour-histogram", SHITU_DETECTOR="none")
         self.env.update(extra_env or {})
         self.base = f"http://127.0.0.1:{self.web_port}"
         self.process: subprocess.Popen | None = None
