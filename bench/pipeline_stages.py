@@ -165,39 +165,42 @@ class PerBoxVerifier(GeometricVerifier):
                               keys=list(range(len(candidates))), **options)
 
 
-class _Cv2GemmMatcher(PhotoMatcher):
-    """Matching as it was before numpy's one-thread BLAS: the same kept neighbours, each product by cv2.gemm."""
+class _Cv2GemmNeighbours(_Neighbours):
+    """A candidate's kept neighbours with each product by cv2.gemm (the code before numpy's one-thread BLAS)."""
 
-    def neighbours(self, rows: np.ndarray, keys: Any, references: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def __init__(self, rows: int, reference: LocalFeatures) -> None:
+        super().__init__(rows, reference)
+        self.unit_t = np.ascontiguousarray(self.unit_t)  # as that code kept it: cv2.gemm reads contiguous rows
+
+    def compute(self, query: np.ndarray, rows: np.ndarray) -> None:
         import cv2
 
-        out = []
+        self.take(rows, cv2.gemm(np.ascontiguousarray(query[rows]), self.unit_t, 1.0, None, 0.0))
+
+
+class _Cv2GemmMatcher(PhotoMatcher):
+    """PhotoMatcher whose new candidates get cv2.gemm products; everything else is the engine's own code."""
+
+    def neighbours(self, rows: np.ndarray, keys: Any, references: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         for key, reference in zip(keys, references):
             if key not in self._known:
-                self._known[key] = _Neighbours(len(self._descriptors), reference)
-            entry = self._known[key]
-            todo = rows[~entry.done[rows]]
-            if len(todo):
-                unit_t = np.ascontiguousarray(entry.unit_t)
-                entry.take(todo, cv2.gemm(np.ascontiguousarray(self._descriptors[todo]), unit_t, 1.0, None, 0.0))
-            out.append(entry)
-        return (np.stack([e.best[rows] for e in out], axis=1), np.stack([e.best_sim[rows] for e in out], axis=1),
-                np.stack([e.second_sim[rows] for e in out], axis=1))
+                self._known[key] = _Cv2GemmNeighbours(len(self._descriptors), reference)
+        return super().neighbours(rows, keys, references)
 
 
 class Cv2GemmVerifier(GeometricVerifier):
-    """The verifier with the photo's kept neighbours computed by cv2.gemm (the code before numpy's one-thread BLAS)."""
+    """The verifier with the photo's kept neighbours computed by cv2.gemm: the pipeline's matcher for the photo
+    being verified is swapped for a `_Cv2GemmMatcher` of the same photo (one photo at a time)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._swapped: dict[int, tuple[PhotoMatcher, PhotoMatcher]] = {}
+        self._swapped: tuple[PhotoMatcher, PhotoMatcher] | None = None
 
     def verify(self, query: Any, candidates: Any, *, matcher: Any = None, **options: Any) -> Any:
         if matcher is not None:
-            known = self._swapped.get(id(matcher))
-            if known is None or known[0] is not matcher:
-                self._swapped = {id(matcher): (matcher, _Cv2GemmMatcher(matcher.photo))}  # one photo at a time
-            matcher = self._swapped[id(matcher)][1]
+            if self._swapped is None or self._swapped[0] is not matcher:
+                self._swapped = (matcher, _Cv2GemmMatcher(matcher.photo))
+            matcher = self._swapped[1]
         return super().verify(query, candidates, matcher=matcher, **options)
 
 

@@ -43,7 +43,7 @@ def calibration_is_stale(*, gallery: Gallery, model_key: str) -> bool:
     row = GalleryCalibration.objects.for_tenant(gallery.tenant).filter(gallery=gallery, model_key=model_key).first()
     if row is None:
         return ready > 0
-    if row.calibration and row.calibration.get("evidence", 1) != EVIDENCE:
+    if row.calibration and Calibration.evidence_of(row.calibration) != EVIDENCE:
         return True  # fitted on the features of older code (see gallery_calibration)
     return abs(ready - row.images) > REFIT_CHANGE * max(row.images, 1)
 

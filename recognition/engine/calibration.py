@@ -121,20 +121,26 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Calibration":
-        """Inverse of `to_dict`; unknown fields are an error (a newer format must not be half-read). A dict
-        without `evidence` was written before it existed: evidence 1."""
+        """Inverse of `to_dict`; unknown fields are an error (a newer format must not be half-read)."""
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown calibration fields {sorted(unknown)}")
         if "trust_verified" in data and not isinstance(data["trust_verified"], bool):
             raise ValueError(f"trust_verified must be true or false, got {data['trust_verified']!r}")
-        return cls(**{"evidence": 1, **{key: _plain(key, value) for key, value in data.items()}})
+        plain = {key: _plain(key, value) for key, value in data.items() if key != "evidence"}
+        return cls(**plain, evidence=cls.evidence_of(data))
+
+    @staticmethod
+    def evidence_of(data: Mapping[str, Any]) -> int:
+        """Which features a stored calibration (`to_dict` form) was fitted on; one written before `evidence`
+        existed: 1."""
+        return int(data.get("evidence", 1))
 
 
 def _plain(key: str, value: Any) -> Any:
     if key == "trust_verified":
         return bool(value)
-    return int(value) if key in ("samples", "inlier_cap", "evidence") else float(value)
+    return int(value) if key in ("samples", "inlier_cap") else float(value)
 
 
 # Fitted by calibrate_gallery on drink-dev's TRAIN half only (53 products, 266 photos: 265 known + 266 stranger

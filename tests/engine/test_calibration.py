@@ -20,9 +20,9 @@ from recognition.engine.calibration import (
     label_cosine,
     margin_to_rival,
 )
-from recognition.engine.types import Match
 from recognition.engine.local_features import extract_local_features
 from recognition.engine.pipeline import GivenBoxDetector, PipelineParams, RecognitionPipeline
+from recognition.engine.types import Match
 from tests.engine.test_pipeline import ConstantExtractor, verifying_gallery  # noqa: F401  (fixture)
 from tests.engine.test_verify import textured_image, warped_into_scene
 
