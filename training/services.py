@@ -283,7 +283,9 @@ def _run_dir(job: FineTuneJob) -> Path:
 
 
 def _progress_writer(job: FineTuneJob, token: str):
-    """Progress and loss points to the job row, at most once a second; every step's loss is kept (the last 500)."""
+    """Progress and loss points to the job row, at most once a second; every step's loss is kept (the last 500).
+
+    A checkpoint report is always written: the row's step then never trails a checkpoint on disk."""
     last_write = [0.0]
     pending: list[dict] = []
     epoch = [0]
@@ -293,7 +295,7 @@ def _progress_writer(job: FineTuneJob, token: str):
             pending.append({k: info[k] for k in ("step", "loss", "ce", "triplet", "lr") if k in info})
         epoch[0] = info.get("epoch", epoch[0])  # evaluation and export reports carry no epoch: keep the last
         now = time.monotonic()
-        if now - last_write[0] < 1.0 and fraction < 1.0:
+        if now - last_write[0] < 1.0 and fraction < 1.0 and info.get("phase") != "checkpoint":
             return
         last_write[0] = now
         job.refresh_from_db(fields=["loss_history"])

@@ -222,3 +222,29 @@ def test_fast_mode_needs_a_pretrained_base(tenant_a, monkeypatch):
     assert response.status_code == 400 and response.json()["error"]["code"] == "fine_tune_mode_unavailable"
     started = tenant_a.key_client("admin").post("/api/v1/fine-tune-jobs/", {"gallery": gallery.pk}, format="json")
     assert started.status_code == 202 and started.json()["mode"] == "full" and started.json()["epochs"] == 10
+
+
+@pytest.mark.django_db
+def test_the_job_row_never_shows_fewer_steps_than_its_newest_checkpoint(tenant_a, tmp_path):
+    """A worker killed right after a checkpoint resumes from that step: the job page must already show it done."""
+    from tests.training.test_trainer import SMALL_NET, make_dataset
+    from training.engine.checkpoints import latest_checkpoint
+    from training.engine.trainer import TrainConfig, train
+
+    gallery = Gallery.objects.create(tenant=tenant_a.tenant, name="checkpoints")
+    job = FineTuneJob.objects.create(tenant=tenant_a.tenant, gallery=gallery, state="training", run_token="t1")
+    write = services._progress_writer(job, "t1")
+    config = TrainConfig(out_dir=str(tmp_path / "run"), epochs=3, p=3, k=2, base_lr=0.02, warmup_epochs=1, seed=3,
+                         checkpoint_every_steps=2, **SMALL_NET)
+    behind: list[tuple[int, int]] = []
+
+    def progress(fraction, info):
+        write(fraction, info)
+        saved = latest_checkpoint(config.out_dir)
+        shown = FineTuneJob.unscoped.get(pk=job.pk).current_step
+        if saved is not None and shown < saved.step:
+            behind.append((shown, saved.step))
+
+    result = train(config, make_dataset(per_identity=3, seed=1, identities=4), progress=progress)
+    assert result.status == "completed" and result.step >= 6
+    assert behind == []  # (row step, checkpoint step) pairs where a kill would resume past what the page showed

@@ -337,6 +337,8 @@ def train(config: TrainConfig, train_set: ImageDataset,
             report("train", **{k: record[k] for k in ("epoch", "loss", "ce", "triplet", "lr", "step_seconds")})
             epoch_end = step % steps_per_epoch == 0
             if step % max(1, config.checkpoint_every_steps) == 0 or epoch_end or step == last_step:
+                # Reported before the save: whoever records progress never lags the newest checkpoint.
+                report("checkpoint")
                 save(step)
             if eval_sets and (epoch_end and (epoch + 1) % max(1, config.eval_every_epochs) == 0
                               or step == last_step):
