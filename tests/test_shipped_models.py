@@ -170,20 +170,9 @@ def test_verified_pipeline_on_the_held_out_drink_dev_products(detector, extracto
     assert report["calibration"]["evidence"] == 2, report["calibration"]
     assert report["recall@1"] >= 0.95 and report["recall@5"] >= 0.97, figures
     assert report["known_precision"] >= 0.98 and report["known_coverage"] >= 0.89, figures
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not (DRINK_DEV / "labels.txt").exists(), reason="development data ../shared/data/drink-dev not present")
-def test_the_detector_does_not_cost_recall_on_the_held_out_drink_dev_products(detector, extractor):
-    from training.engine.pipeline_eval import pipeline_recall
-
-    report = pipeline_recall(detector, extractor, _held_out_photos())
-    # measured on the held-out half (unverified, main object vs whole image): recall@1 0.948 both, 83 % of answers
-    # from a detected box (a box over 85 % of the frame takes the whole image's crop and still counts as a box)
-    assert report["answer_from_a_detected_box"] >= 0.3, report
-    assert report["recall@1"] >= 0.93, report
-    assert report["recall@1_whole_image"] >= 0.93, report
-    assert report["recall@1"] >= report["recall@1_whole_image"] - 0.02, report
+    # The detector is used, not bypassed: most answers come from a detected box (a box over 85 % of the frame
+    # takes the whole image's crop and still counts as a box).
+    assert report["known_answer_from_a_detected_box"] >= 0.3, report["known_answer_from_a_detected_box"]
 
 
 @pytest.mark.slow

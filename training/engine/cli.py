@@ -219,7 +219,8 @@ def _render_pipeline(report: dict[str, Any]) -> str:
              f"{report['identities']} products; calibration from the {report['calibration_source']} "
              f"(threshold {report['calibration']['threshold']:.3f})",
              f"known queries {report['queries']}: recall@1 {share('recall@1')}, recall@5 {share('recall@5')}, "
-             f"answered {share('known_coverage')}, right when answered {share('known_precision')}"]
+             f"answered {share('known_coverage')}, right when answered {share('known_precision')}, "
+             f"first object a detected box {share('known_answer_from_a_detected_box')}"]
     if report.get("unknown_photos"):
         lines.append(f"unknown products: {report['unknown_photos']} photos, answered 'no match' {share('unknown_rejected')}")
     if report.get("scenes_total"):

@@ -209,7 +209,9 @@ def evaluate_pipeline(detector: Any, extractor: Any, gallery: LoadableDataset, *
     (its top match, its top 5 matches); ``known_coverage`` is the share of known queries answered at all and
     ``known_precision`` the share of answers that are right (the photo's answer is its best accepted
     object). ``unknown_rejected`` is the share of ``unknown`` photos answered "no match"; a scene is right
-    when every expected product is among the accepted objects. mAP is not defined for the pipeline (it
+    when every expected product is among the accepted objects; ``known_answer_from_a_detected_box`` is the
+    share of known photos whose first object is a detection, not the whole image (is the detector used at
+    all). mAP is not defined for the pipeline (it
     returns top-k matches, not a full ranking) and is reported as None.
     """
     params = params or PipelineParams()
@@ -246,7 +248,7 @@ def evaluate_pipeline(detector: Any, extractor: Any, gallery: LoadableDataset, *
         query_set = queries
     counts = Counter(refs.labels)
     gallery_labels = set(counts)
-    top1 = top5 = answered = answered_right = found_anywhere = scored = 0
+    top1 = top5 = answered = answered_right = found_anywhere = scored = from_a_box = 0
     for done, (position, truth, hidden) in enumerate(known, start=1):
         # a query whose product has no other gallery photo has nothing right to find (as in retrieval_metrics)
         if counts[truth] - (hidden >= 0 and refs.labels[hidden] == truth) > 0:
@@ -256,6 +258,7 @@ def evaluate_pipeline(detector: Any, extractor: Any, gallery: LoadableDataset, *
             best = photo_answer([*timed.objects, *timed.rejected], image.shape[1], image.shape[0], params.min_inliers)
             top1 += best is not None and best.label == truth
             top5 += best is not None and truth in {m.label for m in best.matches[:5]}
+            from_a_box += best is not None and not best.box.whole_image
             if timed.objects:
                 answered += 1
                 answered_right += timed.objects[0].label == truth
@@ -290,6 +293,7 @@ def evaluate_pipeline(detector: Any, extractor: Any, gallery: LoadableDataset, *
         "known_precision": answered_right / answered if answered else None,
         "known_answered_right": answered_right / scored if scored else None,
         "known_found_anywhere": found_anywhere / scored if scored else None,
+        "known_answer_from_a_detected_box": from_a_box / scored if scored else None,
         "unknown_photos": unknown_count, "unknown_rejected": rejected_unknown / unknown_count if unknown_count else None,
         "scenes_right": scenes_right if scenes else None, "scenes_total": len(scenes) if scenes else 0,
         "ms_p50": float(np.percentile(totals, 50)) if totals else None,
