@@ -11,6 +11,7 @@ from typing import Any
 
 from .baseline import ColourHistogramExtractor
 from .boxes import clip_box, crop, iou, nms
+from .cpu_runtime import quiet_idle_threads
 from .errors import (
     DimensionMismatch,
     EmptyImage,
@@ -32,6 +33,8 @@ from .imageio import load_image, load_image_file
 from .pipeline import GivenBoxDetector, PipelineParams, RecognitionPipeline, StageTimings, TimedRecognition
 from .search import VectorIndex
 from .types import Box, Detector, Extractor, Match, RecognizedObject
+
+quiet_idle_threads()  # before any model runs, in every process that uses the engine: see cpu_runtime.py
 
 # name -> module that defines it; resolved on first access (PEP 562).
 _LAZY = {
