@@ -42,12 +42,12 @@ def _idle(env_blocktime: str | None) -> dict:
 def test_an_idle_worker_leaves_the_cores_to_others_after_an_inference():
     quiet = _idle(None)
     assert quiet["blocktime"] == "1"
-    # OpenMP's default (200 ms of spinning per thread) used about 0.19 s of CPU in this half second
+    # OpenMP's default (200 ms of spinning per thread) used about 0.19 s of CPU in this half second on an idle
+    # machine, and this assertion failed with the engine's setting removed
     assert quiet["idle_cpu_s"] < 0.05, quiet
 
 
 @pytest.mark.slow
 def test_an_operators_own_block_time_is_kept():
-    spinning = _idle("200")
-    assert spinning["blocktime"] == "200"
-    assert spinning["idle_cpu_s"] > 0.05, spinning  # the measurement above can tell the two apart
+    # Not its CPU: how much a spinning thread gets depends on the load (0.19 s idle, 0.04 s beside the suite).
+    assert _idle("200")["blocktime"] == "200"
