@@ -283,9 +283,8 @@ def _run_dir(job: FineTuneJob) -> Path:
 
 
 def _progress_writer(job: FineTuneJob, token: str):
-    """Progress and loss points to the job row, at most once a second; every step's loss is kept (the last 500).
-
-    A checkpoint report is always written: the row's step then never trails a checkpoint on disk."""
+    """Progress and loss points to the job row, at most once a second except checkpoint reports, which are always
+    written (the row's step then never trails a checkpoint on disk); every step's loss is kept (the last 500)."""
     last_write = [0.0]
     pending: list[dict] = []
     epoch = [0]

@@ -149,10 +149,9 @@ class GeometricVerifier:
 
     Defaults from drink-dev leave-one-out (held-out products): ratio 0.75-0.85 and a 2.5-6 px tolerance (at
     the detection resolution) gave the same recall; stopping once a candidate reaches 30 inliers (chunks of 10)
-    lost nothing against verifying all 50 and verified about a third as many candidates. Chunks of 5, decisive
-    at 20 inliers (still above `PipelineParams.min_inliers`, 15, which no wrong candidate reached in 99.6 % of
-    queries) cut the matching work a further third and gave the same held-out, zoomed-out and shelf figures
-    (README, *Verified recognition*; `bench/pipeline_stages.py --candidate chunks-of-10`).
+    lost nothing against verifying all 50; chunks of 5 decisive at 20 cut the matching work a further third with
+    the same figures but one shelf photo's recall@5 (README, *Where a recognition's time goes*). The decisive
+    count never falls below the caller's `min_matches` floor (`PipelineParams.min_inliers`).
     """
 
     def __init__(
@@ -225,7 +224,7 @@ class GeometricVerifier:
             for position, (query_idx, ref_idx) in zip(chunk, matched):
                 results[position] = self._fit(query, candidates[position], query_idx, ref_idx, floor)  # type: ignore[arg-type]
             best = max(result.inliers for result in results if result is not None)
-            if early_stop and self.decisive_inliers is not None and best >= self.decisive_inliers:
+            if early_stop and self.decisive_inliers is not None and best >= max(self.decisive_inliers, floor):
                 break
         return results
 

@@ -122,6 +122,11 @@ def test_early_stop_skips_the_rest_once_decisive(features) -> None:
     assert all(r is not None for r in exhaustive[:3]) and exhaustive[3] is None
     # Nothing decisive: every candidate is verified.
     assert all(r is not None for r in verifier.verify(scene, [unrelated, unrelated, unrelated]))
+    # A caller whose own bar is higher than the decisive count never stops on a candidate below its bar.
+    strong = results[0].inliers
+    lenient = GeometricVerifier(chunk_size=2, decisive_inliers=strong - 1)
+    assert lenient.verify(scene, [ref, unrelated, unrelated])[2] is None
+    assert lenient.verify(scene, [ref, unrelated, unrelated], min_matches=strong + 1)[2] is not None
 
 
 def test_too_few_matches_are_not_fitted(features) -> None:

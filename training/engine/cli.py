@@ -260,7 +260,7 @@ def _progress_bar(desc: str) -> tuple[Any, Any]:
         bar.update(int(fraction * 1000) - bar.n)
         if info.get("phase") == "train":
             bar.set_postfix(step=info["step"], loss=f"{info['loss']:.3f}", lr=f"{info['lr']:.2e}")
-        else:
+        elif info.get("phase") != "checkpoint":  # a save between steps: keep showing the last step
             bar.set_postfix(phase=info.get("phase"))
 
     return bar, progress

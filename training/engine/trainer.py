@@ -281,15 +281,16 @@ def train(config: TrainConfig, train_set: ImageDataset,
                 "rng": {"seed": config.seed, "derivation": "SeedSequence([seed, step, sample])"},
                 "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
-    def save(at_step: int) -> Path:
-        path = save_checkpoint(out_dir, model=model, optimizer=optimizer, state=state_for(at_step),
-                               keep=config.keep_checkpoints)
-        return path
-
     def report(phase: str, **info: Any) -> None:
         if progress is not None:
             progress(min(1.0, step / last_step) if last_step else 1.0, {"phase": phase, "step": step,
                                                                          "total_steps": last_step, **info})
+
+    def save(at_step: int) -> Path:
+        # Reported before the save: whoever records progress never lags the newest checkpoint.
+        report("checkpoint")
+        return save_checkpoint(out_dir, model=model, optimizer=optimizer, state=state_for(at_step),
+                               keep=config.keep_checkpoints)
 
     def cancelled_result() -> TrainResult:
         existing = latest_checkpoint(out_dir)
@@ -337,8 +338,6 @@ def train(config: TrainConfig, train_set: ImageDataset,
             report("train", **{k: record[k] for k in ("epoch", "loss", "ce", "triplet", "lr", "step_seconds")})
             epoch_end = step % steps_per_epoch == 0
             if step % max(1, config.checkpoint_every_steps) == 0 or epoch_end or step == last_step:
-                # Reported before the save: whoever records progress never lags the newest checkpoint.
-                report("checkpoint")
                 save(step)
             if eval_sets and (epoch_end and (epoch + 1) % max(1, config.eval_every_epochs) == 0
                               or step == last_step):
