@@ -108,8 +108,7 @@ class Calibration:
 
     def confidence_for(self, best: Match, candidates: Sequence[tuple[str, float]]) -> float:
         """Confidence of an object whose ranked best match is `best`; `candidates` are the searched (label, cosine), best first."""
-        cosine = label_cosine(best.label, best.score, candidates) if self.evidence >= 2 else best.score
-        return self.confidence(cosine, best.inliers, margin_to_rival(best.label, cosine, candidates))
+        return self.confidence(*match_evidence(best, candidates, evidence=self.evidence))
 
     def accepts(self, confidence: float) -> bool:
         """Whether an object this confident is answered (otherwise it is "no match")."""
@@ -170,6 +169,14 @@ def label_cosine(label: str, cosine: float, candidates: Sequence[tuple[str, floa
     side, another light) first; how much the photo looks like the *product* is its closest reference's cosine.
     """
     return max([float(cosine), *(float(score) for other, score in candidates if other == label)])
+
+
+def match_evidence(best: Match, candidates: Sequence[tuple[str, float]], *,
+                   evidence: int = EVIDENCE) -> tuple[float, Optional[int], float]:
+    """(cosine, inliers, margin) of an object whose ranked best match is `best`, as a calibration fitted on
+    `evidence` reads them: the one definition both fitting (`gallery_samples`) and answering use."""
+    cosine = label_cosine(best.label, best.score, candidates) if evidence >= 2 else best.score
+    return cosine, best.inliers, margin_to_rival(best.label, cosine, candidates)
 
 
 def margin_to_rival(label: str, cosine: float, candidates: Sequence[tuple[str, float]]) -> float:
@@ -378,10 +385,10 @@ def gallery_samples(vectors: np.ndarray, labels: Sequence[str], local_features: 
                                         verifier, verifying)
             best = rerank(matches, params.min_inliers)[0]
             candidates = [(names[int(i)], float(scores[int(i)])) for i in order]
-            cosine = label_cosine(best.label, best.score, candidates)
+            cosine, inliers, margin = match_evidence(best, candidates)
             rows["cosine"].append(cosine)
-            rows["inliers"].append(best.inliers or 0)
-            rows["margin"].append(margin_to_rival(best.label, cosine, candidates))
+            rows["inliers"].append(inliers or 0)
+            rows["margin"].append(margin)
             rows["right"].append(not is_stranger and best.label == names[query])
             rows["stranger"].append(is_stranger)
         if progress is not None:
@@ -441,4 +448,5 @@ __all__ = [
     "gallery_samples",
     "label_cosine",
     "margin_to_rival",
+    "match_evidence",
 ]

@@ -268,6 +268,7 @@ def train_detector(config: DetTrainConfig, train_set: DetectionDataset, eval_set
             progress(min(1.0, step / last_step), {"phase": phase, "step": step, "total_steps": last_step, **info})
 
     def save() -> None:
+        report("checkpoint")  # before the save, as in trainer.py: whoever records progress never lags a checkpoint
         state = {"step": step, "epoch": step // steps_per_epoch, "config": config.to_dict(), "data": fingerprint}
         save_checkpoint(out_dir, model=model, optimizer=optimizer, state=state, keep=config.keep_checkpoints,
                         extra_weights={EMA_NAME: ema.state_dict()})

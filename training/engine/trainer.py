@@ -216,7 +216,8 @@ def train(config: TrainConfig, train_set: ImageDataset,
     Restarting with the same arguments after a kill resumes from the newest checkpoint; after
     completion it returns the finished result without training again. ``cancel()`` is polled
     between steps and during evaluation: on True the run checkpoints and returns
-    ``status="cancelled"``. ``progress(fraction, info)`` follows every step, eval and export.
+    ``status="cancelled"``. ``progress(fraction, info)`` follows every step, eval and export, and precedes
+    every checkpoint save.
     """
     started = time.perf_counter()
     out_dir = Path(config.out_dir)
