@@ -1,13 +1,14 @@
 """Where a recognition's time goes, stage by stage, and what a candidate speed-up changes, on real photos.
 
 Usage: nice -n 5 .venv/bin/python bench/pipeline_stages.py [--photos 60] [--candidate NAME ...] [--alone NAME]
-       [--cache var/bench-pipeline-stages.npz] [--threads 2]
+       [--cache var/bench-pipeline-stages.npz] [--threads 2] [--queries var/shelf-held-out/queries.txt]
 
 The default pipeline is built as the pipeline evaluation builds it (training/engine/pipeline_eval.py): the
 shipped detector and extractor, the held-out half of drink-dev as the gallery (whole photos embedded, their
 RootSIFT kept in memory), the gallery's own calibration, default ``PipelineParams``. ``--photos`` held-out
 photos (seeded choice) are then recognised leave-one-out (each photo's own gallery entry hidden), from their
-JPEG bytes in memory, so the decode is timed and the disk is not.
+JPEG bytes in memory, so the decode is timed and the disk is not. ``--queries`` times scene photos instead
+(shelf or zoomed-out sets, each one's source photo hidden from the gallery).
 
 Stages: decode (bytes -> RGB), detector preprocess (resize, normalise) / network / rest (NMS rows, boxes),
 crops + extractor preprocess (box selection, crop, resize, normalise), extractor network, search, query SIFT
@@ -226,6 +227,8 @@ CANDIDATES: dict[str, Callable[[Setup], Variant]] = {
     "before": lambda s: with_overlap(with_verifier(
         s.variant("before", params=PipelineParams(whole_image_cover=None)), PerBoxVerifier()), False),
     "threads1": lambda s: s.variant("threads1", threads=1),
+    # stop 26: no second try of an unverified small main object from its own crop
+    "no-main-object-zoom": lambda s: s.variant("no-main-object-zoom", params=PipelineParams(main_object_zoom=None)),
     "default-again": lambda s: s.variant("default-again"),  # the noise floor: the default against itself
 }
 
@@ -302,6 +305,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="Paddle threads per predictor")
     parser.add_argument("--gallery", type=Path, default=GALLERY)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--queries", type=Path, help="time these photos instead (a label file, e.g. "
+                        "var/shelf-held-out/queries.txt); a sources.tsv beside it hides each one's source photo")
     parser.add_argument("--cache", type=Path, help="an .npz to keep the gallery's references and calibration in "
                         "(written when missing, read when present: delete it after changing a shipped model)")
     args = parser.parse_args()
@@ -311,15 +316,21 @@ def main() -> None:
     else:
         variants = [shared.variant("default")] + [CANDIDATES[name](shared) for name in args.candidate]
     reference = variants[0].name
-    positions = random.Random(args.seed).sample(range(len(dataset)), min(len(dataset), args.photos + args.warmup))
+    photos, hidden = dataset, list(range(len(dataset)))  # leave-one-out: each photo's own entry hidden
+    if args.queries is not None:
+        from training.engine.cli import _query_sources
+
+        photos = ImageDataset.from_label_file(args.queries)
+        hidden = [int(h) for h in _query_sources(dataset, args.gallery, args.queries, photos)]
+    positions = random.Random(args.seed).sample(range(len(photos)), min(len(photos), args.photos + args.warmup))
     rows: dict[str, list[dict[str, float]]] = {v.name: [] for v in variants}
     same_first = {v.name: 0 for v in variants}
     same_answer = {v.name: 0 for v in variants}
     right_first = {v.name: 0 for v in variants}
     for count, position in enumerate(positions):
-        sample = dataset.samples[position]
+        sample = photos.samples[position]
         blob = Path(sample.source).read_bytes()
-        shared.view.hidden = {position}
+        shared.view.hidden = {hidden[position]} if hidden[position] >= 0 else set()
         order = variants if count % 2 == 0 else variants[::-1]
         answers: dict[str, tuple[Any, Any]] = {}
         for variant in order:

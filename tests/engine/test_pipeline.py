@@ -539,3 +539,41 @@ def test_local_features_beside_the_models_give_the_same_answer(verifying_gallery
     assert [o.to_dict() for o in beside.objects] == [o.to_dict() for o in after.objects]
     assert beside.objects[0].label == "right" and after.timings.local_features_ms > 0
     assert 0 <= beside.timings.local_features_ms <= beside.timings.verify_ms
+
+
+def _small_product_in_clutter(verifying_gallery) -> tuple[np.ndarray, Box]:
+    """A 2000 x 1500 photo: the "right" product at 6 % of the frame among 64 textured neighbours that take most of
+    the photo's 500 keypoints (as on a shelf)."""
+    import cv2
+
+    from tests.engine.test_verify import textured_image
+
+    photo = np.zeros((1500, 2000, 3), np.uint8)
+    for n, (top, left) in enumerate((t, l) for t in range(0, 1500, 187) for l in range(0, 2000, 250)):
+        cell = photo[top:top + 187, left:left + 250]
+        cell[:] = cv2.resize(textured_image(10 + n), (250, 187))[:cell.shape[0], :cell.shape[1]]
+    product = cv2.resize(textured_image(1), (500, 375), interpolation=cv2.INTER_CUBIC)  # the "right" reference, 1.56x
+    photo[560:935, 750:1250] = product
+    return photo, Box(750, 560, 1250, 935, score=0.9)
+
+
+def test_a_small_main_object_is_verified_from_its_own_crop(verifying_gallery) -> None:
+    """Shrunk with the photo to 480 px, a product at 6 % of a cluttered frame keeps too few keypoints to verify and
+    the higher-cosine look-alike is answered; its own crop's features verify it."""
+    from recognition.engine.pipeline import zoom_box
+
+    photo, box = _small_product_in_clutter(verifying_gallery)
+    params = PipelineParams(add_whole_image=False)
+    (obj,) = _verifying(verifying_gallery, [box]).recognize(photo, params)
+    assert obj.label == "right" and obj.inliers >= params.min_inliers
+    # the inlier pairs are in the photo's pixels, on the product, not in the crop's
+    xs, ys = obj.evidence.query_xy[:, 0], obj.evidence.query_xy[:, 1]
+    assert xs.min() >= box.xmin and xs.max() < box.xmax and ys.min() >= box.ymin and ys.max() < box.ymax
+    (unzoomed,) = _verifying(verifying_gallery, [box]).recognize(photo, replace(params, main_object_zoom=None))
+    assert unzoomed.label == "wrong" and (unzoomed.matches[0].inliers or 0) < params.min_inliers
+    # Only where the crop is sampled finer: a photo already under 480 px, or a box filling it, is not re-read.
+    assert zoom_box([box], 2000, 1500, params) == box
+    assert zoom_box([Box(10, 10, 300, 220, score=0.9)], 320, 240, params) is None
+    assert zoom_box([Box(50, 40, 1950, 1460, score=0.9)], 2000, 1500, params) is None
+    with pytest.raises(ValueError, match="main_object_zoom"):
+        PipelineParams(main_object_zoom=0.5)
