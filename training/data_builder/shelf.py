@@ -116,7 +116,7 @@ def render_shelf(target: np.ndarray, target_label: str, neighbours: list[tuple[n
                 edge = x if direction < 0 else x + tile.width
     placements.append((target_tile, tx, ty, target_label))  # last: the photographed product is in front
     owner = np.full((height, width), -1, np.int32)
-    full_area = []
+    full_area, windows = [], []
     for index, (tile, x, y, _) in enumerate(placements):
         if photometric:
             tile = ImageEnhance.Brightness(tile).enhance(float(rng.uniform(0.8, 1.2)))
@@ -125,17 +125,22 @@ def render_shelf(target: np.ndarray, target_label: str, neighbours: list[tuple[n
         if x1 > x0 and y1 > y0:
             owner[y0:y1, x0:x1] = index
         full_area.append(tile.width * tile.height)
+        windows.append((x0, y0, max(x0, x1), max(y0, y1)))
     boxes, labels, target = [], [], -1
     for index, (_, _, _, label) in enumerate(placements):
-        ys, xs = np.nonzero(owner == index)
+        # a tile's pixels lie in the window it was pasted into: look there only (the whole frame gave the same)
+        x0, y0, x1, y1 = windows[index]
+        window = owner[y0:y1, x0:x1]
+        mine = window == index
+        ys, xs = np.nonzero(mine)
         if len(xs) < MIN_VISIBLE * full_area[index]:
-            owner[owner == index] = -1  # too hidden to count as an object: it is background now
+            window[mine] = -1  # too hidden to count as an object: it is background now
             continue
         if index == len(placements) - 1:
             target = len(boxes)
-        boxes.append([int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1])
+        boxes.append([x0 + int(xs.min()), y0 + int(ys.min()), x0 + int(xs.max()) + 1, y0 + int(ys.max()) + 1])
         labels.append(label)
-        owner[owner == index] = len(boxes) - 1
+        window[mine] = len(boxes) - 1
     if photometric:
         canvas = canvas.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.0, 1.2))))
         canvas = ImageEnhance.Brightness(canvas).enhance(float(rng.uniform(0.75, 1.25)))
