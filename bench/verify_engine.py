@@ -6,8 +6,8 @@ recall@1/@5 for cosine only and verified at K=20 and K=50, a min_inliers sweep w
 reaches that many inliers, timings p50/p95 (query features, verify), bytes per stored reference, and the
 pipeline's verify_ms on composed 1-megapixel photos with 5 products (5 boxes + whole image, K=50 and K=20),
 whose own photos are left out of the gallery so nothing matches itself, and what verification adds to the whole
-recognition of each such photo (its total with verification minus its total without, run back to back). The
-scenes run twice: with their 5 boxes given (no detection, so the photo's local features have nothing to run
+recognition of each such photo (its total with verification minus its total without, run back to back), also
+without the main-object zoom (``main_object_zoom=None``) on the same photos. The scenes run twice: with their 5 boxes given (no detection, so the photo's local features have nothing to run
 beside), and with the shipped detector finding the boxes, as a tenant's photo goes.
 
     .venv/bin/python bench/verify_engine.py --split training/splits/drink-dev.json
@@ -118,9 +118,10 @@ def scenes_run(extractor, labels: list[str], images: list[np.ndarray], vectors: 
     detection to hide them behind, so verify_ms then includes most of their time."""
     rng = np.random.default_rng(0)
     out: dict[str, list[float]] = {"verify": [], "query_features": [], "right_cosine": [], "right_verified": [],
-                                   "total_cosine": [], "total_verified": [], "added": [], "expected": []}
+                                   "total_cosine": [], "total_verified": [], "added": [], "expected": [],
+                                   "right_unzoomed": [], "total_unzoomed": [], "added_unzoomed": [], "verify_unzoomed": []}
     lookup: Callable[[Sequence[int]], dict[int, LocalFeatures]] = lambda ids: {int(i): refs[int(i)] for i in ids}
-    for _ in range(scenes):
+    for scene in range(scenes):
         picked = [int(i) for i in rng.choice(len(images), 5, replace=False)]
         photo, boxes = compose([images[i] for i in picked], rng)
         keep = np.array([i for i in range(len(images)) if i not in picked], dtype=np.int64)
@@ -131,8 +132,11 @@ def scenes_run(extractor, labels: list[str], images: list[np.ndarray], vectors: 
         params = PipelineParams(verify_top_k=verify_top_k, min_inliers=min_inliers)
         expected = {labels[i] for i in picked}
         out["expected"].append(len(boxes) if detector is None else len(expected))
-        for key, run_params in (("right_cosine", replace(params, verify=False)), ("right_verified", params)):
-            timed = pipeline.recognize_timed(photo, run_params)
+        verified = {}
+        arms = [("right_verified", params), ("right_unzoomed", replace(params, main_object_zoom=None))]
+        arms = arms if scene % 2 == 0 else arms[::-1]  # the two verified arms take turns going first
+        for key, run_params in [("right_cosine", replace(params, verify=False)), *arms]:
+            timed = verified[key] = pipeline.recognize_timed(photo, run_params)
             if detector is None:
                 found = {obj.box: obj.label for obj in timed.objects}
                 out[key].append(sum(found.get(box) == labels[i] for box, i in zip(boxes, picked)))
@@ -140,7 +144,9 @@ def scenes_run(extractor, labels: list[str], images: list[np.ndarray], vectors: 
                 out[key].append(len(expected & {obj.label for obj in timed.objects}))
             out[key.replace("right", "total")].append(timed.timings.total_ms)
         out["added"].append(out["total_verified"][-1] - out["total_cosine"][-1])
-        out["verify"].append(timed.timings.verify_ms)
+        out["added_unzoomed"].append(out["total_unzoomed"][-1] - out["total_cosine"][-1])
+        out["verify"].append(verified["right_verified"].timings.verify_ms)
+        out["verify_unzoomed"].append(verified["right_unzoomed"].timings.verify_ms)
         started = time.perf_counter()
         extract_local_features(photo)
         out["query_features"].append((time.perf_counter() - started) * 1000)
@@ -211,6 +217,9 @@ def main() -> None:
                 print(f"        whole recognition p50 / p95 {percentiles(t['total_cosine'])} without verification, "
                       f"{percentiles(t['total_verified'])} with it; added per photo {percentiles(t['added'])} "
                       f"(ratio {np.median(t['total_verified']) / np.median(t['total_cosine']):.2f} at p50)")
+                print(f"        without the main-object zoom (main_object_zoom=None, same photos): verify_ms "
+                      f"{percentiles(t['verify_unzoomed'])}, added per photo {percentiles(t['added_unzoomed'])}; "
+                      f"products right {np.sum(t['right_unzoomed'])}")
 
 if __name__ == "__main__":
     main()
