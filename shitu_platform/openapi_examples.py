@@ -78,6 +78,7 @@ _PARAMS = {
     "max_det_results": 5, "det_threshold": 0.2, "add_whole_image": True, "top_k": 5, "score_threshold": 0.5,
     "nms_iou": 0.05, "min_confidence": None, "verify": True, "verify_top_k": 50, "min_inliers": 15,
     "local_features": 500, "local_long_side": 480, "always_verify_whole_image": True, "whole_image_cover": 0.85,
+    "main_object_zoom": 1.2,
 }
 _RECOGNITION_ID = "5d0c8a3e-7b41-4f2a-9c6e-1e8f2b7d4a90"
 RECOGNITION_QUEUED = {
