@@ -571,9 +571,11 @@ def test_a_small_main_object_is_verified_from_its_own_crop(verifying_gallery) ->
     assert xs.min() >= box.xmin and xs.max() < box.xmax and ys.min() >= box.ymin and ys.max() < box.ymax
     (unzoomed,) = _verifying(verifying_gallery, [box]).recognize(photo, replace(params, main_object_zoom=None))
     assert unzoomed.label == "wrong" and (unzoomed.matches[0].inliers or 0) < params.min_inliers
-    # Only where the crop is sampled finer: a photo already under 480 px, or a box filling it, is not re-read.
+    # Only where the crop is sampled at least 1.2x finer: not in a photo already under 480 px, nor for a main
+    # object whose long side is 85 % of the photo's (480 / 1700 px against 480 / 2000 px: 1.18x).
     assert zoom_box([box], 2000, 1500, params) == box
-    assert zoom_box([Box(10, 10, 300, 220, score=0.9)], 320, 240, params) is None
-    assert zoom_box([Box(50, 40, 1950, 1460, score=0.9)], 2000, 1500, params) is None
+    assert zoom_box([Box(100, 60, 220, 180, score=0.9)], 320, 240, params) is None
+    assert zoom_box([Box(150, 350, 1850, 1150, score=0.9)], 2000, 1500, params) is None
+    assert zoom_box([Box(150, 350, 1750, 1150, score=0.9)], 2000, 1500, params) is not None  # 1.25x
     with pytest.raises(ValueError, match="main_object_zoom"):
         PipelineParams(main_object_zoom=0.5)
