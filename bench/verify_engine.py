@@ -7,8 +7,9 @@ reaches that many inliers, timings p50/p95 (query features, verify), bytes per s
 pipeline's verify_ms on composed 1-megapixel photos with 5 products (5 boxes + whole image, K=50 and K=20),
 whose own photos are left out of the gallery so nothing matches itself, and what verification adds to the whole
 recognition of each such photo (its total with verification minus its total without, run back to back), also
-without the main-object zoom (``main_object_zoom=None``) on the same photos. The scenes run twice: with their 5 boxes given (no detection, so the photo's local features have nothing to run
-beside), and with the shipped detector finding the boxes, as a tenant's photo goes.
+without the main-object zoom (``main_object_zoom=None``) on the same photos. The scenes run twice: with their 5
+boxes given (no detection, so the photo's local features have nothing to run beside), and with the shipped
+detector finding the boxes, as a tenant's photo goes.
 
     .venv/bin/python bench/verify_engine.py --split training/splits/drink-dev.json
     .venv/bin/python bench/verify_engine.py --model histogram   # a weak global descriptor, where verification matters most

@@ -313,7 +313,7 @@ class RecognitionPipeline:
         zoomed = zoom_box(candidates, image.shape[1], image.shape[0], params)
         zoom_features = _QueryFeatures(image, params, background=False, box=zoomed) if zoomed is not None else None
         verified, local_features_s = self._verify(query_features, candidates, sources, rows, params,  # type: ignore[arg-type]
-                                                  zoomed=zoomed, zoom_features=zoom_features)
+                                                  zoom_features=zoom_features)
         after_verify = time.perf_counter()
         objects, rejected = self._decide_verified(candidates, rows, verified, names, params)
         objects = main_first(objects, image.shape[1], image.shape[0], params.min_inliers)
@@ -363,7 +363,7 @@ class RecognitionPipeline:
     def _verify(
         self, query_features: "_QueryFeatures", candidates: list[Box], sources: list[int],
         rows: list[list[tuple[int, float]]], params: PipelineParams, *,
-        zoomed: Optional[Box] = None, zoom_features: Optional["_QueryFeatures"] = None,
+        zoom_features: Optional["_QueryFeatures"] = None,
     ) -> tuple[list[dict[int, Verification]], float]:
         """Per box, verification results by vector id for its top `verify_top_k` labelled candidates, and the
         seconds spent waiting for the query's local features. A box with another crop source (crop_sources)
@@ -374,8 +374,8 @@ class RecognitionPipeline:
         `params.always_verify_whole_image` off only when none of them verified (cheaper on busy photos) or when it
         stands for a near-whole detection.
         `_suppress_verified` keeps it only where it adds a product no detection shows.
-        The `zoomed` box (zoom_box) that no candidate verified with the photo's features gets a second try with
-        `zoom_features`, its own crop's (computed only then), on a matcher of its own, kept where it found more
+        The box of `zoom_features` (zoom_box) that no candidate verified with the photo's features gets a second
+        try with them, its own crop's (computed only then), on a matcher of its own, kept where it found more
         inliers; a box that verified keeps its count, so its rank against the whole image's, from the same
         features, stays fair.
         """
@@ -410,8 +410,7 @@ class RecognitionPipeline:
                 query.subset(rows), [references[item] for item in ids_here], min_matches=params.min_inliers,
                 matcher=matcher, rows=rows, keys=ids_here,
             )
-            if (zoom_features is not None and box == zoomed
-                    and not any(result is not None and result.inliers >= params.min_inliers for result in found)):
+            if zoom_features is not None and box == zoom_features.box and _most_inliers(found) < params.min_inliers:
                 width, height = query.image_size
                 zoomed_found = [None if result is None else _in_photo(result, box, width, height) for result in
                                 self.verifier.verify(zoom_features.result(), [references[item] for item in ids_here],
@@ -484,7 +483,7 @@ class _QueryFeatures:
     precision there), computed on a short-lived thread (or, without `background`, on first use)."""
 
     def __init__(self, image: np.ndarray, params: PipelineParams, *, background: bool, box: Optional[Box] = None) -> None:
-        self._image, self._params, self._box = image, params, box
+        self._image, self._params, self.box = image, params, box
         self._value: Optional[LocalFeatures] = None
         self._error: Optional[BaseException] = None
         self._thread: Optional[threading.Thread] = None
@@ -494,7 +493,7 @@ class _QueryFeatures:
 
     def _compute(self) -> None:
         try:
-            image = self._image if self._box is None else crop(self._image, self._box)
+            image = self._image if self.box is None else crop(self._image, self.box)
             self._value = extract_local_features(
                 image, max_features=self._params.local_features, long_side=self._params.local_long_side
             )
