@@ -5,6 +5,11 @@ memory sampled over time (growth = last minus first sample). Stops by itself aft
 
     .venv/bin/python bench/load.py --seconds 180 --clients 8          # the full form
     .venv/bin/python bench/load.py --seconds 20 --clients 4 --json    # the short form CI runs
+    .venv/bin/python bench/load.py --seconds 120 --malloc-arenas 0,2 --rounds 2   # glibc arenas compared
+
+``--malloc-arenas`` runs one stack per value and round (``MALLOC_ARENA_MAX``; 0 is glibc's own default of 8 per
+core, and the stack's web recycling is turned off so growth shows), the values taking turns, then prints them side
+by side with their ratios to the first value (medians over the rounds).
 """
 from __future__ import annotations
 
@@ -65,8 +70,21 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--imports", type=int, default=3, help="gallery imports run concurrently with the load")
     parser.add_argument("--json", action="store_true", help="print one JSON line (for tests)")
+    parser.add_argument("--malloc-arenas", help="comma-separated MALLOC_ARENA_MAX values to compare (0: glibc's default)")
+    parser.add_argument("--rounds", type=int, default=1, help="with --malloc-arenas: runs per value, taking turns")
     args = parser.parse_args()
+    if args.malloc_arenas:
+        compare_arenas(args, [value.strip() for value in args.malloc_arenas.split(",") if value.strip()])
+        return
+    report = one_run(args)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print_report(report)
 
+
+def one_run(args) -> dict:
+    """A fresh embedded stack under load for ``args.seconds``; the report of ``run_load``."""
     var_dir = tempfile.mkdtemp(prefix="shitu-load-")
     os.chmod(var_dir, 0o711)
     port = free_port()
@@ -85,14 +103,45 @@ def main() -> None:
         key = create_tenant_key()
         archive, queries = generated_gallery(20)
         gallery = gallery_import_via_api(base, key, "load", "g.zip", archive, sys.stderr)
-        report = run_load(base, key, gallery["id"], queries, args, var_dir)
+        return run_load(base, key, gallery["id"], queries, args, var_dir)
     finally:
         stack.terminate()
         stack.wait(timeout=60)
-    if args.json:
-        print(json.dumps(report))
-    else:
-        print_report(report)
+
+
+def compare_arenas(args, values: list[str]) -> None:
+    """The same load once per MALLOC_ARENA_MAX value and round, then a side-by-side table (medians over rounds)."""
+    import statistics
+
+    reports: dict[str, list[dict]] = {value: [] for value in values}
+    for round_ in range(args.rounds):
+        for value in values if round_ % 2 == 0 else values[::-1]:
+            # A process per run: Django binds this process' database settings to the first stack it talks to.
+            run = subprocess.run(
+                [sys.executable, str(Path(__file__).resolve()), "--seconds", str(args.seconds), "--clients",
+                 str(args.clients), "--imports", str(args.imports), "--json"],
+                cwd=REPO, capture_output=True, text=True, check=True,
+                env={**os.environ, "MALLOC_ARENA_MAX": value, "SHITU_WEB_MAX_REQUESTS": "0"})
+            report = json.loads(run.stdout.strip().splitlines()[-1])
+            reports[value].append(report)
+            print(f"round {round_ + 1}, MALLOC_ARENA_MAX={value}:", file=sys.stderr)
+            print_report(report, file=sys.stderr)
+    rows = {
+        "req/s": lambda r: r["rps"], "p50 ms": lambda r: r["p50_ms"], "p95 ms": lambda r: r["p95_ms"],
+        "errors (not 429)": lambda r: r["errors_not_429"],
+        "worker RSS at the end, MB": lambda r: r["worker_rss_mb"][-1],
+        "worker RSS peak, MB": lambda r: max(r["worker_rss_mb"]),
+        "web RSS at the end, MB": lambda r: r["web_rss_mb"][-1],
+        "web RSS growth, MB": lambda r: r["web_rss_mb"][-1] - r["web_rss_mb"][0],
+    }
+    names = [f"ARENA_MAX={value}" + (" (glibc)" if value == "0" else "") for value in values]
+    print(f"{args.seconds:.0f} s x {args.rounds} round(s), {args.clients} clients, web recycling off; median over rounds")
+    print(f"{'':28}" + "".join(f"{name:>22}" for name in names))
+    for label, read in rows.items():
+        medians = [statistics.median(read(r) for r in reports[value]) for value in values]
+        cells = [f"{medians[0]:10.1f}"] + [
+            f"{m:10.1f} ({m / medians[0]:.2f}x)" if medians[0] else f"{m:10.1f}" for m in medians[1:]]
+        print(f"{label:28}" + "".join(f"{cell:>22}" for cell in cells))
 
 
 def run_load(base: str, key: str, gallery_id: int, queries: list[bytes], args, var_dir: str) -> dict:
@@ -149,13 +198,13 @@ def run_load(base: str, key: str, gallery_id: int, queries: list[bytes], args, v
     }
 
 
-def print_report(report: dict) -> None:
+def print_report(report: dict, file=sys.stdout) -> None:
     print(f"{report['seconds']}s, {report['clients']} clients: {report['ok']}/{report['requests']} ok, "
-          f"{report['rps']} req/s, p50 {report['p50_ms']} ms, p95 {report['p95_ms']} ms, p99 {report['p99_ms']} ms")
-    print(f"statuses: {report['status_counts']}  errors other than 429: {report['errors_not_429']}")
-    print(f"worker RSS MB over time: {report['worker_rss_mb']}")
-    print(f"web RSS MB over time:    {report['web_rss_mb']}")
-    print(f"worker RSS growth after warm-up: {report['worker_rss_growth_mb']} MB")
+          f"{report['rps']} req/s, p50 {report['p50_ms']} ms, p95 {report['p95_ms']} ms, p99 {report['p99_ms']} ms", file=file)
+    print(f"statuses: {report['status_counts']}  errors other than 429: {report['errors_not_429']}", file=file)
+    print(f"worker RSS MB over time: {report['worker_rss_mb']}", file=file)
+    print(f"web RSS MB over time:    {report['web_rss_mb']}", file=file)
+    print(f"worker RSS growth after warm-up: {report['worker_rss_growth_mb']} MB", file=file)
 
 
 if __name__ == "__main__":

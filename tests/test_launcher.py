@@ -192,6 +192,47 @@ def test_workers_start_without_the_root_warning_but_keep_others(settings):
                                                        with_worker=True)["web"].env
 
 
+# Eight threads that hold memory at the same time, then glibc's own count of its malloc arenas (heaps).
+_ARENA_PROBE = """
+import ctypes, os, re, threading
+libc = ctypes.CDLL("libc.so.6")
+libc.fdopen.restype = ctypes.c_void_p
+barrier = threading.Barrier(8)
+def work():
+    barrier.wait()
+    held = [bytearray(1 << 16) for _ in range(4)]
+    barrier.wait()
+threads = [threading.Thread(target=work) for _ in range(8)]
+for thread in threads: thread.start()
+for thread in threads: thread.join()
+read, write = os.pipe()
+stream = ctypes.c_void_p(libc.fdopen(write, b"w"))
+libc.malloc_info(0, stream)
+libc.fclose(stream)
+print(len(re.findall(rb"<heap nr=", os.read(read, 1 << 20))))
+"""
+
+
+def _malloc_arenas(env: dict[str, str]) -> int:
+    result = subprocess.run([sys.executable, "-c", _ARENA_PROBE], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout)
+
+
+def test_children_share_two_malloc_arenas_unless_the_operator_chose(monkeypatch):
+    """The web's request threads and the workers' model threads would each grow a glibc arena (README Figures:
+    less worker RSS under load with two)."""
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    unset = dict(os.environ)
+    specs = launcher.child_specs(host="127.0.0.1", port=8000, web_workers=1, with_worker=True)
+    assert {name: spec.env["MALLOC_ARENA_MAX"] for name, spec in specs.items()} == dict.fromkeys(specs, "2")
+    assert _malloc_arenas({**unset, **specs["web"].env}) == 2
+    assert _malloc_arenas(unset) > 2  # without the cap the same threads get an arena each
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    specs = launcher.child_specs(host="127.0.0.1", port=8000, web_workers=1, with_worker=True)
+    assert specs["worker"].env["MALLOC_ARENA_MAX"] == "4" and _malloc_arenas({**os.environ, **specs["worker"].env}) == 4
+
+
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True

@@ -40,7 +40,7 @@ import numpy as np
 from .local_features import LocalFeatures
 from .pipeline import PipelineParams, rerank
 from .types import Match
-from .verify import GeometricVerifier
+from .verify import GeometricVerifier, PhotoMatcher
 
 FEATURES = ("cosine", "log_inliers", "margin")
 INLIER_CAP = 60
@@ -369,6 +369,9 @@ def gallery_samples(vectors: np.ndarray, labels: Sequence[str], local_features: 
     rows: dict[str, list] = {key: [] for key in ("cosine", "inliers", "margin", "right", "stranger")}
     label_array = np.array(names, dtype=object)
     for done, query in enumerate(queries, start=1):
+        # The known and stranger cases share most candidates: one matcher computes each pair once.
+        features = local_features[query]
+        matcher = PhotoMatcher(features) if verifying and features is not None else None
         similarity = vectors @ vectors[query]
         similarity[query] = -np.inf
         same = label_array == names[query]
@@ -381,8 +384,7 @@ def gallery_samples(vectors: np.ndarray, labels: Sequence[str], local_features: 
             if allowed == 0:
                 continue
             order = np.argsort(-scores, kind="stable")[: min(depth, allowed)]
-            matches = _verified_matches(order, scores, names, local_features, local_features[query], params,
-                                        verifier, verifying)
+            matches = _verified_matches(order, scores, names, local_features, matcher, params, verifier)
             best = rerank(matches, params.min_inliers)[0]
             candidates = [(names[int(i)], float(scores[int(i)])) for i in order]
             cosine, inliers, margin = match_evidence(best, candidates)
@@ -401,13 +403,16 @@ def gallery_samples(vectors: np.ndarray, labels: Sequence[str], local_features: 
 
 
 def _verified_matches(order: np.ndarray, scores: np.ndarray, names: list[str],
-                      local_features: Sequence[Optional[LocalFeatures]], query: Optional[LocalFeatures],
-                      params: PipelineParams, verifier: GeometricVerifier, verifying: bool) -> list[Match]:
+                      local_features: Sequence[Optional[LocalFeatures]], matcher: Optional[PhotoMatcher],
+                      params: PipelineParams, verifier: GeometricVerifier) -> list[Match]:
+    """The candidates at `order` as matches, with inliers from `matcher`'s query (None: not verified)."""
     matches = [Match(int(i), names[int(i)], float(scores[int(i)])) for i in order]
-    if not verifying or query is None:
+    if matcher is None:
         return matches
     top = [int(i) for i in order[: params.verify_top_k]]
-    found = verifier.verify(query, [local_features[i] for i in top], min_matches=params.min_inliers)
+    query = matcher.photo
+    found = verifier.verify(query, [local_features[i] for i in top], min_matches=params.min_inliers,
+                            matcher=matcher, rows=np.arange(len(query)), keys=top)
     inliers = {item: result.inliers for item, result in zip(top, found) if result is not None}
     return [Match(m.item_id, m.label, m.score, inliers.get(m.item_id)) for m in matches]
 
