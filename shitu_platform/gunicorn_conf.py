@@ -2,8 +2,9 @@
 
 Web processes are recycled after a bounded number of requests (with jitter so they do not restart together):
 under sustained multipart uploads the web processes' resident size kept rising (307 -> 369 MB over 2,359
-requests in bench/load.py), and a graceful recycle returns it. Inference state lives in Celery workers, so a
-recycle costs only a fork; requests in flight finish first.
+requests in bench/load.py), and a graceful recycle returns it. Two glibc malloc arenas (the launcher's
+MALLOC_ARENA_MAX) cut that growth by about a third; what is left is not held by Python objects (README, Limits).
+Inference state lives in Celery workers, so a recycle costs only a fork; requests in flight finish first.
 
 The app is loaded once in the master and its URLconf imported there (views, serializers, the API schema's
 modules), so every web process is forked ready to answer: with two processes importing Django side by side, a
