@@ -405,20 +405,18 @@ class RecognitionPipeline:
                     and i not in standing_in):
                 continue
             ids_here = [item for item in wanted[i] if item in references]
+            features_here = [references[item] for item in ids_here]
             rows = query.rows_in_box(box)
-            found = self.verifier.verify(
-                query.subset(rows), [references[item] for item in ids_here], min_matches=params.min_inliers,
-                matcher=matcher, rows=rows, keys=ids_here,
-            )
+            found = self.verifier.verify(query.subset(rows), features_here, min_matches=params.min_inliers,
+                                         matcher=matcher, rows=rows, keys=ids_here)
             if zoom_features is not None and box == zoom_features.box and _most_inliers(found) < params.min_inliers:
                 width, height = query.image_size
                 zoomed_found = [None if result is None else _in_photo(result, box, width, height) for result in
-                                self.verifier.verify(zoom_features.result(), [references[item] for item in ids_here],
-                                                     min_matches=params.min_inliers)]
+                                self.verifier.verify(zoom_features.result(), features_here, min_matches=params.min_inliers)]
                 if _most_inliers(zoomed_found) > _most_inliers(found):  # never trade evidence for less
                     found = zoomed_found
             results[i] = {item: result for item, result in zip(ids_here, found) if result is not None}
-            if not box.whole_image and any(result.inliers >= params.min_inliers for result in results[i].values()):
+            if not box.whole_image and _most_inliers(found) >= params.min_inliers:
                 any_detection_verified = True
         for i, shared in enumerate(sources):
             results[i] = results[shared]

@@ -541,7 +541,7 @@ def test_local_features_beside_the_models_give_the_same_answer(verifying_gallery
     assert 0 <= beside.timings.local_features_ms <= beside.timings.verify_ms
 
 
-def _small_product_in_clutter(verifying_gallery) -> tuple[np.ndarray, Box]:
+def _small_product_in_clutter() -> tuple[np.ndarray, Box]:
     """A 2000 x 1500 photo: the "right" product at 6 % of the frame among 64 textured neighbours that take most of
     the photo's 500 keypoints (as on a shelf)."""
     import cv2
@@ -562,7 +562,7 @@ def test_a_small_main_object_is_verified_from_its_own_crop(verifying_gallery) ->
     the higher-cosine look-alike is answered; its own crop's features verify it."""
     from recognition.engine.pipeline import zoom_box
 
-    photo, box = _small_product_in_clutter(verifying_gallery)
+    photo, box = _small_product_in_clutter()
     params = PipelineParams(add_whole_image=False)
     (obj,) = _verifying(verifying_gallery, [box]).recognize(photo, params)
     assert obj.label == "right" and obj.inliers >= params.min_inliers
