@@ -63,7 +63,7 @@ def import_run(
     return _finish(job, ImportJob.Status.DONE)
 
 
-def stale_imports(*, this_worker: str, live_workers: set[str]) -> list[jobs.StaleJob]:
+def stale_imports(*, this_worker: str, live_workers: Callable[[], set[str]]) -> list[jobs.StaleJob]:
     """Unfinished imports whose worker is gone, with the dead run's token (see shitu_platform.jobs)."""
     unfinished = ImportJob.unscoped.filter(status__in=[ImportJob.Status.QUEUED, ImportJob.Status.RUNNING])
     return jobs.stale_jobs(unfinished, this_worker=this_worker, live_workers=live_workers,

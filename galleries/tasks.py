@@ -4,6 +4,7 @@ from celery.signals import worker_ready
 
 from galleries.services import gallery_indexes_refresh, reference_image_reembed, reference_images_embed
 from galleries.sweeps import reference_image_objects_sweep
+from shitu_platform import jobs
 
 
 @shared_task(name="galleries.embed_reference_images", acks_late=True,
@@ -39,9 +40,8 @@ def resume_stale_imports(self) -> list[int]:
     """Run by every worker as it starts: imports whose worker died are picked up again."""
     from galleries.imports import stale_imports
 
-    live_workers = {name for reply in (self.app.control.ping(timeout=1.0) or []) for name in reply}
-    live_workers.add(self.request.hostname or "")
-    stale = stale_imports(this_worker=self.request.hostname or "", live_workers=live_workers)
+    hostname = self.request.hostname or ""
+    stale = stale_imports(this_worker=hostname, live_workers=lambda: jobs.ping_workers(self.app, this_worker=hostname))
     for job in stale:
         run_import.apply_async(args=[job.job_id], kwargs={"takeover": job.dead_token, "tenant_id": job.tenant_id}, queue="default")
     return [job.job_id for job in stale]

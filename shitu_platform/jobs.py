@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from datetime import timedelta
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from django.db import models, transaction
 from django.utils import timezone
@@ -53,11 +53,21 @@ class StaleJob(NamedTuple):
     tenant_id: int
 
 
-def stale_jobs(queryset: models.QuerySet, *, this_worker: str, live_workers: set[str], waiting: str,
+def ping_workers(app: Any, *, this_worker: str) -> set[str]:
+    """The names of the workers that answer a broadcast ping, the caller's own included. The ping waits out its
+    whole 1-s timeout on the calling worker's only process: call it only when a job's runner is in question."""
+    return {name for reply in (app.control.ping(timeout=1.0) or []) for name in reply} | {this_worker}
+
+
+def stale_jobs(queryset: models.QuerySet, *, this_worker: str, live_workers: Callable[[], set[str]], waiting: str,
                state_field: str) -> list[StaleJob]:
     """Unfinished jobs whose runner is gone: an earlier process of this worker's name, a worker that no longer
-    answers, or silence for STALE_AFTER; waiting jobs whose message may be lost count after STALE_AFTER."""
+    answers, or silence for STALE_AFTER; waiting jobs whose message may be lost count after STALE_AFTER.
+
+    `live_workers` is asked once, and only when a running job is found: each worker and beat (every minute) run
+    this on the queue recognitions share, and with nothing running the answer is not worth a 1-s ping."""
     cutoff = timezone.now() - STALE_AFTER
+    live: set[str] | None = None
     stale = []
     for job in queryset:
         holder, _, rest = job.run_token.partition("|")
@@ -66,7 +76,9 @@ def stale_jobs(queryset: models.QuerySet, *, this_worker: str, live_workers: set
         if getattr(job, state_field) == waiting:
             dead = last_sign < cutoff
         else:
-            dead = (holder == this_worker and holder_pid != str(os.getpid())) or holder not in live_workers or last_sign < cutoff
+            if live is None:
+                live = live_workers()
+            dead = (holder == this_worker and holder_pid != str(os.getpid())) or holder not in live or last_sign < cutoff
         if dead:
             stale.append(StaleJob(job.pk, job.run_token, job.tenant_id))
     return stale

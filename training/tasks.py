@@ -23,10 +23,9 @@ def resume_stale_finetunes(self) -> list[int]:
     from shitu_platform import jobs
     from training.models import FineTuneJob
 
-    live_workers = {name for reply in (self.app.control.ping(timeout=1.0) or []) for name in reply}
-    live_workers.add(self.request.hostname or "")
+    hostname = self.request.hostname or ""
     unfinished = FineTuneJob.unscoped.filter(state__in=[s for s in FineTuneJob.ACTIVE_STATES if s != FineTuneJob.State.REEMBEDDING])
-    stale = jobs.stale_jobs(unfinished, this_worker=self.request.hostname or "", live_workers=live_workers,
+    stale = jobs.stale_jobs(unfinished, this_worker=hostname, live_workers=lambda: jobs.ping_workers(self.app, this_worker=hostname),
                             waiting=FineTuneJob.State.QUEUED, state_field="state")
     for job in stale:
         run_finetune.apply_async(args=[job.job_id], kwargs={"takeover": job.dead_token, "tenant_id": job.tenant_id}, queue="training")

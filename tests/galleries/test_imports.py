@@ -164,6 +164,31 @@ def test_killed_worker_mid_import_is_resumed_without_duplicates(tenant_a, celery
     assert Product.unscoped.filter(gallery_id=gallery).count() == 40
 
 
+@pytest.mark.django_db
+def test_the_stale_import_sweep_asks_which_workers_live_only_about_a_running_import(tenant_a):
+    """Beat runs the sweep every minute on the queue recognitions share, and the ping waits out its 1-s timeout:
+    with nothing running, a recognition queued behind the sweep must not wait for it."""
+    from django.utils import timezone
+
+    from galleries.imports import stale_imports
+    from galleries.models import Gallery
+
+    pings = []
+
+    def live_workers() -> set[str]:
+        pings.append(1)
+        return {"alive@host", "busy@host"}
+
+    assert stale_imports(this_worker="alive@host", live_workers=live_workers) == [] and pings == []
+    gallery = Gallery.objects.create(tenant=tenant_a.tenant, name="Sweep shelf")
+    ImportJob.objects.create(tenant=tenant_a.tenant, gallery=gallery, archive_key="k", archive_name="queued.zip")
+    assert stale_imports(this_worker="alive@host", live_workers=live_workers) == [] and pings == []  # waiting: no runner
+    running = [ImportJob.objects.create(tenant=tenant_a.tenant, gallery=gallery, archive_key="k", archive_name=f"{holder}.zip",
+                                        status=ImportJob.Status.RUNNING, run_token=f"{holder}|1|x", heartbeat_at=timezone.now())
+               for holder in ("gone@host", "busy@host", "lost@host")]
+    stale = stale_imports(this_worker="alive@host", live_workers=live_workers)
+    assert sorted(job.job_id for job in stale) == [running[0].pk, running[2].pk] and pings == [1]  # asked once
+
 DRINK_DEV = Path(__file__).resolve().parents[3] / "shared" / "data" / "drink-dev" / "gallery"
 
 

@@ -195,5 +195,5 @@ def test_a_takeover_is_queued_with_the_tenant_of_the_job_it_takes_over(tenant_b)
     gallery = Gallery.objects.create(tenant=tenant_b.tenant, name="Bolt shelf")
     job = ImportJob.objects.create(tenant=tenant_b.tenant, gallery=gallery, archive_key="k", archive_name="g.zip",
                                    status=ImportJob.Status.RUNNING, run_token="gone@host|1|x")
-    stale = stale_imports(this_worker="alive@host", live_workers={"alive@host"})
+    stale = stale_imports(this_worker="alive@host", live_workers=lambda: {"alive@host"})
     assert [(s.job_id, s.tenant_id) for s in stale] == [(job.pk, tenant_b.tenant.pk)]
