@@ -17,6 +17,8 @@ from django.conf import settings
 
 from shitu_platform.embedded import EmbeddedPostgres, EmbeddedRedis, PostgresSettings, RedisSettings
 
+pytest_plugins = ["tests.support.file_order"]  # the longest test files first (see there)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Started in the background of a non-interactive shell (nohup, `cmd &`, some CI runners), pytest inherits SIGINT

@@ -1,8 +1,11 @@
-"""Faults against the real embedded stack (`manage.py shitu demo` in a subprocess): Redis and PostgreSQL restarts
-and a SIGKILLed worker. During an outage the API answers 503 with a code; afterwards it recovers by itself."""
+"""Faults against the real stack (`manage.py shitu demo` in a subprocess, its objects in moto's S3 server on
+loopback): Redis, PostgreSQL and object-storage outages and a SIGKILLed worker. During an outage the API answers
+503 with a code and writes nothing half; afterwards it recovers by itself. One stack serves every fault (each
+test leaves it recovered): a stack with its demo gallery costs ~16 s of the suite to start."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -16,10 +19,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+from moto.server import ThreadedMotoServer
 
 from shitu_platform.embedded import EmbeddedPostgres, EmbeddedRedis, PostgresSettings, RedisSettings, free_port
 from shitu_platform.demo_data import demo_query_photos
-from shitu_platform.launcher import api_call, multipart_body
+from shitu_platform.launcher import api_call, api_request, multipart_body
 from tests.support.images import product_photo
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -100,10 +104,17 @@ def _healthz(base: str) -> int:
 
 @pytest.fixture(scope="module")
 def stack():
-    running = Stack()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    running = Stack({"STORAGE_BACKEND": "s3", "S3_ENDPOINT": f"127.0.0.1:{port}", "S3_ACCESS_KEY": "testing",
+                     "S3_SECRET_KEY": "testing", "S3_BUCKET": "shitu-faults", "S3_REGION": "us-east-1"})
+    running.moto, running.moto_port = moto, port
     running.start()
     yield running
     running.stop()
+    running.moto.stop()
 
 
 def test_redis_restart_gives_503_then_recovers(stack):
@@ -119,6 +130,8 @@ def test_redis_restart_gives_503_then_recovers(stack):
 
 
 def test_postgres_restart_gives_503_then_recovers(stack):
+    images_before = api_call(stack.base, stack.api_key, "GET", "/api/v1/galleries/")[1]["results"][0]["image_count"]
+    assert images_before >= 36  # the demo gallery's
     stack.postgres.stop()
     try:
         status, body = stack.recognise()
@@ -130,7 +143,7 @@ def test_postgres_restart_gives_503_then_recovers(stack):
         stack.postgres.start()
     _eventually(lambda: stack.recognise()[0] == 200, what="recognition after PostgreSQL came back")
     status, galleries = api_call(stack.base, stack.api_key, "GET", "/api/v1/galleries/")
-    assert status == 200 and galleries["results"][0]["image_count"] == 36  # nothing lost
+    assert status == 200 and galleries["results"][0]["image_count"] == images_before  # nothing lost
 
 
 def test_killed_worker_is_restarted_and_answers_the_request_sent_meanwhile(stack):
@@ -147,6 +160,51 @@ def test_killed_worker_is_restarted_and_answers_the_request_sent_meanwhile(stack
     done = _eventually(lambda: (lambda r: r if r[1].get("status") == "done" else None)(
         api_call(stack.base, stack.api_key, "GET", answer["url"])), timeout=120, what="recognition answered by the restarted worker")
     assert done[1]["objects"][0]["label"] == cola.label
+
+
+def _readyz(stack) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"{stack.base}/readyz", timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_storage_outage_gives_503_and_recovers(stack):
+    cola = demo_query_photos()[0]
+    assert api_call(stack.base, stack.api_key, "POST", "/api/v1/recognitions/", *multipart_body("image", "q.jpg", cola.data))[0] == 200
+    _, galleries = api_call(stack.base, stack.api_key, "GET", "/api/v1/galleries/")
+    gallery = galleries["results"][0]
+    _, products = api_call(stack.base, stack.api_key, "GET", f"/api/v1/products/?gallery={gallery['id']}")
+    product_id = products["results"][0]["id"]
+    _, before = api_call(stack.base, stack.api_key, "GET", "/api/v1/recognitions/?limit=500")
+
+    stack.moto.stop()  # the moto backend keeps its data in this process: a restart brings the same objects back
+    try:
+        status, body, headers = api_request(stack.base, stack.api_key, "POST", "/api/v1/recognitions/",
+                                            *multipart_body("image", "q.jpg", cola.data))
+        assert status == 503 and body["error"]["code"] == "storage_unavailable", body
+        assert int(headers["Retry-After"]) >= 1  # clients are told when to come back
+        status, body = api_call(stack.base, stack.api_key, "POST", f"/api/v1/products/{product_id}/images/",
+                                *multipart_body("image", "new.jpg", demo_query_photos()[1].data))
+        assert status == 503 and body["error"]["code"] == "storage_unavailable", body
+        status, ready = _readyz(stack)
+        assert status == 503 and ready["checks"]["storage"]["ok"] is False
+        assert _healthz(stack.base) == 200
+        _, during = api_call(stack.base, stack.api_key, "GET", "/api/v1/recognitions/?limit=500")
+        assert during["count"] == before["count"], "a recognition row was written without its photo"
+    finally:
+        stack.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=stack.moto_port, verbose=False)
+        stack.moto.start()
+
+    _eventually(lambda: _readyz(stack)[0] == 200, what="readiness after storage came back")
+    status, answer = api_call(stack.base, stack.api_key, "POST", "/api/v1/recognitions/", *multipart_body("image", "q.jpg", cola.data))
+    assert status == 200 and answer["objects"][0]["label"] == cola.label
+    status, uploaded = api_call(stack.base, stack.api_key, "POST", f"/api/v1/products/{product_id}/images/",
+                                *multipart_body("image", "new.jpg", demo_query_photos()[1].data))
+    assert status == 201 and uploaded[0]["created"] is True
+    _eventually(lambda: api_call(stack.base, stack.api_key, "GET", f"/api/v1/reference-images/{uploaded[0]['id']}/")[1]["status"] == "ready",
+                what="the upload embedded after the outage")
 
 
 def _belongs_to(process: psutil.Process, stack: Stack) -> bool:
