@@ -6,7 +6,7 @@ ran them alone while the other sat idle. Longest-first keeps the short files for
 
 The seconds per file come from `file_seconds.json` beside this module (setup, call and teardown of every test,
 from a whole-suite run); a file missing from it counts as the median. Refresh it after a change that moves a
-file's time a lot: `./shitu test --record-file-seconds`.
+file's time a lot: `./shitu test --record-file-seconds` (a run of some files updates theirs).
 """
 from __future__ import annotations
 
@@ -53,6 +53,9 @@ class _Recorder:
         self.seconds[_file_of(report.nodeid)] += report.duration
 
     def pytest_sessionfinish(self) -> None:
+        """Merged into the file: a run of a few files updates theirs and keeps the others'."""
         if self.seconds:
-            ordered = {name: round(seconds, 1) for name, seconds in sorted(self.seconds.items(), key=lambda kv: -kv[1])}
+            known = json.loads(SECONDS_FILE.read_text(encoding="utf-8")) if SECONDS_FILE.exists() else {}
+            known.update({name: round(seconds, 1) for name, seconds in self.seconds.items()})
+            ordered = dict(sorted(known.items(), key=lambda kv: -kv[1]))
             SECONDS_FILE.write_text(json.dumps(ordered, indent=1) + "\n", encoding="utf-8")
