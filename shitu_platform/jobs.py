@@ -64,8 +64,9 @@ def stale_jobs(queryset: models.QuerySet, *, this_worker: str, live_workers: Cal
     """Unfinished jobs whose runner is gone: an earlier process of this worker's name, a worker that no longer
     answers, or silence for STALE_AFTER; waiting jobs whose message may be lost count after STALE_AFTER.
 
-    `live_workers` is asked once, and only when a running job is found: each worker and beat (every minute) run
-    this on the queue recognitions share, and with nothing running the answer is not worth a 1-s ping."""
+    `live_workers` is asked once, and only when a running job is found: the sweeps run at every worker start and
+    every minute (beat), the imports' on the worker that answers recognitions, and with nothing running the answer
+    is not worth a 1-s ping."""
     cutoff = timezone.now() - STALE_AFTER
     live: set[str] | None = None
     stale = []
