@@ -189,6 +189,7 @@ def test_the_stale_import_sweep_asks_which_workers_live_only_about_a_running_imp
     stale = stale_imports(this_worker="alive@host", live_workers=live_workers)
     assert sorted(job.job_id for job in stale) == [running[0].pk, running[2].pk] and pings == [1]  # asked once
 
+
 DRINK_DEV = Path(__file__).resolve().parents[3] / "shared" / "data" / "drink-dev" / "gallery"
 
 
